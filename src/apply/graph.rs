@@ -1,0 +1,145 @@
+//! Turns plan changes into steps and the order between them.
+
+use std::collections::BTreeMap;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+
+use crate::model::ResourceId;
+use crate::plan::{Action, Change};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// One provider call sequence: a change, or half of a replace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub change: usize,
+    pub op: Op,
+    pub address: ResourceId,
+}
+
+pub struct StepGraph {
+    g: DiGraph<usize, ()>,
+    succ: Vec<Vec<usize>>,
+}
+
+impl StepGraph {
+    /// Steps that must finish before `i` starts.
+    pub fn waits_on(&self, i: usize) -> Vec<usize> {
+        self.g
+            .neighbors_directed(NodeIndex::new(i), Direction::Incoming)
+            .map(|n| n.index())
+            .collect()
+    }
+
+    /// Steps that wait on `i`.
+    pub fn unblocks(&self, i: usize) -> &[usize] {
+        &self.succ[i]
+    }
+}
+
+/// Orders the steps:
+/// - a create or update runs after the creates and updates of what it references;
+/// - a delete runs before the deletes of what its existing version references
+///   (the reverse of creation order);
+/// - a replace deletes before it creates;
+/// - a create waits for the pure deletes of its own kind (a freed CIDR, a freed name).
+pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
+    let mut steps = Vec::new();
+    let mut ups: BTreeMap<&ResourceId, usize> = BTreeMap::new();
+    let mut downs: BTreeMap<&ResourceId, Vec<usize>> = BTreeMap::new();
+    for (ci, c) in changes.iter().enumerate() {
+        let mut push = |op: Op| {
+            steps.push(Step {
+                change: ci,
+                op,
+                address: c.address.clone(),
+            });
+            steps.len() - 1
+        };
+        match c.action {
+            Action::Create => {
+                ups.insert(&c.address, push(Op::Create));
+            }
+            Action::Update => {
+                ups.insert(&c.address, push(Op::Update));
+            }
+            Action::Delete => downs.entry(&c.address).or_default().push(push(Op::Delete)),
+            Action::Replace => {
+                downs.entry(&c.address).or_default().push(push(Op::Delete));
+                ups.insert(&c.address, push(Op::Create));
+            }
+        }
+    }
+    let mut g = DiGraph::<usize, ()>::new();
+    for i in 0..steps.len() {
+        g.add_node(i);
+    }
+    let mut edge = |a: usize, b: usize| {
+        if a != b && g.find_edge(NodeIndex::new(a), NodeIndex::new(b)).is_none() {
+            g.add_edge(NodeIndex::new(a), NodeIndex::new(b), ());
+        }
+    };
+    for (ci, c) in changes.iter().enumerate() {
+        if let Some(&up) = ups.get(&c.address) {
+            for d in &c.depends_on {
+                if let Some(&dep) = ups.get(d) {
+                    edge(dep, up);
+                }
+            }
+            if let Some(own) = downs.get(&c.address) {
+                own.iter().for_each(|&d| edge(d, up));
+            }
+            let kind = c.address.kind();
+            for (other, ds) in &downs {
+                if other.kind() == kind
+                    && changes
+                        .iter()
+                        .any(|x| &x.address == *other && x.action == Action::Delete)
+                {
+                    ds.iter().for_each(|&d| edge(d, up));
+                }
+            }
+        }
+        if let Some(own) = downs.get(&c.address) {
+            for r in &c.references {
+                if let Some(theirs) = downs.get(r) {
+                    for &a in own {
+                        for &b in theirs {
+                            // Only the delete steps of this change reference `r`.
+                            if steps[a].change == ci {
+                                edge(a, b);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let succ = (0..steps.len())
+        .map(|i| {
+            let mut v: Vec<usize> = g
+                .neighbors_directed(NodeIndex::new(i), Direction::Outgoing)
+                .map(|n| n.index())
+                .collect();
+            v.sort_unstable();
+            v
+        })
+        .collect();
+    (steps, StepGraph { g, succ })
+}

@@ -1,0 +1,366 @@
+//! The executor: walks a plan's changes in dependency order with bounded
+//! concurrency and retries. It knows resources only through [`Provider`].
+
+mod graph;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::model::{Props, Resource, ResourceId};
+use crate::plan::{Action, Change, Plan};
+
+pub use graph::{steps, Op, Step};
+
+/// Why a provider call failed, as far as retrying is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Throttling, 5xx, dropped connections: retry with backoff.
+    Transient,
+    /// Something still depends on the resource: retry later.
+    DependencyViolation,
+    /// The resource (or one it names) does not exist (yet).
+    NotFound,
+    /// Anything else: do not retry.
+    Fatal,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    /// The service's error code, when it gave one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl ProviderError {
+    pub fn new(kind: ErrorKind, code: Option<String>, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Fatal, None, message)
+    }
+}
+
+/// What the executor needs from a cloud (or a cluster): one method per step.
+/// `Resource::props` arrive with references resolved to physical ids.
+pub trait Provider: Sync {
+    /// Re-observes one id before creating it: an earlier interrupted run may
+    /// have created it already.
+    fn find(&self, r: &Resource) -> impl Future<Output = Result<Option<String>, ProviderError>>;
+    fn create(&self, r: &Resource) -> impl Future<Output = Result<String, ProviderError>>;
+    fn update(
+        &self,
+        r: &Resource,
+        physical_id: &str,
+        before: &Props,
+    ) -> impl Future<Output = Result<(), ProviderError>>;
+    /// Deleting something already gone succeeds.
+    fn delete(
+        &self,
+        id: &ResourceId,
+        physical_id: &str,
+        before: &Props,
+    ) -> impl Future<Output = Result<(), ProviderError>>;
+}
+
+/// Progress callbacks; the CLI draws them, tests ignore them.
+pub trait Reporter: Sync {
+    fn start(&self, _total: usize) {}
+    fn step_started(&self, _step: &Step) {}
+    fn step_finished(&self, _step: &Step, _result: &StepResult) {}
+    fn retrying(&self, _step: &Step, _error: &ProviderError, _after: Duration) {}
+    fn finish(&self) {}
+}
+
+pub struct NoReporter;
+impl Reporter for NoReporter {}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepResult {
+    Done {
+        physical_id: Option<String>,
+    },
+    /// The create found the resource already there (an interrupted run).
+    Found {
+        physical_id: String,
+    },
+    /// Teardown: blocked by a dependency for now; the next round retries.
+    Blocked,
+    /// Not run because a step it waits on failed or was blocked.
+    Skipped,
+    Failed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub concurrency: usize,
+    /// Attempts per step for transient errors.
+    pub max_attempts: usize,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Teardown mode: a delete refused by a dependency is `Blocked`, not an error.
+    pub tolerate_dependencies: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: 8,
+            max_attempts: 8,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            tolerate_dependencies: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub created: usize,
+    pub found: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub blocked: usize,
+    pub skipped: usize,
+    pub failures: Vec<(ResourceId, Op, String)>,
+    pub elapsed: Duration,
+    /// Physical ids after the run, for everything the run knows of.
+    pub ids: BTreeMap<ResourceId, String>,
+}
+
+impl Outcome {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty() && self.blocked == 0 && self.skipped == 0
+    }
+}
+
+/// Runs every change of `plan`. `ids` are the physical ids of resources that
+/// exist now (from the observation the plan was checked against).
+pub async fn execute<P: Provider, R: Reporter>(
+    plan: &Plan,
+    ids: BTreeMap<ResourceId, String>,
+    provider: &P,
+    reporter: &R,
+    opts: &Options,
+) -> Outcome {
+    let started = Instant::now();
+    let (steps, graph) = steps(&plan.changes);
+    let ids = Mutex::new(ids);
+    let mut waiting: Vec<usize> = (0..steps.len()).map(|i| graph.waits_on(i).len()).collect();
+    let mut results: Vec<Option<StepResult>> = vec![None; steps.len()];
+    let mut ready: Vec<usize> = (0..steps.len()).filter(|&i| waiting[i] == 0).collect();
+    let mut running = FuturesUnordered::new();
+    let mut stop = false;
+    reporter.start(steps.len());
+
+    loop {
+        // Lowest index first: deterministic order of launches.
+        ready.sort_unstable_by(|a, b| b.cmp(a));
+        while !stop && running.len() < opts.concurrency.max(1) {
+            let Some(i) = ready.pop() else { break };
+            let step = &steps[i];
+            reporter.step_started(step);
+            let change = &plan.changes[step.change];
+            let ids = &ids;
+            running.push(async move {
+                (
+                    i,
+                    run_step(step, change, ids, provider, reporter, opts).await,
+                )
+            });
+        }
+        let Some((i, result)) = running.next().await else {
+            break;
+        };
+        reporter.step_finished(&steps[i], &result);
+        let succeeded = matches!(result, StepResult::Done { .. } | StepResult::Found { .. });
+        if matches!(result, StepResult::Failed(_)) {
+            stop = true;
+        }
+        results[i] = Some(result);
+        for &next in graph.unblocks(i) {
+            if succeeded {
+                waiting[next] -= 1;
+                if waiting[next] == 0 && results[next].is_none() {
+                    ready.push(next);
+                }
+            } else {
+                skip(next, &graph, &mut results);
+            }
+        }
+    }
+    reporter.finish();
+    drop(running);
+
+    let mut out = Outcome::default();
+    for (i, r) in results.into_iter().enumerate() {
+        let step = &steps[i];
+        match r.unwrap_or(StepResult::Skipped) {
+            StepResult::Done { .. } => match step.op {
+                Op::Create => out.created += 1,
+                Op::Update => out.updated += 1,
+                Op::Delete => out.deleted += 1,
+            },
+            StepResult::Found { .. } => out.found += 1,
+            StepResult::Blocked => out.blocked += 1,
+            StepResult::Skipped => out.skipped += 1,
+            StepResult::Failed(e) => {
+                out.failures
+                    .push((plan.changes[step.change].address.clone(), step.op, e))
+            }
+        }
+    }
+    out.elapsed = started.elapsed();
+    out.ids = ids.into_inner().unwrap_or_else(|e| e.into_inner());
+    out
+}
+
+/// Marks `i` and everything waiting on it as skipped.
+fn skip(i: usize, graph: &graph::StepGraph, results: &mut [Option<StepResult>]) {
+    if results[i].is_some() {
+        return;
+    }
+    results[i] = Some(StepResult::Skipped);
+    for &n in graph.unblocks(i) {
+        skip(n, graph, results);
+    }
+}
+
+async fn run_step<P: Provider, R: Reporter>(
+    step: &Step,
+    change: &Change,
+    ids: &Mutex<BTreeMap<ResourceId, String>>,
+    provider: &P,
+    reporter: &R,
+    opts: &Options,
+) -> StepResult {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(opts.min_delay)
+        .with_max_delay(opts.max_delay)
+        .with_max_times(opts.max_attempts.saturating_sub(1))
+        .with_jitter();
+    let op = step.op;
+    let attempt = || async {
+        match op {
+            Op::Create => {
+                let r = resolved(change, ids)?;
+                if let Some(pid) = provider.find(&r).await? {
+                    return Ok(StepResult::Found { physical_id: pid });
+                }
+                let pid = provider.create(&r).await?;
+                Ok(StepResult::Done {
+                    physical_id: Some(pid),
+                })
+            }
+            Op::Update => {
+                let r = resolved(change, ids)?;
+                let pid = change.physical_id.as_deref().unwrap_or_default();
+                provider
+                    .update(&r, pid, change.before.as_ref().unwrap_or(&Props::new()))
+                    .await?;
+                Ok(StepResult::Done { physical_id: None })
+            }
+            Op::Delete => {
+                let pid = change.physical_id.as_deref().unwrap_or_default();
+                provider
+                    .delete(
+                        &change.address,
+                        pid,
+                        change.before.as_ref().unwrap_or(&Props::new()),
+                    )
+                    .await?;
+                Ok(StepResult::Done { physical_id: None })
+            }
+        }
+    };
+    let retryable = |e: &ProviderError| match e.kind {
+        ErrorKind::Transient => true,
+        // Eventual consistency: a resource created a moment ago is not visible yet.
+        ErrorKind::NotFound => op != Op::Delete,
+        // Dependants (interfaces, just-revoked rules) take a moment to go.
+        ErrorKind::DependencyViolation => op == Op::Delete,
+        ErrorKind::Fatal => false,
+    };
+    let result = attempt
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|e| {
+            retryable(e)
+                && !(opts.tolerate_dependencies && e.kind == ErrorKind::DependencyViolation)
+        })
+        .notify(|e, after| reporter.retrying(step, e, after))
+        .await;
+    match result {
+        Ok(res) => {
+            let mut ids = ids.lock().unwrap_or_else(|e| e.into_inner());
+            match (&res, op) {
+                (
+                    StepResult::Done {
+                        physical_id: Some(p),
+                    },
+                    _,
+                )
+                | (StepResult::Found { physical_id: p }, _) => {
+                    ids.insert(change.address.clone(), p.clone());
+                }
+                (_, Op::Delete) => {
+                    ids.remove(&change.address);
+                }
+                _ => {}
+            }
+            res
+        }
+        Err(e) if opts.tolerate_dependencies && e.kind == ErrorKind::DependencyViolation => {
+            StepResult::Blocked
+        }
+        Err(e) => StepResult::Failed(e.message),
+    }
+}
+
+/// The change's desired resource with references replaced by physical ids.
+fn resolved(
+    change: &Change,
+    ids: &Mutex<BTreeMap<ResourceId, String>>,
+) -> Result<Resource, ProviderError> {
+    let ids = ids.lock().unwrap_or_else(|e| e.into_inner());
+    let after = change
+        .after
+        .as_ref()
+        .ok_or_else(|| ProviderError::fatal("a create or update without an `after`"))?;
+    let lookup = |t: &ResourceId| ids.get(t).cloned();
+    let props = after
+        .iter()
+        .map(|(k, v)| {
+            v.resolve(&lookup).map(|v| (k.clone(), v)).ok_or_else(|| {
+                ProviderError::fatal(format!(
+                    "{}: {k} refers to a resource with no id yet",
+                    change.address
+                ))
+            })
+        })
+        .collect::<Result<Props, _>>()?;
+    Ok(Resource {
+        id: change.address.clone(),
+        ownership: change.ownership,
+        props,
+    })
+}
+
+/// Convenience for callers that only care about the action counts.
+pub fn count(plan: &Plan, action: Action) -> usize {
+    plan.changes.iter().filter(|c| c.action == action).count()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! Flags, parsed once into these structs (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ui::Output;
+
+#[derive(Debug, Parser)]
+#[command(name = "scopectl", version, about = "Declarative provisioner: kube-up, rewritten", long_about = None)]
+pub struct Cli {
+    /// Config file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "SCOPECTL_CONFIG",
+        default_value = "scope.toml"
+    )]
+    pub config: PathBuf,
+    /// Environment to act on (a table under [env] in the config).
+    #[arg(long, global = true, env = "SCOPECTL_ENV")]
+    pub env: Option<String>,
+    /// Output format for data on stdout.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: Output,
+    /// More logging on stderr (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// No colour (also NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what `up` would change.
+    Plan(PlanArgs),
+    /// Create or update everything the config describes.
+    Up(UpArgs),
+    /// Delete everything this env owns.
+    Down(DownArgs),
+    /// What exists for the env.
+    Status,
+    /// Break a stale env lock.
+    Unlock(UnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Also write the plan (JSON, with the observed state's fingerprint) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Apply without asking.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Apply exactly this saved plan; refused if reality changed since.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// How many changes may run at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Delete without asking.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// List what would be deleted, and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The env's name, required for envs marked `protected = true`.
+    #[arg(long, value_name = "ENV")]
+    pub confirm: Option<String>,
+    /// Give up after this long.
+    #[arg(long, default_value = "20m")]
+    pub timeout: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The id of the lock to break, as printed by the command that is locked out.
+    pub lock_id: String,
+}

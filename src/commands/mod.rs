@@ -1,0 +1,210 @@
+//! One thin function per subcommand, wiring config, observe, plan, apply and ui.
+
+mod down;
+mod plan;
+mod status;
+mod unlock;
+mod up;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, Result};
+use sha2::{Digest, Sha256};
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Config, Provider};
+use crate::desired::{self, Facts};
+use crate::error::UserError;
+use crate::model::{Actual, Desired, Owner};
+use crate::plan::{self as planner, Plan};
+use crate::providers::aws::state::LockInfo;
+use crate::providers::aws::Aws;
+use crate::ui::{Output, Printer};
+
+pub struct Ctx {
+    pub config_path: PathBuf,
+    pub env: Option<String>,
+    pub printer: Printer,
+}
+
+pub async fn run(cli: Cli) -> Result<u8> {
+    let color =
+        !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    let ctx = Ctx {
+        config_path: cli.config,
+        env: cli.env,
+        printer: Printer {
+            output: cli.output,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+            color,
+        },
+    };
+    match cli.command {
+        Command::Plan(a) => plan::run(&ctx, a).await,
+        Command::Up(a) => up::run(&ctx, a).await,
+        Command::Down(a) => down::run(&ctx, a).await,
+        Command::Status => status::run(&ctx).await,
+        Command::Unlock(a) => unlock::run(&ctx, a).await,
+    }
+}
+
+impl Ctx {
+    /// Loads and validates the config: before any network call.
+    pub fn config(&self) -> Result<Config> {
+        let env = self.env.as_deref().ok_or_else(|| {
+            let known = config::env_names(&self.config_path);
+            UserError::usage(
+                "no env given",
+                if known.is_empty() {
+                    "pass --env NAME or set SCOPECTL_ENV".to_string()
+                } else {
+                    format!(
+                        "pass --env NAME or set SCOPECTL_ENV; defined envs: {}",
+                        known.join(", ")
+                    )
+                },
+            )
+        })?;
+        Ok(config::load(&self.config_path, env)?)
+    }
+}
+
+pub fn owner(config: &Config) -> Owner {
+    Owner {
+        project: config.project.clone(),
+        env: config.env.clone(),
+    }
+}
+
+pub async fn connect(config: &Config) -> Aws {
+    Aws::connect(
+        &config.aws.region,
+        config.aws.profile.as_deref(),
+        owner(config),
+    )
+    .await
+}
+
+/// One observation of reality and the plan it leads to.
+pub struct Observation {
+    pub facts: Facts,
+    pub actual: Actual,
+    pub desired: Desired,
+    pub plan: Plan,
+}
+
+pub async fn observe_and_plan(aws: Option<&Aws>, config: &Config) -> Result<Observation> {
+    let (facts, actual) = match (aws, config.provider) {
+        (Some(aws), Provider::Aws) => {
+            let peered = config.network.placement == config::Placement::Peered;
+            let (facts, actual) = futures::try_join!(
+                crate::providers::aws::facts::gather(aws, &config.database.rds_instance, peered),
+                aws.observe(),
+            )
+            .context("observing AWS")?;
+            (facts, actual)
+        }
+        _ => (Facts::default(), Actual::default()),
+    };
+    let desired = desired::desired(config, &facts)?;
+    let fp = planner::fingerprint(&facts, &actual);
+    let plan = planner::plan(&config.project, &config.env, &desired, &actual, fp)?;
+    Ok(Observation {
+        facts,
+        actual,
+        desired,
+        plan,
+    })
+}
+
+/// Asks on the terminal; refuses when there is none (CI must pass --yes).
+pub fn confirm(question: &str, expected: &str, flag_hint: &str) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UserError::usage(
+            "refusing to continue without confirmation: standard input is not a terminal",
+            format!("pass {flag_hint} to run non-interactively"),
+        )
+        .into());
+    }
+    eprint!("{question} Type `{expected}` to continue: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != expected {
+        return Err(UserError::failed(
+            "cancelled; nothing was changed",
+            "run the command again to retry",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+pub fn lock_info(command: &str) -> LockInfo {
+    let now = SystemTime::now();
+    let nanos = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let host = hostname();
+    let id = format!(
+        "{:x}",
+        Sha256::digest(format!("{host}:{}:{nanos}", std::process::id()))
+    );
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    LockInfo {
+        id: id[..16].to_string(),
+        holder: format!("{user}@{host} (pid {})", std::process::id()),
+        host,
+        pid: std::process::id(),
+        command: command.into(),
+        started: humantime::format_rfc3339_seconds(now).to_string(),
+    }
+}
+
+/// Takes the env lock. A lock left by a dead process on this same machine is
+/// stale beyond doubt, and is taken over with a warning.
+pub async fn acquire(aws: &Aws, info: &LockInfo, printer: &Printer) -> Result<()> {
+    use crate::providers::aws::state::LockError;
+    match aws.lock(info).await {
+        Err(LockError::Held(held))
+            if held.host == info.host && held.pid != info.pid && !pid_alive(held.pid) =>
+        {
+            printer.info(&format!(
+                "warning: breaking a stale lock {} left by {} (process {} is gone)",
+                held.id, held.holder, held.pid
+            ));
+            aws.unlock(&held.id).await?;
+            aws.lock(info).await?;
+            Ok(())
+        }
+        other => Ok(other?),
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    // Without /proc we cannot tell: assume alive (never break a live lock).
+    !proc.exists() || proc.join(pid.to_string()).exists()
+}
+
+pub fn emit_plan(printer: &Printer, plan: &Plan) {
+    match printer.output {
+        Output::Json => printer.json(plan),
+        Output::Human => printer.data(&crate::ui::render_plan(plan, printer.color)),
+    }
+}

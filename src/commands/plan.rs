@@ -1,0 +1,31 @@
+use anyhow::{Context, Result};
+
+use super::{connect, emit_plan, observe_and_plan, Ctx};
+use crate::cli::PlanArgs;
+use crate::config::Provider;
+use crate::error::{EXIT_CHANGES, EXIT_OK};
+
+pub async fn run(ctx: &Ctx, args: PlanArgs) -> Result<u8> {
+    let config = ctx.config()?;
+    let aws = match config.provider {
+        Provider::Aws => Some(connect(&config).await),
+        Provider::Local => None,
+    };
+    let obs = observe_and_plan(aws.as_ref(), &config).await?;
+    emit_plan(&ctx.printer, &obs.plan);
+    if let Some(path) = &args.out {
+        let text = serde_json::to_string_pretty(&obs.plan)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing the plan to {}", path.display()))?;
+        ctx.printer.info(&format!(
+            "Saved the plan to {}; apply it with `scopectl up --plan {}`.",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(if args.detailed_exitcode && !obs.plan.is_empty() {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
+}

@@ -1,0 +1,16 @@
+use anyhow::Result;
+
+use super::{connect, Ctx};
+use crate::cli::UnlockArgs;
+use crate::error::EXIT_OK;
+
+pub async fn run(ctx: &Ctx, args: UnlockArgs) -> Result<u8> {
+    let config = ctx.config()?;
+    let aws = connect(&config).await;
+    aws.unlock(&args.lock_id).await?;
+    ctx.printer.info(&format!(
+        "Released lock {} on {}/{}.",
+        args.lock_id, config.project, config.env
+    ));
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,171 @@
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::{acquire, confirm, connect, emit_plan, lock_info, observe_and_plan, Ctx};
+use crate::apply::{execute, Options};
+use crate::cli::UpArgs;
+use crate::config::Provider;
+use crate::error::{UserError, EXIT_OK};
+use crate::plan::{Plan, FORMAT_VERSION};
+use crate::ui::{Output, StepReporter};
+
+pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
+    let started = Instant::now();
+    let config = ctx.config()?;
+    let printer = &ctx.printer;
+    let saved: Option<Plan> = match &args.plan {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the plan {}", path.display()))?;
+            let plan: Plan = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a scopectl plan", path.display()))?;
+            if plan.format_version != FORMAT_VERSION {
+                return Err(UserError::usage(
+                    format!(
+                        "the plan has format version {}, this scopectl reads {FORMAT_VERSION}",
+                        plan.format_version
+                    ),
+                    "make the plan with the same scopectl version that applies it",
+                )
+                .into());
+            }
+            if (plan.project.as_str(), plan.env.as_str())
+                != (config.project.as_str(), config.env.as_str())
+            {
+                return Err(UserError::usage(
+                    format!(
+                        "the plan is for {}/{}, not {}/{}",
+                        plan.project, plan.env, config.project, config.env
+                    ),
+                    "pass the --env the plan was made for",
+                )
+                .into());
+            }
+            Some(plan)
+        }
+    };
+    if config.provider == Provider::Local {
+        printer.info(&format!(
+            "env {} uses provider \"local\": there are no AWS resources to create.",
+            config.env
+        ));
+        return Ok(EXIT_OK);
+    }
+    let aws = connect(&config).await;
+
+    // A first look without the lock: an env that is up to date needs no write at all.
+    if saved.is_none() {
+        let first = observe_and_plan(Some(&aws), &config).await?;
+        if first.plan.is_empty() {
+            emit_plan(printer, &first.plan);
+            return Ok(EXIT_OK);
+        }
+    }
+
+    let info = lock_info("up");
+    acquire(&aws, &info, printer).await?;
+    let result = locked(ctx, &config, &aws, &args, saved, started).await;
+    let released = aws.unlock(&info.id).await;
+    let code = result?;
+    released.context("releasing the env lock")?;
+    Ok(code)
+}
+
+async fn locked(
+    ctx: &Ctx,
+    config: &crate::config::Config,
+    aws: &crate::providers::aws::Aws,
+    args: &UpArgs,
+    saved: Option<Plan>,
+    started: Instant,
+) -> Result<u8> {
+    let printer = &ctx.printer;
+    let obs = observe_and_plan(Some(aws), config).await?;
+    let plan = match saved {
+        Some(saved) => {
+            if saved.fingerprint != obs.plan.fingerprint {
+                return Err(UserError::failed(
+                    "the saved plan is stale: AWS changed since it was made",
+                    "make a new plan with `scopectl plan --out FILE` and review it again",
+                )
+                .into());
+            }
+            saved
+        }
+        None => {
+            if obs.plan.is_empty() {
+                emit_plan(printer, &obs.plan);
+                return Ok(EXIT_OK);
+            }
+            if printer.output == Output::Human {
+                emit_plan(printer, &obs.plan);
+            }
+            if !args.yes {
+                confirm(
+                    &format!("Apply these changes to {}/{}?", config.project, config.env),
+                    "yes",
+                    "--yes",
+                )?;
+            }
+            obs.plan
+        }
+    };
+    let ids = obs
+        .actual
+        .resources
+        .iter()
+        .map(|(k, v)| (k.clone(), v.physical_id.clone()))
+        .collect();
+    let reporter = StepReporter::new(printer.stderr_is_tty(), printer.quiet);
+    let opts = Options {
+        concurrency: usize::from(args.parallelism),
+        ..Options::default()
+    };
+    let apply = execute(&plan, ids, aws, &reporter, &opts);
+    let outcome = tokio::select! {
+        o = apply => o,
+        _ = tokio::signal::ctrl_c() => {
+            return Err(UserError::failed(
+                "interrupted: some changes may have been applied",
+                "run `scopectl up` again; it picks up where this run stopped",
+            ).into());
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = serde_json::json!({
+        "project": config.project, "env": config.env,
+        "created": outcome.created, "found": outcome.found, "updated": outcome.updated,
+        "deleted": outcome.deleted, "failed": outcome.failures.len(), "skipped": outcome.skipped,
+        "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
+    });
+    if printer.output == Output::Json {
+        printer.json(&summary);
+    }
+    if !outcome.failures.is_empty() {
+        let (addr, op, msg) = &outcome.failures[0];
+        return Err(UserError::failed(
+            format!(
+                "{} of {} changes failed; first: {} {addr}: {msg}",
+                outcome.failures.len(),
+                plan.changes.len(),
+                op.verb()
+            ),
+            "fix the cause and run `scopectl up` again; finished steps are kept",
+        )
+        .into());
+    }
+    printer.info(&format!(
+        "Apply complete: {} created, {} updated, {} deleted{} in {elapsed:.1}s.",
+        outcome.created,
+        outcome.updated,
+        outcome.deleted,
+        if outcome.found > 0 {
+            format!(", {} found from an earlier run", outcome.found)
+        } else {
+            String::new()
+        },
+    ));
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,609 @@
+//! Config: schema, env overlay merge, validation with source spans.
+//!
+//! The file is read twice over in spirit: serde (with `deny_unknown_fields`)
+//! catches unknown keys and wrong types with a span; then the env overlay is
+//! merged onto the base (deep merge, arrays replace) and the result is
+//! validated, still carrying the span of whichever layer set each value.
+
+mod error;
+mod schema;
+
+pub use error::{ConfigError, Location};
+pub use schema::*;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use toml::Spanned;
+
+/// The config for one env, merged and validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub project: String,
+    pub env: String,
+    pub protected: bool,
+    pub provider: Provider,
+    pub kube_context: Option<String>,
+    pub aws: AwsConfig,
+    pub cluster: ClusterConfig,
+    pub network: NetworkConfig,
+    pub database: DatabaseConfig,
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    Aws,
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    pub region: String,
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub count: u32,
+    pub instance_type: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub kubernetes_version: String,
+    pub service_cidr: Ipv4Net,
+    pub pod_cidr: Ipv4Net,
+    pub domain: String,
+    pub masters: Group,
+    pub nodes: Group,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    BesideDatabase,
+    Peered,
+}
+
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub placement: Placement,
+    pub cidr: Ipv4Net,
+    /// Where `cidr` was written, so checks against looked-up facts can still
+    /// point at the file.
+    pub cidr_at: Location,
+    /// Availability zones to use; `None` means the first three the region offers.
+    pub zones: Option<Vec<String>>,
+    /// Explicit subnet CIDRs by zone; others are carved from `cidr`.
+    pub subnets: BTreeMap<String, Ipv4Net>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub rds_instance: String,
+    pub rds_instance_at: Location,
+    /// Overrides the port the RDS endpoint reports.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub image: String,
+    pub replicas: u32,
+    pub port: u16,
+    pub expose: Expose,
+    pub initial_tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expose {
+    None,
+    Elb,
+}
+
+/// Reads `path` and resolves `env` into a validated [`Config`].
+pub fn load(path: &Path, env: &str) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text, env)
+}
+
+/// Parses config text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str, env: &str) -> Result<Config, ConfigError> {
+    let src = Source { path, text };
+    let file: FileLayer = toml::from_str(text).map_err(|e| {
+        let (msg, hint) = toml_hint(e.message());
+        src.error(e.span(), msg, hint)
+    })?;
+    file.resolve(&src, env)
+}
+
+/// Lists the env names the file defines (for messages and completion).
+pub fn env_names(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| toml::from_str::<FileLayer>(&t).ok())
+        .map(|f| f.env.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+pub(crate) struct Source<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    pub fn location(&self, span: Option<std::ops::Range<usize>>) -> Location {
+        Location::from_span(self.path, self.text, span)
+    }
+
+    pub fn error(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            at: self.location(span),
+            message: message.into(),
+            hint,
+        }
+    }
+
+    fn at<T>(
+        &self,
+        v: &Spanned<T>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> ConfigError {
+        self.error(Some(v.span()), message, Some(hint.into()))
+    }
+}
+
+/// Adds a hint to serde's own messages where we can say more.
+fn toml_hint(msg: &str) -> (String, Option<String>) {
+    let msg = msg.trim().to_string();
+    let hint = if msg.starts_with("unknown field") {
+        Some("remove the key or fix its spelling; the config reference is in README.md".to_string())
+    } else if msg.starts_with("invalid type") {
+        Some("check the value's type against the config reference in README.md".to_string())
+    } else if msg.starts_with("unknown variant") {
+        Some("use one of the values listed above".to_string())
+    } else if msg.starts_with("missing field") {
+        Some("add the key; the config reference is in README.md".to_string())
+    } else {
+        None
+    };
+    (msg, hint)
+}
+
+fn cidr(src: &Source, v: &Spanned<String>, what: &str) -> Result<Ipv4Net, ConfigError> {
+    let net: Ipv4Net = v.get_ref().parse().map_err(|_| {
+        src.at(
+            v,
+            format!("{what} `{}` is not an IPv4 CIDR", v.get_ref()),
+            "write it as address/prefix, for example \"172.31.128.0/20\"",
+        )
+    })?;
+    if net.trunc() != net {
+        return Err(src.at(
+            v,
+            format!("{what} `{}` has host bits set", v.get_ref()),
+            format!("did you mean \"{}\"?", net.trunc()),
+        ));
+    }
+    Ok(net)
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+impl FileLayer {
+    fn resolve(self, src: &Source, env: &str) -> Result<Config, ConfigError> {
+        let Some(overlay) = self.env.get(env).cloned() else {
+            let known: Vec<&str> = self.env.keys().map(String::as_str).collect();
+            return Err(ConfigError::UnknownEnv {
+                env: env.to_string(),
+                at: src.location(None),
+                known: known.join(", "),
+            });
+        };
+        let project = overlay
+            .project
+            .clone()
+            .or(self.project.clone())
+            .ok_or_else(|| {
+                src.error(
+                    None,
+                    "the config has no `project` name",
+                    Some("add `project = \"name\"` at the top of the file; it names and tags everything scopectl creates".into()),
+                )
+            })?;
+        check_name(src, &project, "project")?;
+        check_name_str(src, env, "env name", None)?;
+
+        let provider = match overlay.provider.as_ref().map(|p| p.get_ref().as_str()) {
+            None | Some("aws") => Provider::Aws,
+            Some("local") => Provider::Local,
+            Some(other) => {
+                return Err(src.at(
+                    overlay.provider.as_ref().expect("checked"),
+                    format!("unknown provider `{other}`"),
+                    "use \"aws\" (the default) or \"local\"",
+                ))
+            }
+        };
+
+        let aws = merge_opt(self.aws, overlay.aws, AwsLayer::merge).unwrap_or_default();
+        let cluster =
+            merge_opt(self.cluster, overlay.cluster, ClusterLayer::merge).unwrap_or_default();
+        let network =
+            merge_opt(self.network, overlay.network, NetworkLayer::merge).unwrap_or_default();
+        let database =
+            merge_opt(self.database, overlay.database, DatabaseLayer::merge).unwrap_or_default();
+        let mut services = self.services;
+        for (name, layer) in overlay.services {
+            let merged = match services.remove(&name) {
+                Some(base) => ServiceLayer::merge(base, layer),
+                None => layer,
+            };
+            services.insert(name, merged);
+        }
+
+        let missing = |key: &str, example: &str| {
+            src.error(
+                None,
+                format!("`{key}` is not set for env `{env}`"),
+                Some(format!(
+                    "add `{example}` to the base config or to [env.{env}]"
+                )),
+            )
+        };
+
+        let region = aws
+            .region
+            .ok_or_else(|| missing("aws.region", "[aws] region = \"us-east-1\""))?;
+        let aws = AwsConfig {
+            region: region.into_inner(),
+            profile: aws.profile.map(Spanned::into_inner),
+        };
+
+        let service_cidr = match &cluster.service_cidr {
+            Some(v) => cidr(src, v, "cluster.service_cidr")?,
+            None => "10.96.0.0/12".parse().expect("constant"),
+        };
+        let pod_cidr = match &cluster.pod_cidr {
+            Some(v) => cidr(src, v, "cluster.pod_cidr")?,
+            None => "10.244.0.0/16".parse().expect("constant"),
+        };
+        if overlaps(&service_cidr, &pod_cidr) {
+            let at = cluster.pod_cidr.as_ref().or(cluster.service_cidr.as_ref());
+            return Err(src.error(
+                at.map(|s| s.span()),
+                format!("cluster.pod_cidr {pod_cidr} overlaps cluster.service_cidr {service_cidr}"),
+                Some("give pods and services disjoint ranges, for example 10.244.0.0/16 and 10.96.0.0/12".into()),
+            ));
+        }
+        let group =
+            |g: Option<GroupLayer>, default_count: u32, what: &str| -> Result<Group, ConfigError> {
+                let g = g.unwrap_or_default();
+                let count = g
+                    .count
+                    .map(|c| (c.span(), *c.get_ref()))
+                    .unwrap_or((0..0, default_count.into()));
+                if !(0..=500).contains(&count.1) || (what == "masters" && count.1 < 1) {
+                    return Err(src.error(
+                        Some(count.0),
+                        format!("cluster.{what}.count {} is out of range", count.1),
+                        Some(if what == "masters" {
+                            "use 1, 3 or 5 masters".into()
+                        } else {
+                            "use a count between 0 and 500".into()
+                        }),
+                    ));
+                }
+                Ok(Group {
+                    count: count.1 as u32,
+                    instance_type: g
+                        .instance_type
+                        .map(Spanned::into_inner)
+                        .unwrap_or_else(|| "m5.large".into()),
+                })
+            };
+        let domain = cluster
+            .domain
+            .map(Spanned::into_inner)
+            .unwrap_or_else(|| "cluster.local".into());
+        let cluster = ClusterConfig {
+            kubernetes_version: cluster
+                .kubernetes_version
+                .map(Spanned::into_inner)
+                .unwrap_or_else(|| "1.30".into()),
+            service_cidr,
+            pod_cidr,
+            domain,
+            masters: group(cluster.masters, 1, "masters")?,
+            nodes: group(cluster.nodes, 3, "nodes")?,
+        };
+
+        let (network, database) = if provider == Provider::Aws {
+            let placement = match network.placement.as_ref().map(|p| p.get_ref().as_str()) {
+                None | Some("beside-database") => Placement::BesideDatabase,
+                Some("peered") => Placement::Peered,
+                Some(other) => {
+                    return Err(src.at(
+                        network.placement.as_ref().expect("checked"),
+                        format!("unknown network.placement `{other}`"),
+                        "use \"beside-database\" or \"peered\"",
+                    ))
+                }
+            };
+            let cidr_v = network
+                .cidr
+                .ok_or_else(|| missing("network.cidr", "[network] cidr = \"172.31.128.0/20\""))?;
+            let net = cidr(src, &cidr_v, "network.cidr")?;
+            if net.prefix_len() > 26 || net.prefix_len() < 16 {
+                return Err(src.at(
+                    &cidr_v,
+                    format!("network.cidr {net} has a /{} prefix", net.prefix_len()),
+                    "use a prefix between /16 and /26 so each zone gets a subnet of /28 or larger",
+                ));
+            }
+            for (what, other) in [
+                ("cluster.service_cidr", service_cidr),
+                ("cluster.pod_cidr", pod_cidr),
+            ] {
+                if overlaps(&net, &other) {
+                    return Err(src.at(
+                        &cidr_v,
+                        format!("network.cidr {net} overlaps {what} {other}"),
+                        "the VPC range and the cluster's pod and service ranges must be disjoint",
+                    ));
+                }
+            }
+            let zones = match network.zones {
+                None => None,
+                Some(z) => {
+                    let list: Vec<String> =
+                        z.get_ref().iter().map(|s| s.get_ref().clone()).collect();
+                    if list.len() < 2 {
+                        return Err(src.at(
+                            &z,
+                            "network.zones names fewer than two zones",
+                            "name at least two availability zones",
+                        ));
+                    }
+                    let mut seen = std::collections::BTreeSet::new();
+                    for item in z.get_ref() {
+                        if !seen.insert(item.get_ref()) {
+                            return Err(src.at(
+                                item,
+                                format!("zone `{}` is listed twice", item.get_ref()),
+                                "list each zone once",
+                            ));
+                        }
+                    }
+                    Some(list)
+                }
+            };
+            let mut subnets = BTreeMap::new();
+            let mut seen: Vec<(Ipv4Net, String)> = Vec::new();
+            for (zone, v) in network.subnets.map(Spanned::into_inner).unwrap_or_default() {
+                let s = cidr(src, &v, &format!("network.subnets.{zone}"))?;
+                if !net.contains(&s) {
+                    return Err(src.at(
+                        &v,
+                        format!("subnet {s} for {zone} is outside network.cidr {net}"),
+                        format!("pick a range inside {net}"),
+                    ));
+                }
+                if let Some((o, oz)) = seen.iter().find(|(o, _)| overlaps(o, &s)) {
+                    return Err(src.at(
+                        &v,
+                        format!("subnet {s} for {zone} overlaps the subnet {o} for {oz}"),
+                        "give each zone its own range",
+                    ));
+                }
+                if let Some(zs) = &zones {
+                    if !zs.contains(&zone) {
+                        return Err(src.at(
+                            &v,
+                            format!("zone `{zone}` has a subnet but is not in network.zones"),
+                            "add it to network.zones or remove the subnet",
+                        ));
+                    }
+                }
+                seen.push((s, zone.clone()));
+                subnets.insert(zone, s);
+            }
+            let network = NetworkConfig {
+                placement,
+                cidr: net,
+                cidr_at: src.location(Some(cidr_v.span())),
+                zones,
+                subnets,
+            };
+            let rds = database.rds_instance.ok_or_else(|| {
+                missing(
+                    "database.rds_instance",
+                    "[database] rds_instance = \"my-db\"",
+                )
+            })?;
+            if !valid_rds_identifier(rds.get_ref()) {
+                return Err(src.at(
+                    &rds,
+                    format!("`{}` is not a valid RDS instance identifier", rds.get_ref()),
+                    "identifiers are 1-63 letters, digits or hyphens, start with a letter, and do not end with a hyphen",
+                ));
+            }
+            let port = match database.port {
+                Some(p) if *p.get_ref() < 1 || *p.get_ref() > 65535 => {
+                    return Err(src.at(
+                        &p,
+                        "database.port is out of range",
+                        "use a port between 1 and 65535",
+                    ))
+                }
+                Some(p) => Some(*p.get_ref() as u16),
+                None => None,
+            };
+            let database = DatabaseConfig {
+                rds_instance_at: src.location(Some(rds.span())),
+                rds_instance: rds.into_inner(),
+                port,
+            };
+            (network, database)
+        } else {
+            // Airplane mode: no AWS network; keep inert values so later layers need no Options.
+            (
+                NetworkConfig {
+                    placement: Placement::BesideDatabase,
+                    cidr: "172.31.128.0/20".parse().expect("constant"),
+                    cidr_at: src.location(None),
+                    zones: None,
+                    subnets: BTreeMap::new(),
+                },
+                DatabaseConfig {
+                    rds_instance: String::new(),
+                    rds_instance_at: src.location(None),
+                    port: None,
+                },
+            )
+        };
+
+        let mut out = BTreeMap::new();
+        for (name, s) in services {
+            check_name_str(src, &name, "service name", None)?;
+            let image = s.image.ok_or_else(|| {
+                missing(
+                    &format!("services.{name}.image"),
+                    "image = \"registry/repo\"",
+                )
+            })?;
+            if image.get_ref().contains('@')
+                || image
+                    .get_ref()
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|last| last.contains(':'))
+            {
+                return Err(src.at(
+                    &image,
+                    format!("services.{name}.image `{}` carries a tag", image.get_ref()),
+                    "give the repository only; tags belong to `scopectl rollout` (or `initial_tag` for the first up)",
+                ));
+            }
+            let port = match s.port {
+                Some(p) if !(1..=65535).contains(p.get_ref()) => {
+                    return Err(src.at(
+                        &p,
+                        format!("services.{name}.port is out of range"),
+                        "use a port between 1 and 65535",
+                    ))
+                }
+                Some(p) => *p.get_ref() as u16,
+                None => 8080,
+            };
+            let replicas = match s.replicas {
+                Some(r) if !(0..=1000).contains(r.get_ref()) => {
+                    return Err(src.at(
+                        &r,
+                        format!("services.{name}.replicas is out of range"),
+                        "use 0 to 1000 replicas",
+                    ))
+                }
+                Some(r) => *r.get_ref() as u32,
+                None => 1,
+            };
+            let expose = match s.expose.as_ref().map(|e| e.get_ref().as_str()) {
+                None | Some("none") => Expose::None,
+                Some("elb") => Expose::Elb,
+                Some(other) => {
+                    return Err(src.at(
+                        s.expose.as_ref().expect("checked"),
+                        format!("unknown expose `{other}`"),
+                        "use \"elb\" or \"none\"",
+                    ))
+                }
+            };
+            out.insert(
+                name,
+                ServiceConfig {
+                    image: image.into_inner(),
+                    replicas,
+                    port,
+                    expose,
+                    initial_tag: s.initial_tag.map(Spanned::into_inner),
+                },
+            );
+        }
+
+        Ok(Config {
+            path: src.path.to_path_buf(),
+            project: project.into_inner(),
+            env: env.to_string(),
+            protected: overlay.protected.map(Spanned::into_inner).unwrap_or(false),
+            provider,
+            kube_context: overlay.kube_context.map(Spanned::into_inner),
+            aws,
+            cluster,
+            network,
+            database,
+            services: out,
+        })
+    }
+}
+
+fn merge_opt<T>(base: Option<T>, over: Option<T>, f: fn(T, T) -> T) -> Option<T> {
+    match (base, over) {
+        (Some(b), Some(o)) => Some(f(b, o)),
+        (b, o) => o.or(b),
+    }
+}
+
+fn check_name(src: &Source, v: &Spanned<String>, what: &str) -> Result<(), ConfigError> {
+    check_name_str(src, v.get_ref(), what, Some(v.span()))
+}
+
+/// Names end up in AWS names, tags and DNS labels: keep them to a safe alphabet.
+fn check_name_str(
+    src: &Source,
+    name: &str,
+    what: &str,
+    span: Option<std::ops::Range<usize>>,
+) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(src.error(
+            span,
+            format!("{what} `{name}` is not a valid name"),
+            Some("use 1-32 lowercase letters, digits and hyphens, starting with a letter".into()),
+        ))
+    }
+}
+
+fn valid_rds_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.ends_with('-')
+        && !s.contains("--")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,90 @@
+//! The file as written: every key optional, so base and env layers share shapes.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLayer {
+    pub project: Option<Spanned<String>>,
+    pub aws: Option<AwsLayer>,
+    pub cluster: Option<ClusterLayer>,
+    pub network: Option<NetworkLayer>,
+    pub database: Option<DatabaseLayer>,
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceLayer>,
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvLayer>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvLayer {
+    pub project: Option<Spanned<String>>,
+    pub protected: Option<Spanned<bool>>,
+    pub provider: Option<Spanned<String>>,
+    pub kube_context: Option<Spanned<String>>,
+    pub aws: Option<AwsLayer>,
+    pub cluster: Option<ClusterLayer>,
+    pub network: Option<NetworkLayer>,
+    pub database: Option<DatabaseLayer>,
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceLayer>,
+}
+
+/// Overlay wins field by field; nested tables merge, arrays and scalars replace.
+macro_rules! layer {
+    ($name:ident { $($field:ident : $ty:ty),* $(,)? } $(nested { $($n:ident : $nty:ty),* })?) => {
+        #[derive(Debug, Default, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(pub $field: Option<Spanned<$ty>>,)*
+            $($(pub $n: Option<$nty>,)*)?
+        }
+        impl $name {
+            pub fn merge(base: Self, over: Self) -> Self {
+                Self {
+                    $($field: over.$field.or(base.$field),)*
+                    $($($n: match (base.$n, over.$n) {
+                        (Some(b), Some(o)) => Some(<$nty>::merge(b, o)),
+                        (b, o) => o.or(b),
+                    },)*)?
+                }
+            }
+        }
+    };
+}
+
+layer!(AwsLayer {
+    region: String,
+    profile: String
+});
+layer!(GroupLayer {
+    count: i64,
+    instance_type: String
+});
+layer!(ClusterLayer {
+    kubernetes_version: String,
+    service_cidr: String,
+    pod_cidr: String,
+    domain: String,
+} nested { masters: GroupLayer, nodes: GroupLayer });
+layer!(NetworkLayer {
+    placement: String,
+    cidr: String,
+    zones: Vec<Spanned<String>>,
+    subnets: BTreeMap<String, Spanned<String>>,
+});
+layer!(DatabaseLayer {
+    rds_instance: String,
+    port: i64
+});
+layer!(ServiceLayer {
+    image: String,
+    replicas: i64,
+    port: i64,
+    expose: String,
+    initial_tag: String,
+});

@@ -1,0 +1,52 @@
+//! Looked-up inputs to the desired state. Gathered by `providers`, consumed
+//! purely by `desired`, and part of the plan's fingerprint.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    /// Availability zones the region offers, sorted.
+    pub zones: Vec<String>,
+    pub database: Option<DatabaseFacts>,
+    pub database_vpc: Option<VpcFacts>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseFacts {
+    pub identifier: String,
+    pub status: String,
+    pub vpc_id: String,
+    pub port: u16,
+    pub endpoint: Option<String>,
+    /// The instance's VPC security groups, in the order RDS lists them.
+    pub security_groups: Vec<String>,
+    /// Subnets of its DB subnet group (empty when it has none).
+    pub subnets: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VpcFacts {
+    pub id: String,
+    pub cidrs: Vec<String>,
+    pub internet_gateway: Option<String>,
+    pub subnets: Vec<SubnetFact>,
+    pub route_tables: Vec<RouteTableFact>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetFact {
+    pub id: String,
+    pub cidr: String,
+    pub zone: String,
+    /// Carries this project's and env's ownership tags (so it is ours, not a neighbour).
+    pub owned: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTableFact {
+    pub id: String,
+    pub main: bool,
+    /// Subnets explicitly associated with it.
+    pub subnets: Vec<String>,
+    pub owned: bool,
+}

@@ -1,0 +1,42 @@
+//! Pure: `(config, facts) -> Desired`. No clock, no network, no randomness.
+
+mod facts;
+mod network;
+
+pub use facts::*;
+pub use network::to_database_name;
+
+use crate::config::{Config, Location, Provider};
+use crate::model::Desired;
+
+/// A mismatch between the config and adopted reality: nothing was touched.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DesiredError {
+    pub message: String,
+    pub hint: Option<String>,
+    /// Where in the config the conflicting value was written, if anywhere.
+    pub at: Option<Location>,
+}
+
+impl DesiredError {
+    fn new(message: impl Into<String>, hint: impl Into<String>, at: Option<&Location>) -> Self {
+        DesiredError {
+            message: message.into(),
+            hint: Some(hint.into()),
+            at: at.cloned(),
+        }
+    }
+}
+
+/// Computes everything the env should have.
+pub fn desired(config: &Config, facts: &Facts) -> Result<Desired, DesiredError> {
+    let mut d = Desired::default();
+    if config.provider == Provider::Aws {
+        network::network(config, facts, &mut d)?;
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests;

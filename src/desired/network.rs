@@ -1,0 +1,437 @@
+//! The AWS network layer: subnets, routing and security groups, placed beside
+//! the database (in its VPC) or in an own VPC peered with it.
+
+use std::collections::BTreeMap;
+
+use ipnet::Ipv4Net;
+
+use super::{DesiredError, Facts, VpcFacts};
+use crate::config::{Config, Placement};
+use crate::model::{Desired, Kind, Ownership, Props, ResourceId, Value};
+
+/// Must match how `providers::aws::route` names observed routes.
+pub fn to_database_name(table: &str, destination: &str) -> String {
+    format!(
+        "{table}-to-database-{}",
+        destination.replace(['/', '.'], "-")
+    )
+}
+
+pub const MASTERS: &str = "masters";
+pub const NODES: &str = "nodes";
+pub const ELB: &str = "elb";
+
+fn props<const N: usize>(items: [(&str, Value); N]) -> Props {
+    items.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// One ingress rule and its description; `source` is a group reference or a
+/// CIDR string. AWS identifies a rule by protocol, ports and source only.
+fn rule(protocol: &str, from: i64, to: i64, source: Value, description: &str) -> (Value, Value) {
+    let rule = Value::Map(
+        [
+            ("protocol", Value::str(protocol)),
+            ("from", Value::Int(from)),
+            ("to", Value::Int(to)),
+            ("source", source),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    );
+    let described = Value::Map(
+        [
+            ("rule".to_string(), rule.clone()),
+            ("text".to_string(), Value::str(description)),
+        ]
+        .into(),
+    );
+    (rule, described)
+}
+
+fn rule_set(group: Value, rules: Vec<(Value, Value)>) -> Props {
+    let (rules, descriptions): (Vec<Value>, Vec<Value>) = rules.into_iter().unzip();
+    props([
+        ("group", group),
+        ("rules", Value::list(rules)),
+        ("descriptions", Value::list(descriptions)),
+    ])
+}
+
+/// Splits `cidr` into one subnet per zone: the smallest power-of-two split that
+/// fits them all, skipping slots that collide with explicitly given subnets.
+pub fn carve(
+    cidr: Ipv4Net,
+    zones: &[String],
+    explicit: &BTreeMap<String, Ipv4Net>,
+) -> Option<Vec<(String, Ipv4Net)>> {
+    let bits = (zones.len().max(1) as f64).log2().ceil() as u8;
+    let mut slots = cidr
+        .subnets(cidr.prefix_len().checked_add(bits)?)
+        .ok()?
+        .filter(|s| {
+            !explicit
+                .values()
+                .any(|e| e.contains(&s.network()) || s.contains(&e.network()))
+        });
+    zones
+        .iter()
+        .map(|z| {
+            Some((
+                z.clone(),
+                match explicit.get(z) {
+                    Some(e) => *e,
+                    None => slots.next()?,
+                },
+            ))
+        })
+        .collect()
+}
+
+pub fn network(config: &Config, facts: &Facts, d: &mut Desired) -> Result<(), DesiredError> {
+    let net = &config.network;
+    let db_name = &config.database.rds_instance;
+    let db = facts.database.as_ref().ok_or_else(|| {
+        DesiredError::new(
+            format!("RDS instance `{db_name}` was not found in {}", config.aws.region),
+            "check database.rds_instance and aws.region; scopectl adopts an existing database and never creates one",
+            Some(&config.database.rds_instance_at),
+        )
+    })?;
+    let vpc = facts.database_vpc.as_ref().ok_or_else(|| {
+        DesiredError::new(
+            format!(
+                "the VPC {} of RDS instance `{db_name}` could not be read",
+                db.vpc_id
+            ),
+            "check that the credentials may call ec2:DescribeVpcs",
+            None,
+        )
+    })?;
+    let db_cidrs: Vec<Ipv4Net> = vpc.cidrs.iter().filter_map(|c| c.parse().ok()).collect();
+
+    // Zones: configured ones must exist; default to the first three offered.
+    let zones: Vec<String> = match &net.zones {
+        Some(z) => {
+            if let Some(bad) = z.iter().find(|z| !facts.zones.contains(z)) {
+                return Err(DesiredError::new(
+                    format!("zone `{bad}` is not offered in {}", config.aws.region),
+                    format!("available zones: {}", facts.zones.join(", ")),
+                    Some(&net.cidr_at),
+                ));
+            }
+            z.clone()
+        }
+        None => facts.zones.iter().take(3).cloned().collect(),
+    };
+    if zones.len() < 2 {
+        return Err(DesiredError::new(
+            format!(
+                "{} offers fewer than two availability zones",
+                config.aws.region
+            ),
+            "the cluster needs subnets in at least two zones; pick another region",
+            None,
+        ));
+    }
+    let subnets = carve(net.cidr, &zones, &net.subnets).ok_or_else(|| {
+        DesiredError::new(
+            format!(
+                "network.cidr {} is too small for {} zone subnets",
+                net.cidr,
+                zones.len()
+            ),
+            "use a larger range or fewer zones",
+            Some(&net.cidr_at),
+        )
+    })?;
+
+    match net.placement {
+        Placement::BesideDatabase => {
+            if !db_cidrs.iter().any(|c| c.contains(&net.cidr)) {
+                return Err(DesiredError::new(
+                    format!(
+                        "network.cidr {} is outside the database VPC {} ({})",
+                        net.cidr,
+                        vpc.id,
+                        vpc.cidrs.join(", ")
+                    ),
+                    "pick a free range inside the database VPC, or use placement = \"peered\"",
+                    Some(&net.cidr_at),
+                ));
+            }
+            check_free(vpc, &subnets, &net.cidr_at)?;
+            if vpc.internet_gateway.is_none() {
+                return Err(DesiredError::new(
+                    format!("the database VPC {} has no internet gateway", vpc.id),
+                    "attach one to the VPC (scopectl only reads it), or use placement = \"peered\"",
+                    None,
+                ));
+            }
+        }
+        Placement::Peered => {
+            if let Some(c) = db_cidrs
+                .iter()
+                .find(|c| c.contains(&net.cidr.network()) || net.cidr.contains(&c.network()))
+            {
+                return Err(DesiredError::new(
+                    format!(
+                        "network.cidr {} overlaps the database VPC range {c}",
+                        net.cidr
+                    ),
+                    "peered VPCs need disjoint ranges; pick one outside the database VPC",
+                    Some(&net.cidr_at),
+                ));
+            }
+        }
+    }
+
+    let owned = Ownership::Owned;
+    let (vpc_value, igw_value) = match net.placement {
+        Placement::BesideDatabase => (
+            Value::str(&vpc.id),
+            Value::str(vpc.internet_gateway.as_deref().unwrap_or_default()),
+        ),
+        Placement::Peered => {
+            let vpc_id = d.add(
+                ResourceId::new(Kind::Vpc, "cluster"),
+                owned,
+                props([("cidr", Value::str(net.cidr.to_string()))]),
+            );
+            let igw = d.add(
+                ResourceId::new(Kind::InternetGateway, "cluster"),
+                owned,
+                props([("vpc", Value::reference(&vpc_id))]),
+            );
+            (Value::reference(&vpc_id), Value::reference(&igw))
+        }
+    };
+
+    let rt = d.add(
+        ResourceId::new(Kind::RouteTable, "cluster"),
+        owned,
+        props([("vpc", vpc_value.clone())]),
+    );
+    d.add(
+        ResourceId::new(Kind::Route, "cluster-default"),
+        owned,
+        props([
+            ("route_table", Value::reference(&rt)),
+            ("destination", Value::str("0.0.0.0/0")),
+            ("gateway", igw_value),
+        ]),
+    );
+    for (zone, cidr) in &subnets {
+        let subnet = d.add(
+            ResourceId::new(Kind::Subnet, &format!("nodes-{zone}")),
+            owned,
+            props([
+                ("vpc", vpc_value.clone()),
+                ("cidr", Value::str(cidr.to_string())),
+                ("zone", Value::str(zone)),
+                ("public_ip", Value::Bool(true)),
+            ]),
+        );
+        d.add(
+            ResourceId::new(Kind::RouteTableAssociation, &format!("nodes-{zone}")),
+            owned,
+            props([
+                ("subnet", Value::reference(&subnet)),
+                ("route_table", Value::reference(&rt)),
+            ]),
+        );
+    }
+
+    // Security groups first, then their rule sets: rules reference groups in
+    // both directions, so they cannot live on the group resources themselves.
+    let cluster = format!("{}-{}", config.project, config.env);
+    let mut group = |role: &str, description: &str| {
+        d.add(
+            ResourceId::new(Kind::SecurityGroup, role),
+            owned,
+            props([
+                ("vpc", vpc_value.clone()),
+                ("group_name", Value::str(format!("{cluster}-{role}"))),
+                ("description", Value::str(description)),
+            ]),
+        )
+    };
+    let masters = group(MASTERS, "scopectl: Kubernetes masters");
+    let nodes = group(NODES, "scopectl: Kubernetes nodes");
+    let elb = group(ELB, "scopectl: load balancers");
+    let (m, n, e) = (
+        Value::reference(&masters),
+        Value::reference(&nodes),
+        Value::reference(&elb),
+    );
+    let world = Value::str("0.0.0.0/0");
+
+    let mut ingress = |name: &str, group: &ResourceId, rules: Vec<(Value, Value)>| {
+        d.add(
+            ResourceId::new(Kind::SecurityGroupIngress, name),
+            owned,
+            rule_set(Value::reference(group), rules),
+        );
+    };
+    // kops' layout: masters and nodes talk freely, except that only masters reach etcd.
+    ingress(
+        MASTERS,
+        &masters,
+        vec![
+            rule("-1", -1, -1, m.clone(), "masters to masters"),
+            rule("tcp", 1, 2379, n.clone(), "nodes to masters (below etcd)"),
+            rule(
+                "tcp",
+                2382,
+                65535,
+                n.clone(),
+                "nodes to masters (above etcd)",
+            ),
+            rule("udp", 1, 65535, n.clone(), "nodes to masters"),
+            rule("tcp", 6443, 6443, e.clone(), "API load balancer"),
+        ],
+    );
+    ingress(
+        NODES,
+        &nodes,
+        vec![
+            rule("-1", -1, -1, m.clone(), "masters to nodes"),
+            rule("-1", -1, -1, n.clone(), "nodes to nodes"),
+            rule(
+                "tcp",
+                30000,
+                32767,
+                e.clone(),
+                "load balancers to NodePorts",
+            ),
+        ],
+    );
+    ingress(
+        ELB,
+        &elb,
+        vec![
+            rule("tcp", 443, 443, world.clone(), "HTTPS"),
+            rule("tcp", 80, 80, world, "HTTP"),
+        ],
+    );
+
+    // The one change to an adopted resource: the database's group admits the
+    // nodes (by group beside the database; by range across a peering, where
+    // group references are not guaranteed).
+    let db_sg = db.security_groups.first().ok_or_else(|| {
+        DesiredError::new(
+            format!("RDS instance `{db_name}` has no VPC security group"),
+            "give the database a VPC security group; scopectl adds one ingress rule to it",
+            Some(&config.database.rds_instance_at),
+        )
+    })?;
+    let port = i64::from(config.database.port.unwrap_or(db.port));
+    let source = match net.placement {
+        Placement::BesideDatabase => n.clone(),
+        Placement::Peered => Value::str(net.cidr.to_string()),
+    };
+    d.add(
+        ResourceId::new(Kind::SecurityGroupIngress, "database"),
+        Ownership::OnAdopted,
+        rule_set(
+            Value::str(db_sg),
+            vec![rule(
+                "tcp",
+                port,
+                port,
+                source,
+                &format!("{cluster} nodes to the database"),
+            )],
+        ),
+    );
+
+    if net.placement == Placement::Peered {
+        let vpc_id = ResourceId::new(Kind::Vpc, "cluster");
+        let pcx = d.add(
+            ResourceId::new(Kind::VpcPeering, "database"),
+            owned,
+            props([
+                ("vpc", Value::reference(&vpc_id)),
+                ("peer_vpc", Value::str(&vpc.id)),
+                ("dns_resolution", Value::Bool(true)),
+            ]),
+        );
+        for c in &vpc.cidrs {
+            d.add(
+                ResourceId::new(Kind::Route, &to_database_name("cluster", c)),
+                owned,
+                props([
+                    ("route_table", Value::reference(&rt)),
+                    ("destination", Value::str(c)),
+                    ("peering", Value::reference(&pcx)),
+                ]),
+            );
+        }
+        for table in database_route_tables(vpc, &db.subnets) {
+            d.add(
+                ResourceId::new(Kind::Route, &format!("database-{table}")),
+                Ownership::OnAdopted,
+                props([
+                    ("route_table", Value::str(table)),
+                    ("destination", Value::str(net.cidr.to_string())),
+                    ("peering", Value::reference(&pcx)),
+                ]),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Route tables that serve the database's subnets: each subnet's explicit
+/// table, or the main table when it has none. No subnet group: the main table.
+fn database_route_tables(vpc: &VpcFacts, db_subnets: &[String]) -> Vec<String> {
+    let main = vpc
+        .route_tables
+        .iter()
+        .find(|t| t.main)
+        .map(|t| t.id.clone());
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |id: Option<String>| {
+        if let Some(id) = id {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    };
+    if db_subnets.is_empty() {
+        push(main.clone());
+    }
+    for s in db_subnets {
+        let explicit = vpc
+            .route_tables
+            .iter()
+            .find(|t| !t.owned && t.subnets.contains(s))
+            .map(|t| t.id.clone());
+        push(explicit.or_else(|| main.clone()));
+    }
+    out.sort();
+    out
+}
+
+/// The new subnets must not overlap any subnet that is not ours.
+fn check_free(
+    vpc: &VpcFacts,
+    subnets: &[(String, Ipv4Net)],
+    at: &crate::config::Location,
+) -> Result<(), DesiredError> {
+    for existing in vpc.subnets.iter().filter(|s| !s.owned) {
+        let Ok(e) = existing.cidr.parse::<Ipv4Net>() else {
+            continue;
+        };
+        for (zone, s) in subnets {
+            if e.contains(&s.network()) || s.contains(&e.network()) {
+                return Err(DesiredError::new(
+                    format!("the subnet {s} planned for {zone} overlaps the existing subnet {} ({e}) in {}", existing.id, vpc.id),
+                    "move network.cidr to a free range of the database VPC, or set network.subnets explicitly",
+                    Some(at),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! scopectl: kube-up, rewritten declaratively.
+//!
+//! Data flows one way: config → desired → (observe) → plan → apply → providers.
+//! `config`, `desired` and `plan` are pure; only `providers` (called from
+//! `apply`, `teardown` and the commands' observe step) touch the network.
+
+pub mod apply;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod desired;
+pub mod error;
+pub mod model;
+pub mod plan;
+pub mod providers;
+pub mod teardown;
+pub mod ui;

@@ -1,0 +1,322 @@
+//! The vocabulary shared by every layer: resource addresses, kinds, values.
+//!
+//! Nothing here knows how a kind is created; `Kind` only carries what the
+//! planner needs (which fields are immutable, how kinds are named).
+
+mod value;
+
+pub use value::{Props, Ref, Value};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A stable logical address, e.g. `ec2/subnet/nodes-us-east-1a`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ResourceId(String);
+
+impl ResourceId {
+    pub fn new(kind: Kind, name: &str) -> Self {
+        ResourceId(format!("{}/{}", kind.prefix(), name))
+    }
+
+    /// Parses an address read back from a tag or a plan file.
+    pub fn parse(s: &str) -> Option<Self> {
+        let id = ResourceId(s.to_string());
+        id.kind().map(|_| id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn kind(&self) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| {
+            self.0
+                .strip_prefix(k.prefix())
+                .is_some_and(|r| r.starts_with('/') && r.len() > 1)
+        })
+    }
+
+    /// The part after the kind prefix.
+    pub fn name(&self) -> &str {
+        self.kind()
+            .map(|k| &self.0[k.prefix().len() + 1..])
+            .unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Every kind of resource scopectl manages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Vpc,
+    InternetGateway,
+    Subnet,
+    RouteTable,
+    RouteTableAssociation,
+    Route,
+    SecurityGroup,
+    SecurityGroupIngress,
+    VpcPeering,
+}
+
+impl Kind {
+    pub const ALL: &'static [Kind] = &[
+        Kind::Vpc,
+        Kind::InternetGateway,
+        Kind::Subnet,
+        Kind::RouteTable,
+        Kind::RouteTableAssociation,
+        Kind::Route,
+        Kind::SecurityGroup,
+        Kind::SecurityGroupIngress,
+        Kind::VpcPeering,
+    ];
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Kind::Vpc => "ec2/vpc",
+            Kind::InternetGateway => "ec2/internet-gateway",
+            Kind::Subnet => "ec2/subnet",
+            Kind::RouteTable => "ec2/route-table",
+            Kind::RouteTableAssociation => "ec2/route-table-association",
+            Kind::Route => "ec2/route",
+            Kind::SecurityGroup => "ec2/security-group",
+            Kind::SecurityGroupIngress => "ec2/security-group-ingress",
+            Kind::VpcPeering => "ec2/vpc-peering-connection",
+        }
+    }
+
+    /// A short human label used in status output.
+    pub fn label(self) -> &'static str {
+        &self.prefix()[4..]
+    }
+
+    /// Fields sent when creating but never compared: AWS does not key on
+    /// them and does not always read them back (rule descriptions).
+    pub fn write_only(self) -> &'static [&'static str] {
+        match self {
+            Kind::SecurityGroupIngress => &["descriptions"],
+            _ => &[],
+        }
+    }
+
+    /// Fields that cannot change in place: a difference means replace.
+    pub fn immutable(self) -> &'static [&'static str] {
+        match self {
+            Kind::Vpc => &["cidr"],
+            Kind::InternetGateway => &[],
+            Kind::Subnet => &["cidr", "zone", "vpc"],
+            Kind::RouteTable => &["vpc"],
+            Kind::RouteTableAssociation => &["subnet", "route_table"],
+            Kind::Route => &["route_table", "destination"],
+            Kind::SecurityGroup => &["vpc", "group_name", "description"],
+            Kind::SecurityGroupIngress => &["group"],
+            Kind::VpcPeering => &["vpc", "peer_vpc"],
+        }
+    }
+}
+
+/// How scopectl stands to a resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ownership {
+    /// Created, tagged and deleted by scopectl.
+    Owned,
+    /// Lives on an adopted resource (a rule on the database's group, a route in
+    /// its route table); owned by reference to an owned resource, removed exactly.
+    OnAdopted,
+}
+
+/// One desired resource.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub id: ResourceId,
+    pub ownership: Ownership,
+    pub props: Props,
+}
+
+impl Resource {
+    pub fn kind(&self) -> Kind {
+        self.id.kind().expect("resource ids are built from a kind")
+    }
+
+    /// Resources this one references through its props.
+    pub fn deps(&self) -> BTreeSet<ResourceId> {
+        let mut out = BTreeSet::new();
+        for v in self.props.values() {
+            v.refs(&mut out);
+        }
+        out
+    }
+}
+
+/// The whole desired state for one env.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Desired {
+    pub resources: BTreeMap<ResourceId, Resource>,
+}
+
+impl Desired {
+    pub fn add(&mut self, id: ResourceId, ownership: Ownership, props: Props) -> ResourceId {
+        self.resources.insert(
+            id.clone(),
+            Resource {
+                id: id.clone(),
+                ownership,
+                props,
+            },
+        );
+        id
+    }
+}
+
+/// One resource as found in reality. Reference fields hold physical ids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observed {
+    pub id: ResourceId,
+    pub physical_id: String,
+    pub props: Props,
+}
+
+/// Everything owned by one env, as observed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Actual {
+    pub resources: BTreeMap<ResourceId, Observed>,
+    /// Second and later copies of an id (from a crash between create and a
+    /// re-observe, or a manual copy): always deleted.
+    pub duplicates: Vec<Observed>,
+}
+
+impl Actual {
+    /// Adds an observation; a second resource with the same id is a duplicate.
+    /// The lower physical id wins so that every run picks the same one.
+    pub fn insert(&mut self, o: Observed) {
+        match self.resources.get(&o.id) {
+            None => {
+                self.resources.insert(o.id.clone(), o);
+            }
+            Some(existing) if existing.physical_id <= o.physical_id => self.duplicates.push(o),
+            Some(_) => {
+                let old = self.resources.insert(o.id.clone(), o).expect("present");
+                self.duplicates.push(old);
+            }
+        }
+        self.duplicates
+            .sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+    }
+
+    pub fn physical(&self, id: &ResourceId) -> Option<&str> {
+        self.resources.get(id).map(|o| o.physical_id.as_str())
+    }
+
+    /// Owned resources that `o` references through its props (by physical id).
+    pub fn deps_of(&self, o: &Observed) -> BTreeSet<ResourceId> {
+        let by_physical: BTreeMap<&str, &ResourceId> = self
+            .resources
+            .values()
+            .map(|r| (r.physical_id.as_str(), &r.id))
+            .collect();
+        let mut strings = Vec::new();
+        for v in o.props.values() {
+            v.strings(&mut strings);
+        }
+        strings
+            .into_iter()
+            .filter_map(|s| by_physical.get(s).map(|id| (*id).clone()))
+            .filter(|id| *id != o.id)
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.resources.len() + self.duplicates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The tags every owned resource carries from creation on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub project: String,
+    pub env: String,
+}
+
+pub const TAG_PROJECT: &str = "scopectl:project";
+pub const TAG_ENV: &str = "scopectl:env";
+pub const TAG_ID: &str = "scopectl:id";
+
+impl Owner {
+    pub fn cluster_name(&self) -> String {
+        format!("{}-{}", self.project, self.env)
+    }
+
+    pub fn cluster_tag(&self) -> String {
+        format!("kubernetes.io/cluster/{}", self.cluster_name())
+    }
+
+    /// The `Name` tag for a resource: project-env-name.
+    pub fn name_for(&self, id: &ResourceId) -> String {
+        format!("{}-{}", self.cluster_name(), id.name())
+    }
+
+    /// Tags set at creation, in a stable order.
+    pub fn tags_for(&self, id: &ResourceId) -> Vec<(String, String)> {
+        vec![
+            (TAG_PROJECT.into(), self.project.clone()),
+            (TAG_ENV.into(), self.env.clone()),
+            (TAG_ID.into(), id.to_string()),
+            ("Name".into(), self.name_for(id)),
+            (self.cluster_tag(), "owned".into()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_kind_and_name() {
+        let id = ResourceId::new(Kind::Subnet, "nodes-us-east-1a");
+        assert_eq!(id.as_str(), "ec2/subnet/nodes-us-east-1a");
+        assert_eq!(id.kind(), Some(Kind::Subnet));
+        assert_eq!(id.name(), "nodes-us-east-1a");
+        // A longer prefix must not be mistaken for a shorter one.
+        let a = ResourceId::new(Kind::RouteTableAssociation, "x");
+        assert_eq!(a.kind(), Some(Kind::RouteTableAssociation));
+        assert_eq!(ResourceId::parse("ec2/nope/x"), None);
+        assert_eq!(ResourceId::parse("ec2/subnet/"), None);
+    }
+
+    #[test]
+    fn duplicates_keep_the_lowest_physical_id() {
+        let mut a = Actual::default();
+        let id = ResourceId::new(Kind::Subnet, "a");
+        for p in ["subnet-2", "subnet-1", "subnet-3"] {
+            a.insert(Observed {
+                id: id.clone(),
+                physical_id: p.into(),
+                props: Props::new(),
+            });
+        }
+        assert_eq!(a.physical(&id), Some("subnet-1"));
+        let d: Vec<_> = a
+            .duplicates
+            .iter()
+            .map(|o| o.physical_id.as_str())
+            .collect();
+        assert_eq!(d, ["subnet-2", "subnet-3"]);
+    }
+}

@@ -1,0 +1,316 @@
+//! Pure: `(Desired, Actual) -> Plan`. Same inputs, same bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use petgraph::algo::toposort;
+use petgraph::graphmap::DiGraphMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::desired::Facts;
+use crate::model::{Actual, Desired, Observed, Ownership, Props, Resource, ResourceId, Value};
+
+/// Bumped on any incompatible change to the JSON plan (a public contract).
+pub const FORMAT_VERSION: &str = "1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    /// Delete then create: an immutable field changed.
+    Replace,
+    Delete,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub address: ResourceId,
+    pub action: Action,
+    pub reason: Option<String>,
+    pub ownership: Ownership,
+    /// The existing resource's AWS id (updates, replaces, deletes).
+    pub physical_id: Option<String>,
+    /// What exists now (observed; references are physical ids).
+    pub before: Option<Props>,
+    /// What the config wants (references are `{"ref": address}`).
+    pub after: Option<Props>,
+    /// Fields that differ (updates and replaces), old and new. In `after`,
+    /// references to existing resources are resolved to their ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<FieldChange>,
+    /// Resources this one's new version needs first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<ResourceId>,
+    /// Resources the existing version references: it goes before them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<ResourceId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Option<Value>,
+    pub after: Value,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: String,
+    pub project: String,
+    pub env: String,
+    /// sha256 of the observed state and facts the plan was computed from.
+    pub fingerprint: String,
+    pub changes: Vec<Change>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the desired resources reference each other in a cycle (at {0})")]
+    Cycle(ResourceId),
+    #[error("{0} references {1}, which is neither desired nor existing")]
+    Dangling(ResourceId, ResourceId),
+}
+
+/// sha256 over the canonical JSON of what was observed.
+pub fn fingerprint(facts: &Facts, actual: &Actual) -> String {
+    #[derive(Serialize)]
+    struct Canon<'a> {
+        facts: &'a Facts,
+        actual: &'a Actual,
+    }
+    let bytes = serde_json::to_vec(&Canon { facts, actual }).expect("plain data serializes");
+    format!("sha256:{:x}", Sha256::digest(&bytes))
+}
+
+/// Orders desired resources so that every reference comes before its user.
+pub fn topo_order(desired: &Desired) -> Result<Vec<&Resource>, PlanError> {
+    let mut g: DiGraphMap<&ResourceId, ()> = DiGraphMap::new();
+    for r in desired.resources.values() {
+        g.add_node(&r.id);
+    }
+    for r in desired.resources.values() {
+        for d in r.deps() {
+            if let Some((dep, _)) = desired.resources.get_key_value(&d) {
+                g.add_edge(dep, &r.id, ());
+            }
+        }
+    }
+    let order = toposort(&g, None).map_err(|c| PlanError::Cycle(c.node_id().clone()))?;
+    Ok(order.into_iter().map(|id| &desired.resources[id]).collect())
+}
+
+/// Diffs desired against actual.
+pub fn plan(
+    project: &str,
+    env: &str,
+    desired: &Desired,
+    actual: &Actual,
+    fingerprint: String,
+) -> Result<Plan, PlanError> {
+    let mut changes: Vec<Change> = Vec::new();
+    let mut summary = Summary::default();
+    // Ids that get a new physical id in this plan: references to them are unknown.
+    let mut renewed: BTreeSet<ResourceId> = BTreeSet::new();
+    // Ids whose existing version goes away (replaced or deleted).
+    let mut going: BTreeSet<ResourceId> = actual
+        .resources
+        .keys()
+        .filter(|id| !desired.resources.contains_key(*id))
+        .cloned()
+        .collect();
+
+    for r in topo_order(desired)? {
+        let deps: Vec<ResourceId> = r.deps().into_iter().collect();
+        for d in &deps {
+            if !desired.resources.contains_key(d) {
+                return Err(PlanError::Dangling(r.id.clone(), d.clone()));
+            }
+        }
+        let Some(obs) = actual.resources.get(&r.id) else {
+            renewed.insert(r.id.clone());
+            summary.create += 1;
+            changes.push(Change {
+                address: r.id.clone(),
+                action: Action::Create,
+                reason: None,
+                ownership: r.ownership,
+                physical_id: None,
+                before: None,
+                after: Some(r.props.clone()),
+                changed: Vec::new(),
+                depends_on: deps,
+                references: Vec::new(),
+            });
+            continue;
+        };
+        let lookup = |t: &ResourceId| -> Option<String> {
+            if renewed.contains(t) {
+                None
+            } else {
+                actual.physical(t).map(str::to_string)
+            }
+        };
+        let mut changed = Vec::new();
+        let mut reason = None;
+        let immutable = r.kind().immutable();
+        for (field, want) in &r.props {
+            if r.kind().write_only().contains(&field.as_str()) {
+                continue;
+            }
+            let resolved = want.resolve(&lookup);
+            let have = obs.props.get(field).map(normalize);
+            if resolved.as_ref().map(normalize) == have && have.is_some() {
+                continue;
+            }
+            changed.push(FieldChange {
+                field: field.clone(),
+                before: obs.props.get(field).cloned(),
+                after: want.resolve_partial(&lookup),
+            });
+            if reason.is_none() && immutable.contains(&field.as_str()) {
+                reason = Some(match (resolved, want) {
+                    (None, Value::Ref(t)) => {
+                        format!("{field} refers to {}, which is replaced", t.target)
+                    }
+                    _ => format!("{field} cannot change in place"),
+                });
+            }
+        }
+        let references: Vec<ResourceId> = actual.deps_of(obs).into_iter().collect();
+        // Something this resource references is going away: it cannot stay.
+        if reason.is_none() {
+            if let Some(gone) = references.iter().find(|d| going.contains(*d)) {
+                reason = Some(format!(
+                    "it references {gone}, which is replaced or deleted"
+                ));
+            }
+        }
+        let action = match (&reason, changed.is_empty()) {
+            (Some(_), _) => Action::Replace,
+            (None, false) => Action::Update,
+            (None, true) => {
+                summary.unchanged += 1;
+                continue;
+            }
+        };
+        if action == Action::Replace {
+            renewed.insert(r.id.clone());
+            going.insert(r.id.clone());
+            summary.replace += 1;
+        } else {
+            summary.update += 1;
+        }
+        changes.push(Change {
+            address: r.id.clone(),
+            action,
+            reason,
+            ownership: r.ownership,
+            physical_id: Some(obs.physical_id.clone()),
+            before: Some(obs.props.clone()),
+            after: Some(r.props.clone()),
+            changed,
+            depends_on: deps,
+            references,
+        });
+    }
+
+    let mut delete = |o: &Observed, reason: String| {
+        summary.delete += 1;
+        changes.push(Change {
+            address: o.id.clone(),
+            action: Action::Delete,
+            reason: Some(reason),
+            ownership: Ownership::Owned,
+            physical_id: Some(o.physical_id.clone()),
+            before: Some(o.props.clone()),
+            after: None,
+            changed: Vec::new(),
+            depends_on: Vec::new(),
+            references: actual.deps_of(o).into_iter().collect(),
+        });
+    };
+    for o in actual.resources.values() {
+        if !desired.resources.contains_key(&o.id) {
+            delete(o, "no longer in the config".into());
+        }
+    }
+    for o in &actual.duplicates {
+        let kept = actual.physical(&o.id).unwrap_or_default().to_string();
+        delete(o, format!("duplicate of {kept}"));
+    }
+
+    changes.sort_by(|a, b| {
+        (&a.address, a.action, &a.physical_id).cmp(&(&b.address, b.action, &b.physical_id))
+    });
+    Ok(Plan {
+        format_version: FORMAT_VERSION.into(),
+        project: project.into(),
+        env: env.into(),
+        fingerprint,
+        changes,
+        summary,
+    })
+}
+
+/// A plan that removes everything observed (for `down`).
+pub fn destroy(project: &str, env: &str, actual: &Actual, fingerprint: String) -> Plan {
+    let mut p = plan(project, env, &Desired::default(), actual, fingerprint)
+        .expect("an empty desired state cannot fail");
+    for c in p
+        .changes
+        .iter_mut()
+        .filter(|c| c.reason.as_deref() == Some("no longer in the config"))
+    {
+        c.reason = Some(format!("owned by {project}/{env}"));
+    }
+    p
+}
+
+/// Lists compare as sets.
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::List(l) => {
+            let mut items: Vec<Value> = l.iter().map(normalize).collect();
+            items.sort();
+            items.dedup();
+            Value::List(items)
+        }
+        Value::Map(m) => Value::Map(
+            m.iter()
+                .map(|(k, v)| (k.clone(), normalize(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

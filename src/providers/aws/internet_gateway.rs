@@ -1,0 +1,111 @@
+//! The cluster VPC's internet gateway (placement = "peered"). Beside the
+//! database, the VPC's own gateway is only read (see `facts`).
+
+use aws_sdk_ec2::types::ResourceType;
+
+use super::{classify, observed, owned_id, str_prop, Aws};
+use crate::apply::ProviderError;
+use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
+
+pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observed>, ProviderError> {
+    let out = aws
+        .ec2
+        .describe_internet_gateways()
+        .set_filters(Some(aws.owner_filters(only)))
+        .send()
+        .await
+        .map_err(|e| classify("DescribeInternetGateways", e))?;
+    Ok(out
+        .internet_gateways()
+        .iter()
+        .filter_map(|g| {
+            let id = owned_id(&aws.owner, g.tags(), Kind::InternetGateway)?;
+            let vpc = g
+                .attachments()
+                .iter()
+                .find_map(|a| a.vpc_id())
+                .unwrap_or_default();
+            Some(observed(
+                id,
+                g.internet_gateway_id()?,
+                Props::from([("vpc".into(), Value::str(vpc))]),
+            ))
+        })
+        .collect())
+}
+
+pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+    let out = aws
+        .ec2
+        .create_internet_gateway()
+        .tag_specifications(aws.tag_spec(ResourceType::InternetGateway, &r.id, &[]))
+        .send()
+        .await
+        .map_err(|e| classify("CreateInternetGateway", e))?;
+    let id = out
+        .internet_gateway()
+        .and_then(|g| g.internet_gateway_id())
+        .ok_or_else(|| ProviderError::fatal("CreateInternetGateway returned no id"))?
+        .to_string();
+    attach(aws, &id, &str_prop(&r.props, "vpc")?).await?;
+    Ok(id)
+}
+
+async fn attach(aws: &Aws, id: &str, vpc: &str) -> Result<(), ProviderError> {
+    aws.ec2
+        .attach_internet_gateway()
+        .internet_gateway_id(id)
+        .vpc_id(vpc)
+        .send()
+        .await
+        .map_err(|e| classify("AttachInternetGateway", e))?;
+    Ok(())
+}
+
+async fn detach(aws: &Aws, id: &str, vpc: &str) -> Result<(), ProviderError> {
+    aws.ec2
+        .detach_internet_gateway()
+        .internet_gateway_id(id)
+        .vpc_id(vpc)
+        .send()
+        .await
+        .map_err(|e| classify("DetachInternetGateway", e))?;
+    Ok(())
+}
+
+/// A gateway left unattached by an interrupted create is attached here.
+pub async fn update(
+    aws: &Aws,
+    r: &Resource,
+    physical_id: &str,
+    before: &Props,
+) -> Result<(), ProviderError> {
+    let old = before
+        .get("vpc")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !old.is_empty() {
+        detach(aws, physical_id, old).await?;
+    }
+    attach(aws, physical_id, &str_prop(&r.props, "vpc")?).await
+}
+
+pub async fn delete(aws: &Aws, physical_id: &str, before: &Props) -> Result<(), ProviderError> {
+    let vpc = before
+        .get("vpc")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !vpc.is_empty() {
+        match detach(aws, physical_id, vpc).await {
+            Err(e) if e.code.as_deref() != Some("Gateway.NotAttached") => return Err(e),
+            _ => {}
+        }
+    }
+    aws.ec2
+        .delete_internet_gateway()
+        .internet_gateway_id(physical_id)
+        .send()
+        .await
+        .map_err(|e| classify("DeleteInternetGateway", e))?;
+    Ok(())
+}

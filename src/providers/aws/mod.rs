@@ -1,0 +1,282 @@
+//! AWS: the only module that touches `aws-sdk-*` types. One file per kind,
+//! each holding that kind's observe, find, create, update and delete.
+
+mod error;
+pub mod facts;
+mod internet_gateway;
+mod route;
+mod route_table;
+mod route_table_association;
+mod security_group;
+mod security_group_ingress;
+pub mod state;
+mod subnet;
+mod vpc;
+mod vpc_peering;
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+
+pub(crate) use error::classify;
+
+use crate::apply::{Provider, ProviderError};
+use crate::model::{
+    Actual, Kind, Observed, Owner, Props, Resource, ResourceId, TAG_ENV, TAG_ID, TAG_PROJECT,
+};
+
+/// Clients for one region, and whose resources they act on.
+pub struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub owner: Owner,
+}
+
+impl Aws {
+    /// Loads credentials the standard way (env, profiles, SSO, instance role)
+    /// and honours `AWS_ENDPOINT_URL`.
+    pub async fn connect(region: &str, profile: Option<&str>, owner: Owner) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            // The SDK retries throttling and 5xx a few times itself; the
+            // executor adds longer backoff on top for whole steps.
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .build(),
+            );
+        if let Some(p) = profile {
+            loader = loader.profile_name(p);
+        }
+        let sdk = loader.load().await;
+        Aws {
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            rds: aws_sdk_rds::Client::new(&sdk),
+            ssm: aws_sdk_ssm::Client::new(&sdk),
+            owner,
+        }
+    }
+
+    fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
+        Filter::builder()
+            .name(name)
+            .set_values(Some(values.into_iter().map(Into::into).collect()))
+            .build()
+    }
+
+    /// Filters that select this project's and env's resources, optionally one id.
+    pub(crate) fn owner_filters(&self, only: Option<&ResourceId>) -> Vec<Filter> {
+        let mut f = vec![
+            Self::filter(&format!("tag:{TAG_PROJECT}"), [self.owner.project.as_str()]),
+            Self::filter(&format!("tag:{TAG_ENV}"), [self.owner.env.as_str()]),
+        ];
+        if let Some(id) = only {
+            f.push(Self::filter(&format!("tag:{TAG_ID}"), [id.as_str()]));
+        }
+        f
+    }
+
+    pub(crate) fn tag_spec(
+        &self,
+        kind: ResourceType,
+        id: &ResourceId,
+        extra: &[(&str, &str)],
+    ) -> TagSpecification {
+        let tags = self
+            .owner
+            .tags_for(id)
+            .into_iter()
+            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        TagSpecification::builder()
+            .resource_type(kind)
+            .set_tags(Some(tags))
+            .build()
+    }
+
+    /// Reads everything this env owns: one call per kind, run concurrently.
+    pub async fn observe(&self) -> Result<Actual, ProviderError> {
+        let (vpcs, subnets, tables, groups, rules, gateways, peerings) = futures::try_join!(
+            vpc::observe(self, None),
+            subnet::observe(self, None),
+            route_table::describe(self, self.owner_filters(None)),
+            security_group::observe(self, None),
+            security_group_ingress::observe(self, None),
+            internet_gateway::observe(self, None),
+            vpc_peering::observe(self, None),
+        )?;
+        let mut actual = Actual::default();
+        let all = [
+            vpcs,
+            subnets,
+            route_table::from_tables(self, &tables),
+            groups,
+            rules,
+            gateways,
+            peerings.clone(),
+        ];
+        for o in all.into_iter().flatten() {
+            actual.insert(o);
+        }
+        // Routes and associations live inside route tables; their ids derive
+        // from the owned tables, subnets and peerings they connect.
+        for o in route_table_association::from_tables(&tables, &actual) {
+            actual.insert(o);
+        }
+        let pcx: Vec<String> = peerings.iter().map(|p| p.physical_id.clone()).collect();
+        let foreign = if pcx.is_empty() {
+            Vec::new()
+        } else {
+            route_table::describe(
+                self,
+                vec![Self::filter("route.vpc-peering-connection-id", pcx.clone())],
+            )
+            .await?
+        };
+        for o in route::from_tables(self, &tables, &foreign, &actual) {
+            actual.insert(o);
+        }
+        Ok(actual)
+    }
+}
+
+pub(crate) fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// The scopectl id of a tagged resource, if it carries this owner's tags and
+/// an id of the expected kind.
+pub(crate) fn owned_id(owner: &Owner, tags: &[Tag], kind: Kind) -> Option<ResourceId> {
+    if tag(tags, TAG_PROJECT) != Some(owner.project.as_str())
+        || tag(tags, TAG_ENV) != Some(owner.env.as_str())
+    {
+        return None;
+    }
+    ResourceId::parse(tag(tags, TAG_ID)?).filter(|id| id.kind() == Some(kind))
+}
+
+pub(crate) fn str_prop(props: &Props, key: &str) -> Result<String, ProviderError> {
+    props
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| ProviderError::fatal(format!("missing `{key}`")))
+}
+
+pub(crate) fn observed(id: ResourceId, physical_id: impl Into<String>, props: Props) -> Observed {
+    Observed {
+        id,
+        physical_id: physical_id.into(),
+        props,
+    }
+}
+
+impl Provider for Aws {
+    async fn find(&self, r: &Resource) -> Result<Option<String>, ProviderError> {
+        match r.kind() {
+            Kind::Vpc => Ok(vpc::observe(self, Some(&r.id))
+                .await?
+                .into_iter()
+                .next()
+                .map(|o| o.physical_id)),
+            Kind::Subnet => Ok(subnet::observe(self, Some(&r.id))
+                .await?
+                .into_iter()
+                .next()
+                .map(|o| o.physical_id)),
+            Kind::SecurityGroup => Ok(security_group::observe(self, Some(&r.id))
+                .await?
+                .into_iter()
+                .next()
+                .map(|o| o.physical_id)),
+            Kind::SecurityGroupIngress => security_group_ingress::find(self, r).await,
+            Kind::InternetGateway => Ok(internet_gateway::observe(self, Some(&r.id))
+                .await?
+                .into_iter()
+                .next()
+                .map(|o| o.physical_id)),
+            Kind::VpcPeering => Ok(vpc_peering::observe(self, Some(&r.id))
+                .await?
+                .into_iter()
+                .next()
+                .map(|o| o.physical_id)),
+            Kind::RouteTable => route_table::find(self, r).await,
+            Kind::RouteTableAssociation => route_table_association::find(self, r).await,
+            Kind::Route => route::find(self, r).await,
+        }
+    }
+
+    async fn create(&self, r: &Resource) -> Result<String, ProviderError> {
+        match r.kind() {
+            Kind::Vpc => vpc::create(self, r).await,
+            Kind::Subnet => subnet::create(self, r).await,
+            Kind::SecurityGroup => security_group::create(self, r).await,
+            Kind::SecurityGroupIngress => security_group_ingress::create(self, r).await,
+            Kind::InternetGateway => internet_gateway::create(self, r).await,
+            Kind::VpcPeering => vpc_peering::create(self, r).await,
+            Kind::RouteTable => route_table::create(self, r).await,
+            Kind::RouteTableAssociation => route_table_association::create(self, r).await,
+            Kind::Route => route::create(self, r).await,
+        }
+    }
+
+    async fn update(
+        &self,
+        r: &Resource,
+        physical_id: &str,
+        before: &Props,
+    ) -> Result<(), ProviderError> {
+        match r.kind() {
+            Kind::Subnet => subnet::update(self, r, physical_id).await,
+            Kind::SecurityGroupIngress => security_group_ingress::update(self, r, before).await,
+            Kind::InternetGateway => internet_gateway::update(self, r, physical_id, before).await,
+            Kind::VpcPeering => vpc_peering::update(self, r, physical_id, before).await,
+            Kind::Route => route::update(self, r).await,
+            k => Err(ProviderError::fatal(format!(
+                "{} has no in-place update",
+                k.label()
+            ))),
+        }
+    }
+
+    async fn delete(
+        &self,
+        id: &ResourceId,
+        physical_id: &str,
+        before: &Props,
+    ) -> Result<(), ProviderError> {
+        let kind = id
+            .kind()
+            .ok_or_else(|| ProviderError::fatal(format!("unknown kind in {id}")))?;
+        let result = match kind {
+            Kind::Vpc => vpc::delete(self, physical_id).await,
+            Kind::Subnet => subnet::delete(self, physical_id).await,
+            Kind::SecurityGroup => security_group::delete(self, physical_id).await,
+            Kind::SecurityGroupIngress => security_group_ingress::delete(self, before).await,
+            Kind::InternetGateway => internet_gateway::delete(self, physical_id, before).await,
+            Kind::VpcPeering => vpc_peering::delete(self, physical_id).await,
+            Kind::RouteTable => route_table::delete(self, physical_id).await,
+            Kind::RouteTableAssociation => route_table_association::delete(self, physical_id).await,
+            Kind::Route => route::delete(self, before).await,
+        };
+        match result {
+            Err(e) if e.kind == crate::apply::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl crate::teardown::Inventory for Aws {
+    async fn inventory(&self) -> Result<Actual, ProviderError> {
+        self.observe().await
+    }
+}

@@ -1,0 +1,124 @@
+//! The state store in SSM Parameter Store under `/scopectl/<project>/<env>/`:
+//! for now, the env lock.
+
+use aws_sdk_ssm::types::ParameterType;
+use serde::{Deserialize, Serialize};
+
+use super::{classify, Aws};
+use crate::apply::{ErrorKind, ProviderError};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub id: String,
+    pub holder: String,
+    pub host: String,
+    pub pid: u32,
+    pub command: String,
+    pub started: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("env is locked by {} ({} since {}, lock id {})", .0.holder, .0.command, .0.started, .0.id)]
+    Held(LockInfo),
+    #[error("no lock with id {wanted} is held (the current lock is {current})")]
+    Mismatch { wanted: String, current: String },
+    #[error("the env is not locked")]
+    NotLocked,
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+impl Aws {
+    pub fn state_prefix(&self) -> String {
+        format!("/scopectl/{}/{}/", self.owner.project, self.owner.env)
+    }
+
+    fn lock_name(&self) -> String {
+        format!("{}lock", self.state_prefix())
+    }
+
+    /// Takes the lock, created atomically: PutParameter without overwrite.
+    pub async fn lock(&self, info: &LockInfo) -> Result<(), LockError> {
+        let value = serde_json::to_string(info).map_err(|e| ProviderError::fatal(e.to_string()))?;
+        let result = self
+            .ssm
+            .put_parameter()
+            .name(self.lock_name())
+            .value(value)
+            .r#type(ParameterType::String)
+            .overwrite(false)
+            .description("scopectl env lock")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = classify("PutParameter", e);
+                if e.code.as_deref() == Some("ParameterAlreadyExists") {
+                    match self.read_lock().await? {
+                        Some(held) => Err(LockError::Held(held)),
+                        // Released between our two calls: try once more.
+                        None => Box::pin(self.lock(info)).await,
+                    }
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    pub async fn read_lock(&self) -> Result<Option<LockInfo>, ProviderError> {
+        match self.ssm.get_parameter().name(self.lock_name()).send().await {
+            Ok(out) => {
+                let raw = out.parameter().and_then(|p| p.value()).unwrap_or_default();
+                Ok(Some(serde_json::from_str(raw).unwrap_or_else(|_| {
+                    LockInfo {
+                        id: raw.to_string(),
+                        holder: "unknown".into(),
+                        host: String::new(),
+                        pid: 0,
+                        command: "unknown".into(),
+                        started: "unknown".into(),
+                    }
+                })))
+            }
+            Err(e) => {
+                let e = classify("GetParameter", e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Releases the lock if it is still `id`'s; breaks it for `scopectl unlock`.
+    pub async fn unlock(&self, id: &str) -> Result<(), LockError> {
+        let current = self.read_lock().await?.ok_or(LockError::NotLocked)?;
+        if current.id != id {
+            return Err(LockError::Mismatch {
+                wanted: id.into(),
+                current: current.id,
+            });
+        }
+        match self
+            .ssm
+            .delete_parameter()
+            .name(self.lock_name())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = classify("DeleteParameter", e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+}

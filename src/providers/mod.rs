@@ -1,0 +1,3 @@
+//! The only code that talks to clouds and clusters.
+
+pub mod aws;

@@ -1,0 +1,143 @@
+//! `down`: delete everything the env owns, found by tags, in reverse
+//! dependency order. A delete refused because something still depends on the
+//! resource is "not yet": the next wave retries it (kops' delete.go). Waves
+//! stop when nothing is left, after `max_stalls` waves without progress, or at
+//! the deadline.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::apply::{execute, Options, Provider, ProviderError, Reporter};
+use crate::desired::Facts;
+use crate::model::{Actual, Owner, ResourceId};
+use crate::plan::{destroy, fingerprint};
+
+/// A provider that can also list everything an env owns.
+pub trait Inventory: Provider {
+    fn inventory(&self) -> impl Future<Output = Result<Actual, ProviderError>>;
+}
+
+#[derive(Clone, Debug)]
+pub struct TeardownOptions {
+    pub deadline: Duration,
+    pub max_stalls: usize,
+    pub pause: Duration,
+    pub apply: Options,
+}
+
+impl Default for TeardownOptions {
+    fn default() -> Self {
+        TeardownOptions {
+            deadline: Duration::from_secs(20 * 60),
+            max_stalls: 5,
+            pause: Duration::from_secs(2),
+            apply: Options {
+                tolerate_dependencies: true,
+                ..Options::default()
+            },
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TeardownOutcome {
+    pub deleted: usize,
+    pub waves: usize,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    #[error("teardown made no progress in {waves} waves; {} resources remain: {}", remaining.len(), list(remaining))]
+    NoProgress {
+        waves: usize,
+        remaining: Vec<ResourceId>,
+    },
+    #[error("teardown passed its deadline of {}s; {} resources remain: {}", deadline.as_secs(), remaining.len(), list(remaining))]
+    Deadline {
+        deadline: Duration,
+        remaining: Vec<ResourceId>,
+    },
+    #[error("deleting {address} failed: {message}")]
+    Failed {
+        address: ResourceId,
+        message: String,
+    },
+    #[error(transparent)]
+    Observe(#[from] ProviderError),
+}
+
+fn list(ids: &[ResourceId]) -> String {
+    let mut s: Vec<String> = ids.iter().take(8).map(ToString::to_string).collect();
+    if ids.len() > 8 {
+        s.push(format!("and {} more", ids.len() - 8));
+    }
+    s.join(", ")
+}
+
+pub async fn teardown<I: Inventory, R: Reporter>(
+    owner: &Owner,
+    inventory: &I,
+    reporter: &R,
+    opts: &TeardownOptions,
+) -> Result<TeardownOutcome, TeardownError> {
+    let started = Instant::now();
+    let mut out = TeardownOutcome::default();
+    let mut stalls = 0;
+    loop {
+        let actual = inventory.inventory().await?;
+        let remaining = || {
+            actual
+                .resources
+                .keys()
+                .chain(actual.duplicates.iter().map(|o| &o.id))
+                .cloned()
+                .collect()
+        };
+        if actual.is_empty() {
+            out.elapsed = started.elapsed();
+            return Ok(out);
+        }
+        if started.elapsed() > opts.deadline {
+            return Err(TeardownError::Deadline {
+                deadline: opts.deadline,
+                remaining: remaining(),
+            });
+        }
+        if stalls >= opts.max_stalls {
+            return Err(TeardownError::NoProgress {
+                waves: out.waves,
+                remaining: remaining(),
+            });
+        }
+        let ids = actual
+            .resources
+            .iter()
+            .map(|(k, v)| (k.clone(), v.physical_id.clone()))
+            .collect();
+        let plan = destroy(
+            &owner.project,
+            &owner.env,
+            &actual,
+            fingerprint(&Facts::default(), &actual),
+        );
+        let wave = execute(&plan, ids, inventory, reporter, &opts.apply).await;
+        out.waves += 1;
+        out.deleted += wave.deleted;
+        if let Some((address, _, message)) = wave.failures.into_iter().next() {
+            return Err(TeardownError::Failed { address, message });
+        }
+        if wave.deleted == 0 {
+            stalls += 1;
+        } else {
+            stalls = 0;
+        }
+        if wave.blocked > 0 || wave.skipped > 0 {
+            tokio::time::sleep(
+                opts.pause
+                    .min(opts.deadline.saturating_sub(started.elapsed())),
+            )
+            .await;
+        }
+    }
+}
