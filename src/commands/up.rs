@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -61,6 +62,13 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         if first.plan.is_empty() {
             emit_plan(printer, &first.plan);
             return Ok(EXIT_OK);
+        }
+        // Refuse before taking the lock: a refused run writes nothing.
+        if !args.yes && !std::io::stdin().is_terminal() {
+            if printer.output == Output::Human {
+                emit_plan(printer, &first.plan);
+            }
+            confirm("", "yes", "--yes")?;
         }
     }
 

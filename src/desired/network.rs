@@ -58,14 +58,16 @@ fn rule_set(group: Value, rules: Vec<(Value, Value)>) -> Props {
     ])
 }
 
-/// Splits `cidr` into one subnet per zone: the smallest power-of-two split that
-/// fits them all, skipping slots that collide with explicitly given subnets.
+/// Splits `cidr` into one subnet per zone. The split is fixed (4 slots, or 8
+/// beyond four zones) so that dropping the last zone never renumbers the
+/// others; a zone takes the slot of its position in the zone list, skipping
+/// slots that collide with explicitly given subnets.
 pub fn carve(
     cidr: Ipv4Net,
     zones: &[String],
     explicit: &BTreeMap<String, Ipv4Net>,
 ) -> Option<Vec<(String, Ipv4Net)>> {
-    let bits = (zones.len().max(1) as f64).log2().ceil() as u8;
+    let bits = if zones.len() <= 4 { 2 } else { 3 };
     let mut slots = cidr
         .subnets(cidr.prefix_len().checked_add(bits)?)
         .ok()?
@@ -77,11 +79,12 @@ pub fn carve(
     zones
         .iter()
         .map(|z| {
+            let auto = slots.next();
             Some((
                 z.clone(),
                 match explicit.get(z) {
                     Some(e) => *e,
-                    None => slots.next()?,
+                    None => auto?,
                 },
             ))
         })

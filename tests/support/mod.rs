@@ -1,0 +1,239 @@
+//! Test harness: a moto server on a free loopback port, the recording proxy in
+//! front of it, and helpers to run the real scopectl binary against them.
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proxy::{Call, Proxy, ProxyConfig};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let venv = std::env::var_os("SCOPECTL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv"));
+    let p = venv.join("bin").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup-venv (the README's test command does)",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One emulator and one proxy, stopped on drop.
+pub struct Sandbox {
+    moto: Child,
+    pub moto_addr: SocketAddr,
+    pub proxy: Proxy,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn start() -> Sandbox {
+        Self::with_latency(Duration::ZERO)
+    }
+
+    pub fn with_latency(latency: Duration) -> Sandbox {
+        let port = free_port();
+        let moto = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(moto_addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {moto_addr}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let proxy = Proxy::spawn(ProxyConfig {
+            upstream: Some(moto_addr),
+            latency,
+        });
+        Sandbox {
+            moto,
+            moto_addr,
+            proxy,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.proxy.url()
+    }
+
+    fn aws_env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env_remove("SCOPECTL_ENV")
+            .env_remove("SCOPECTL_CONFIG")
+            .env("NO_COLOR", "1");
+    }
+
+    /// Writes a config into the sandbox's directory.
+    pub fn config(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// The real binary, pointed at this sandbox.
+    pub fn scopectl(&self, config: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scopectl"));
+        self.aws_env(&mut cmd);
+        cmd.arg("-c").arg(config).args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs scopectl and returns (exit code, stdout, stderr).
+    pub fn run(&self, config: &Path, args: &[&str]) -> (i32, String, String) {
+        let out = self.scopectl(config, args).output().expect("run scopectl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// Runs scopectl and fails the test unless it exits with `code`.
+    pub fn expect(&self, code: i32, config: &Path, args: &[&str]) -> (String, String) {
+        let (c, out, err) = self.run(config, args);
+        assert_eq!(
+            c, code,
+            "scopectl {args:?} exited {c}\n--- stdout\n{out}\n--- stderr\n{err}"
+        );
+        (out, err)
+    }
+
+    pub fn python(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(venv_bin("python"));
+        self.aws_env(&mut cmd);
+        // The harness talks to moto directly: its calls are not scopectl's.
+        cmd.env("AWS_ENDPOINT_URL", format!("http://{}", self.moto_addr));
+        let out = cmd
+            .arg(repo().join("scripts/sandbox.py"))
+            .args(args)
+            .output()
+            .expect("run sandbox.py");
+        assert!(
+            out.status.success(),
+            "sandbox.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Creates the stand-in for the user's existing database.
+    pub fn prepare_db(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.python(&["prepare", "--db", name])).unwrap()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(serde_json::from_str(&self.python(&["snapshot"])).unwrap())
+    }
+
+    pub fn calls_since(&self, mark: usize) -> Vec<Call> {
+        self.proxy.calls.since(mark)
+    }
+
+    pub fn mark(&self) -> usize {
+        self.proxy.calls.len()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.moto.kill();
+        let _ = self.moto.wait();
+    }
+}
+
+/// The emulator's state as JSON (see scripts/sandbox.py snapshot).
+pub struct Snapshot(pub serde_json::Value);
+
+impl Snapshot {
+    pub fn list(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.0[kind].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Everything of every kind tagged for this project and env.
+    pub fn owned(&self, project: &str, env: &str) -> Vec<(String, serde_json::Value)> {
+        let mut out = Vec::new();
+        for kind in [
+            "vpcs",
+            "subnets",
+            "route_tables",
+            "security_groups",
+            "rules",
+            "internet_gateways",
+            "peerings",
+        ] {
+            for item in self.list(kind) {
+                let t = &item["tags"];
+                // AWS (and moto) keep deleted peerings visible for a while.
+                if kind == "peerings" && item["status"] == "deleted" {
+                    continue;
+                }
+                if t["scopectl:project"] == project && t["scopectl:env"] == env {
+                    out.push((kind.to_string(), item));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn default_vpc(&self) -> serde_json::Value {
+        self.list("vpcs")
+            .into_iter()
+            .find(|v| v["default"] == true)
+            .expect("a default VPC")
+    }
+}
+
+/// A config for one test env, beside the database unless `extra` says otherwise.
+pub fn config_text(env: &str, db: &str, extra: &str) -> String {
+    format!(
+        r#"project = "scope"
+
+[aws]
+region = "us-east-1"
+
+[network]
+placement = "beside-database"
+cidr = "172.31.128.0/20"
+
+[database]
+rds_instance = "{db}"
+
+[services.users]
+image = "registry.example/scope/users"
+port = 8080
+
+[env.{env}]
+{extra}
+"#
+    )
+}
