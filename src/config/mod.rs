@@ -176,8 +176,10 @@ fn toml_hint(msg: &str) -> (String, Option<String>) {
         Some("use one of the values listed above".to_string())
     } else if msg.starts_with("missing field") {
         Some("add the key; the config reference is in README.md".to_string())
+    } else if msg.starts_with("duplicate key") {
+        Some("each key may appear once per table; remove one of them".to_string())
     } else {
-        None
+        Some("this is not valid TOML here: tables are `[name]`, values `key = value`".to_string())
     };
     (msg, hint)
 }

@@ -39,4 +39,4 @@ pub fn desired(config: &Config, facts: &Facts) -> Result<Desired, DesiredError> 
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -313,4 +313,4 @@ fn normalize(v: &Value) -> Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

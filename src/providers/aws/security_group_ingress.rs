@@ -41,9 +41,11 @@ async fn describe(
     Ok(out.security_group_rules().to_vec())
 }
 
+/// Per rule set: its group, its rules, and each rule's AWS id.
+type RuleSet = (String, Vec<Value>, BTreeMap<String, Value>);
+
 fn group_rules(aws: &Aws, rules: &[SecurityGroupRule]) -> Vec<Observed> {
-    let mut by_id: BTreeMap<ResourceId, (String, Vec<Value>, BTreeMap<String, Value>)> =
-        BTreeMap::new();
+    let mut by_id: BTreeMap<ResourceId, RuleSet> = BTreeMap::new();
     for r in rules.iter().filter(|r| r.is_egress() != Some(true)) {
         let (Some(id), Some(group), Some(rule), Some(rule_id)) = (
             owned_id(&aws.owner, r.tags(), Kind::SecurityGroupIngress),
