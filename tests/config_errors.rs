@@ -62,7 +62,13 @@ fn replace(from: &str, to: &str) -> String {
 }
 
 fn cases() -> Vec<Case> {
-    let c = |name, text: String, at, message| Case { name, text, at, message, env: "staging" };
+    let c = |name, text: String, at, message| Case {
+        name,
+        text,
+        at,
+        message,
+        env: "staging",
+    };
     vec![
         c("unknown top-level key", format!("colour = \"red\"\n{BASE}"), Some("1:1"), "unknown field `colour`"),
         c("unknown key in a table", replace("region = \"us-east-1\"", "region = \"us-east-1\"\nzone = \"a\""), Some("5:1"), "unknown field `zone`"),
@@ -111,7 +117,12 @@ fn bad_configs_exit_64_located_and_touch_nothing() {
     for (i, case) in cases.iter().enumerate() {
         let path = dir.path().join(format!("case{i}.toml"));
         std::fs::write(&path, &case.text).unwrap();
-        for cmd in [&["plan"][..], &["up", "--yes"], &["down", "--yes"], &["status"]] {
+        for cmd in [
+            &["plan"][..],
+            &["up", "--yes"],
+            &["down", "--yes"],
+            &["status"],
+        ] {
             let out = Command::new(env!("CARGO_BIN_EXE_scopectl"))
                 .arg("-c")
                 .arg(&path)
@@ -124,19 +135,42 @@ fn bad_configs_exit_64_located_and_touch_nothing() {
                 .output()
                 .unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(64), "{}: {cmd:?} exited {:?}\n{err}", case.name, out.status.code());
+            assert_eq!(
+                out.status.code(),
+                Some(64),
+                "{}: {cmd:?} exited {:?}\n{err}",
+                case.name,
+                out.status.code()
+            );
             assert!(err.starts_with("error: "), "{}: {err}", case.name);
-            assert!(err.contains(case.message), "{}: expected {:?} in\n{err}", case.name, case.message);
+            assert!(
+                err.contains(case.message),
+                "{}: expected {:?} in\n{err}",
+                case.name,
+                case.message
+            );
             let at = format!("{}:{}", path.display(), case.at.unwrap_or("1:1"));
             if std::env::var_os("SHOW_LOCATIONS").is_some() {
-                eprintln!("{} => {}", case.name, err.lines().next().unwrap_or_default());
+                eprintln!(
+                    "{} => {}",
+                    case.name,
+                    err.lines().next().unwrap_or_default()
+                );
                 continue;
             }
-            assert!(err.contains(&at), "{}: expected location {at} in\n{err}", case.name);
+            assert!(
+                err.contains(&at),
+                "{}: expected location {at} in\n{err}",
+                case.name
+            );
             assert!(err.contains("\nhint: "), "{}: no hint in\n{err}", case.name);
         }
     }
-    assert_eq!(count.load(Ordering::SeqCst), 0, "a config error made a network connection");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "a config error made a network connection"
+    );
 }
 
 #[test]
@@ -145,13 +179,30 @@ fn missing_env_and_missing_file_are_usage_errors() {
     let path = dir.path().join("scope.toml");
     std::fs::write(&path, BASE).unwrap();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_scopectl")).args(args).env_remove("SCOPECTL_ENV").env_remove("SCOPECTL_CONFIG").stdin(Stdio::null()).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_scopectl"))
+            .args(args)
+            .env_remove("SCOPECTL_ENV")
+            .env_remove("SCOPECTL_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     };
     let out = run(&["-c", path.to_str().unwrap(), "plan"]);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("defined envs: staging"));
-    let out = run(&["-c", dir.path().join("none.toml").to_str().unwrap(), "--env", "staging", "plan"]);
-    assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "-c",
+        dir.path().join("none.toml").to_str().unwrap(),
+        "--env",
+        "staging",
+        "plan",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&["plan", "--bogus-flag"]);
     assert_eq!(out.status.code(), Some(64));
 }

@@ -28,7 +28,10 @@ struct Fake {
 
 impl Fake {
     fn fault(&self, address: &str, kinds: &[ErrorKind]) {
-        self.faults.lock().unwrap().insert(address.into(), kinds.to_vec());
+        self.faults
+            .lock()
+            .unwrap()
+            .insert(address.into(), kinds.to_vec());
     }
 
     async fn call(&self, what: String, address: &ResourceId) -> Result<(), ProviderError> {
@@ -37,26 +40,54 @@ impl Fake {
         tokio::time::sleep(Duration::from_millis(5)).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.log.lock().unwrap().push(what);
-        if let Some(k) = self.faults.lock().unwrap().get_mut(address.as_str()).and_then(|v| (!v.is_empty()).then(|| v.remove(0))) {
+        if let Some(k) = self
+            .faults
+            .lock()
+            .unwrap()
+            .get_mut(address.as_str())
+            .and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
+        {
             return Err(ProviderError::new(k, None, format!("injected {k:?}")));
         }
         Ok(())
     }
 
     fn position(&self, entry: &str) -> usize {
-        self.log.lock().unwrap().iter().position(|e| e == entry).unwrap_or_else(|| panic!("{entry} never ran"))
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .position(|e| e == entry)
+            .unwrap_or_else(|| panic!("{entry} never ran"))
     }
 }
 
 impl Provider for Fake {
     async fn find(&self, r: &Resource) -> Result<Option<String>, ProviderError> {
-        Ok(self.state.lock().unwrap().get(&r.id).map(|o| o.physical_id.clone()))
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .get(&r.id)
+            .map(|o| o.physical_id.clone()))
     }
     async fn create(&self, r: &Resource) -> Result<String, ProviderError> {
         self.call(format!("create {}", r.id), &r.id).await?;
         let pid = format!("p-{}", self.next.fetch_add(1, Ordering::SeqCst));
-        let props = r.props.iter().filter(|(k, _)| k.as_str() != "descriptions").map(|(k, v)| (k.clone(), v.clone())).collect();
-        self.state.lock().unwrap().insert(r.id.clone(), Observed { id: r.id.clone(), physical_id: pid.clone(), props });
+        let props = r
+            .props
+            .iter()
+            .filter(|(k, _)| k.as_str() != "descriptions")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.state.lock().unwrap().insert(
+            r.id.clone(),
+            Observed {
+                id: r.id.clone(),
+                physical_id: pid.clone(),
+                props,
+            },
+        );
         Ok(pid)
     }
     async fn update(&self, r: &Resource, _pid: &str, _before: &Props) -> Result<(), ProviderError> {
@@ -66,14 +97,25 @@ impl Provider for Fake {
         }
         Ok(())
     }
-    async fn delete(&self, id: &ResourceId, _pid: &str, _before: &Props) -> Result<(), ProviderError> {
+    async fn delete(
+        &self,
+        id: &ResourceId,
+        _pid: &str,
+        _before: &Props,
+    ) -> Result<(), ProviderError> {
         let blocked = {
             let state = self.state.lock().unwrap();
-            self.blocked_by.iter().any(|(a, b)| a == id.as_str() && state.keys().any(|k| k.as_str() == b))
+            self.blocked_by
+                .iter()
+                .any(|(a, b)| a == id.as_str() && state.keys().any(|k| k.as_str() == b))
         };
         self.call(format!("delete {id}"), id).await?;
         if blocked {
-            return Err(ProviderError::new(ErrorKind::DependencyViolation, None, "in use"));
+            return Err(ProviderError::new(
+                ErrorKind::DependencyViolation,
+                None,
+                "in use",
+            ));
         }
         self.state.lock().unwrap().remove(id);
         Ok(())
@@ -91,16 +133,31 @@ impl Inventory for Fake {
 }
 
 fn opts(concurrency: usize) -> Options {
-    Options { concurrency, min_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5), ..Options::default() }
+    Options {
+        concurrency,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        ..Options::default()
+    }
 }
 
 fn plan_for(actual: &Actual) -> Plan {
     let d = desired(&example("staging"), &sample_facts()).unwrap();
-    plan("scope", "staging", &d, actual, fingerprint(&sample_facts(), actual)).unwrap()
+    plan(
+        "scope",
+        "staging",
+        &d,
+        actual,
+        fingerprint(&sample_facts(), actual),
+    )
+    .unwrap()
 }
 
 fn ids(a: &Actual) -> BTreeMap<ResourceId, String> {
-    a.resources.iter().map(|(k, v)| (k.clone(), v.physical_id.clone())).collect()
+    a.resources
+        .iter()
+        .map(|(k, v)| (k.clone(), v.physical_id.clone()))
+        .collect()
 }
 
 #[tokio::test]
@@ -113,12 +170,27 @@ async fn creates_follow_references_concurrently_within_the_bound() {
     let max = fake.max_in_flight.load(Ordering::SeqCst);
     assert!((2..=3).contains(&max), "max in flight {max}");
     for (before, after) in [
-        ("create ec2/subnet/nodes-us-east-1a", "create ec2/route-table-association/nodes-us-east-1a"),
-        ("create ec2/route-table/cluster", "create ec2/route/cluster-default"),
-        ("create ec2/security-group/nodes", "create ec2/security-group-ingress/database"),
-        ("create ec2/security-group/elb", "create ec2/security-group-ingress/masters"),
+        (
+            "create ec2/subnet/nodes-us-east-1a",
+            "create ec2/route-table-association/nodes-us-east-1a",
+        ),
+        (
+            "create ec2/route-table/cluster",
+            "create ec2/route/cluster-default",
+        ),
+        (
+            "create ec2/security-group/nodes",
+            "create ec2/security-group-ingress/database",
+        ),
+        (
+            "create ec2/security-group/elb",
+            "create ec2/security-group-ingress/masters",
+        ),
     ] {
-        assert!(fake.position(before) < fake.position(after), "{before} must precede {after}");
+        assert!(
+            fake.position(before) < fake.position(after),
+            "{before} must precede {after}"
+        );
     }
     // Re-observed, the result matches the plan: nothing left to do.
     let again = plan_for(&fake.inventory().await.unwrap());
@@ -128,18 +200,42 @@ async fn creates_follow_references_concurrently_within_the_bound() {
 #[tokio::test]
 async fn transient_errors_are_retried_and_fatal_ones_skip_dependents() {
     let fake = Fake::default();
-    fake.fault("ec2/subnet/nodes-us-east-1a", &[ErrorKind::Transient, ErrorKind::Transient, ErrorKind::NotFound]);
+    fake.fault(
+        "ec2/subnet/nodes-us-east-1a",
+        &[
+            ErrorKind::Transient,
+            ErrorKind::Transient,
+            ErrorKind::NotFound,
+        ],
+    );
     fake.fault("ec2/route-table/cluster", &[ErrorKind::Fatal]);
     let p = plan_for(&Actual::default());
     let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(8)).await;
     assert_eq!(out.failures.len(), 1, "{out:?}");
     assert_eq!(out.failures[0].0.as_str(), "ec2/route-table/cluster");
     let log = fake.log.lock().unwrap().clone();
-    assert_eq!(log.iter().filter(|e| *e == "create ec2/subnet/nodes-us-east-1a").count(), 4, "three retries then success");
-    assert!(!log.iter().any(|e| e.contains("route-table-association") || e.contains("ec2/route/")), "dependents of a failure must not run");
+    assert_eq!(
+        log.iter()
+            .filter(|e| *e == "create ec2/subnet/nodes-us-east-1a")
+            .count(),
+        4,
+        "three retries then success"
+    );
+    assert!(
+        !log.iter()
+            .any(|e| e.contains("route-table-association") || e.contains("ec2/route/")),
+        "dependents of a failure must not run"
+    );
     // Another run finishes the job; nothing is created twice.
     let rest = plan_for(&fake.inventory().await.unwrap());
-    let out = execute(&rest, ids(&fake.inventory().await.unwrap()), &fake, &NoReporter, &opts(8)).await;
+    let out = execute(
+        &rest,
+        ids(&fake.inventory().await.unwrap()),
+        &fake,
+        &NoReporter,
+        &opts(8),
+    )
+    .await;
     assert!(out.ok(), "{out:?}");
     assert_eq!(fake.state.lock().unwrap().len(), 15);
 }
@@ -151,13 +247,24 @@ async fn a_create_finds_what_an_interrupted_run_left() {
     // The previous run created the route table, then died before recording it.
     fake.state.lock().unwrap().insert(
         ResourceId::new(Kind::RouteTable, "cluster"),
-        Observed { id: ResourceId::new(Kind::RouteTable, "cluster"), physical_id: "p-old".into(), props: Props::new() },
+        Observed {
+            id: ResourceId::new(Kind::RouteTable, "cluster"),
+            physical_id: "p-old".into(),
+            props: Props::new(),
+        },
     );
     let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(8)).await;
     assert!(out.ok());
     assert_eq!((out.created, out.found), (14, 1));
-    assert!(!fake.log.lock().unwrap().contains(&"create ec2/route-table/cluster".to_string()));
-    assert_eq!(out.ids[&ResourceId::new(Kind::RouteTable, "cluster")], "p-old");
+    assert!(!fake
+        .log
+        .lock()
+        .unwrap()
+        .contains(&"create ec2/route-table/cluster".to_string()));
+    assert_eq!(
+        out.ids[&ResourceId::new(Kind::RouteTable, "cluster")],
+        "p-old"
+    );
 }
 
 #[tokio::test]
@@ -165,16 +272,27 @@ async fn replace_deletes_dependents_first_then_recreates_in_order() {
     let d = desired(&example("staging"), &sample_facts()).unwrap();
     let mut actual = applied(&d);
     let subnet = ResourceId::new(Kind::Subnet, "nodes-us-east-1b");
-    actual.resources.get_mut(&subnet).unwrap().props.insert("cidr".into(), Value::str("10.0.0.0/24"));
+    actual
+        .resources
+        .get_mut(&subnet)
+        .unwrap()
+        .props
+        .insert("cidr".into(), Value::str("10.0.0.0/24"));
     let fake = Fake::default();
     *fake.state.lock().unwrap() = actual.resources.clone();
     let p = plan_for(&actual);
     let out = execute(&p, ids(&actual), &fake, &NoReporter, &opts(8)).await;
     assert!(out.ok(), "{out:?}");
     let pos = |e: &str| fake.position(e);
-    assert!(pos("delete ec2/route-table-association/nodes-us-east-1b") < pos("delete ec2/subnet/nodes-us-east-1b"));
+    assert!(
+        pos("delete ec2/route-table-association/nodes-us-east-1b")
+            < pos("delete ec2/subnet/nodes-us-east-1b")
+    );
     assert!(pos("delete ec2/subnet/nodes-us-east-1b") < pos("create ec2/subnet/nodes-us-east-1b"));
-    assert!(pos("create ec2/subnet/nodes-us-east-1b") < pos("create ec2/route-table-association/nodes-us-east-1b"));
+    assert!(
+        pos("create ec2/subnet/nodes-us-east-1b")
+            < pos("create ec2/route-table-association/nodes-us-east-1b")
+    );
 }
 
 #[tokio::test]
@@ -183,12 +301,34 @@ async fn teardown_waits_out_dependencies_in_waves() {
     let actual = applied(&d);
     // The nodes group stays "in use" until the elb group is gone (as an ENI
     // of a load balancer would hold it).
-    let fake = Fake { blocked_by: vec![("ec2/security-group/nodes".into(), "ec2/security-group/elb".into())], ..Fake::default() };
-    fake.fault("ec2/security-group/elb", &[ErrorKind::DependencyViolation; 4]);
+    let fake = Fake {
+        blocked_by: vec![(
+            "ec2/security-group/nodes".into(),
+            "ec2/security-group/elb".into(),
+        )],
+        ..Fake::default()
+    };
+    fake.fault(
+        "ec2/security-group/elb",
+        &[ErrorKind::DependencyViolation; 4],
+    );
     *fake.state.lock().unwrap() = actual.resources.clone();
-    let owner = crate::model::Owner { project: "scope".into(), env: "staging".into() };
-    let o = TeardownOptions { pause: Duration::from_millis(1), max_stalls: 10, apply: Options { tolerate_dependencies: true, ..opts(8) }, ..TeardownOptions::default() };
-    let out = teardown(&owner, &fake, &NoReporter, &o).await.unwrap();
+    let owner = crate::model::Owner {
+        project: "scope".into(),
+        env: "staging".into(),
+    };
+    let o = TeardownOptions {
+        pause: Duration::from_millis(1),
+        max_stalls: 10,
+        apply: Options {
+            tolerate_dependencies: true,
+            ..opts(8)
+        },
+        ..TeardownOptions::default()
+    };
+    let out = teardown(&owner, &fake, None, &NoReporter, &o)
+        .await
+        .unwrap();
     assert_eq!(out.deleted, 15);
     assert!(out.waves >= 2, "{out:?}");
     assert!(fake.state.lock().unwrap().is_empty());
@@ -199,11 +339,29 @@ async fn teardown_waits_out_dependencies_in_waves() {
 async fn teardown_gives_up_without_progress() {
     let actual = applied(&desired(&example("staging"), &sample_facts()).unwrap());
     let fake = Fake::default();
-    fake.fault("ec2/security-group/elb", &[ErrorKind::DependencyViolation; 1000]);
+    fake.fault(
+        "ec2/security-group/elb",
+        &[ErrorKind::DependencyViolation; 1000],
+    );
     *fake.state.lock().unwrap() = actual.resources.clone();
-    let owner = crate::model::Owner { project: "scope".into(), env: "staging".into() };
-    let o = TeardownOptions { pause: Duration::from_millis(1), max_stalls: 3, apply: Options { tolerate_dependencies: true, ..opts(8) }, ..TeardownOptions::default() };
-    let err = teardown(&owner, &fake, &NoReporter, &o).await.unwrap_err();
-    let TeardownError::NoProgress { remaining, .. } = err else { panic!("{err}") };
+    let owner = crate::model::Owner {
+        project: "scope".into(),
+        env: "staging".into(),
+    };
+    let o = TeardownOptions {
+        pause: Duration::from_millis(1),
+        max_stalls: 3,
+        apply: Options {
+            tolerate_dependencies: true,
+            ..opts(8)
+        },
+        ..TeardownOptions::default()
+    };
+    let err = teardown(&owner, &fake, None, &NoReporter, &o)
+        .await
+        .unwrap_err();
+    let TeardownError::NoProgress { remaining, .. } = err else {
+        panic!("{err}")
+    };
     assert_eq!(remaining, [ResourceId::new(Kind::SecurityGroup, "elb")]);
 }

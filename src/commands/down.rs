@@ -80,7 +80,7 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
     };
     let owner = owner(&config);
     let result = tokio::select! {
-        r = teardown(&owner, &aws, &reporter, &opts) => r.map_err(anyhow::Error::from),
+        r = teardown(&owner, &aws, Some(actual), &reporter, &opts) => r.map_err(anyhow::Error::from),
         _ = tokio::signal::ctrl_c() => Err(UserError::failed(
             "interrupted: some resources may remain",
             "run `scopectl down` again; it finds what is left by its tags",

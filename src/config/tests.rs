@@ -44,7 +44,10 @@ fn overlays_deep_merge_and_keep_the_base() {
 fn arrays_replace_rather_than_append() {
     let text = format!(
         "{}\n[env.zoned]\nnetwork.zones = [\"us-east-1b\", \"us-east-1c\"]\n",
-        example().replace("cidr = \"172.31.128.0/20\"", "cidr = \"172.31.128.0/20\"\nzones = [\"us-east-1a\", \"us-east-1b\", \"us-east-1d\"]")
+        example().replace(
+            "cidr = \"172.31.128.0/20\"",
+            "cidr = \"172.31.128.0/20\"\nzones = [\"us-east-1a\", \"us-east-1b\", \"us-east-1d\"]"
+        )
     );
     let c = load(&text, "zoned").unwrap();
     assert_eq!(c.network.zones.unwrap(), ["us-east-1b", "us-east-1c"]);
@@ -64,7 +67,9 @@ fn services_merge_per_key() {
 fn errors_carry_a_location_and_a_snippet() {
     let text = example().replace("cidr = \"172.31.128.0/20\"", "cidr = \"172.31.128.0/99\"");
     let err = load(&text, "staging").unwrap_err();
-    let ConfigError::Invalid { at, .. } = &err else { panic!("{err:?}") };
+    let ConfigError::Invalid { at, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!((at.line, at.column), (17, 8));
     insta::assert_snapshot!(err.snippet().unwrap(), @r#"
        |

@@ -32,14 +32,20 @@ pub(crate) fn sample_facts() -> Facts {
                     owned: false,
                 })
                 .collect(),
-            route_tables: vec![RouteTableFact { id: "rtb-0main".into(), main: true, subnets: vec![], owned: false }],
+            route_tables: vec![RouteTableFact {
+                id: "rtb-0main".into(),
+                main: true,
+                subnets: vec![],
+                owned: false,
+            }],
         }),
         zones,
     }
 }
 
 pub(crate) fn example(env: &str) -> config::Config {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scope.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scope.toml"))
+        .unwrap();
     config::parse(Path::new("examples/scope.toml"), &text, env).unwrap()
 }
 
@@ -61,7 +67,10 @@ fn desired_is_deterministic() {
 #[test]
 fn beside_database_uses_the_database_vpc_and_gateway() {
     let d = desired(&example("staging"), &sample_facts()).unwrap();
-    assert!(!d.resources.keys().any(|id| id.kind() == Some(Kind::Vpc)), "no own VPC beside the database");
+    assert!(
+        !d.resources.keys().any(|id| id.kind() == Some(Kind::Vpc)),
+        "no own VPC beside the database"
+    );
     let s = &d.resources[&ResourceId::new(Kind::Subnet, "nodes-us-east-1a")];
     assert_eq!(s.props["vpc"], Value::str("vpc-0db"));
     assert_eq!(s.props["cidr"], Value::str("172.31.128.0/22"));
@@ -98,31 +107,57 @@ fn adopted_mismatches_are_errors() {
     let mut facts = sample_facts();
     facts.database = None;
     let e = desired(&example("staging"), &facts).unwrap_err();
-    assert!(e.message.contains("`scope-staging-db` was not found"), "{e}");
+    assert!(
+        e.message.contains("`scope-staging-db` was not found"),
+        "{e}"
+    );
     assert!(e.at.is_some());
 
     // An existing neighbour's subnet in our range.
     let mut facts = sample_facts();
-    facts.database_vpc.as_mut().unwrap().subnets.push(SubnetFact {
-        id: "subnet-0x".into(),
-        cidr: "172.31.130.0/24".into(),
-        zone: "us-east-1a".into(),
-        owned: false,
-    });
+    facts
+        .database_vpc
+        .as_mut()
+        .unwrap()
+        .subnets
+        .push(SubnetFact {
+            id: "subnet-0x".into(),
+            cidr: "172.31.130.0/24".into(),
+            zone: "us-east-1a".into(),
+            owned: false,
+        });
     let e = desired(&example("staging"), &facts).unwrap_err();
-    assert!(e.message.contains("overlaps the existing subnet subnet-0x"), "{e}");
+    assert!(
+        e.message.contains("overlaps the existing subnet subnet-0x"),
+        "{e}"
+    );
     // Our own subnet there is no conflict.
-    facts.database_vpc.as_mut().unwrap().subnets.last_mut().unwrap().owned = true;
+    facts
+        .database_vpc
+        .as_mut()
+        .unwrap()
+        .subnets
+        .last_mut()
+        .unwrap()
+        .owned = true;
     assert!(desired(&example("staging"), &facts).is_ok());
 }
 
 #[test]
 fn carving_is_stable_when_the_last_zone_goes() {
     let net: ipnet::Ipv4Net = "172.31.128.0/20".parse().unwrap();
-    let three: Vec<String> = ["a", "b", "c"].iter().map(|z| format!("us-east-1{z}")).collect();
+    let three: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|z| format!("us-east-1{z}"))
+        .collect();
     let a = network::carve(net, &three, &Default::default()).unwrap();
     let b = network::carve(net, &three[..2], &Default::default()).unwrap();
     assert_eq!(a[..2], b[..]);
     let five: Vec<String> = "abcde".chars().map(|z| format!("us-east-1{z}")).collect();
-    assert_eq!(network::carve(net, &five, &Default::default()).unwrap()[4].1.to_string(), "172.31.136.0/23");
+    assert_eq!(
+        network::carve(net, &five, &Default::default()).unwrap()[4]
+            .1
+            .to_string(),
+        "172.31.136.0/23"
+    );
 }

@@ -75,17 +75,24 @@ fn list(ids: &[ResourceId]) -> String {
     s.join(", ")
 }
 
+/// Runs delete waves until nothing is left. `first` is an observation the
+/// caller already made (the first wave uses it); later waves observe afresh.
 pub async fn teardown<I: Inventory, R: Reporter>(
     owner: &Owner,
     inventory: &I,
+    first: Option<Actual>,
     reporter: &R,
     opts: &TeardownOptions,
 ) -> Result<TeardownOutcome, TeardownError> {
     let started = Instant::now();
     let mut out = TeardownOutcome::default();
     let mut stalls = 0;
+    let mut first = first;
     loop {
-        let actual = inventory.inventory().await?;
+        let actual = match first.take() {
+            Some(a) => a,
+            None => inventory.inventory().await?,
+        };
         let remaining = || {
             actual
                 .resources

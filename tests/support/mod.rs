@@ -28,6 +28,21 @@ fn venv_bin(name: &str) -> PathBuf {
     p
 }
 
+/// The scopectl binary: cargo names it for integration tests; the benchmark
+/// (an example) finds it beside its own directory.
+pub fn binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_scopectl") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().expect("current exe");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .join("scopectl")
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -102,7 +117,7 @@ impl Sandbox {
 
     /// The real binary, pointed at this sandbox.
     pub fn scopectl(&self, config: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scopectl"));
+        let mut cmd = Command::new(binary());
         self.aws_env(&mut cmd);
         cmd.arg("-c").arg(config).args(args).stdin(Stdio::null());
         cmd

@@ -86,8 +86,9 @@ pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderErr
         .map(|o| o.physical_id))
 }
 
+/// Called after `find` saw no rule of this set: authorize them all at once.
 pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
-    reconcile(aws, r).await?;
+    authorize(aws, r, &BTreeMap::new()).await?;
     Ok(physical(&str_prop(&r.props, "group")?))
 }
 
@@ -109,13 +110,35 @@ async fn reconcile(aws: &Aws, r: &Resource) -> Result<(), ProviderError> {
                 .collect()
         })
         .unwrap_or_default();
-    let want: Vec<&Value> = r
-        .props
-        .get("rules")
-        .map(Value::as_list)
-        .unwrap_or_default()
+    let wanted: Vec<String> = rules(r).iter().map(|v| v.to_string()).collect();
+    let extra: Vec<String> = have
         .iter()
+        .filter(|(k, _)| !wanted.contains(k))
+        .map(|(_, id)| id.clone())
         .collect();
+    if !extra.is_empty() {
+        aws.ec2
+            .revoke_security_group_ingress()
+            .group_id(&group)
+            .set_security_group_rule_ids(Some(extra))
+            .send()
+            .await
+            .map_err(|e| classify("RevokeSecurityGroupIngress", e))?;
+    }
+    authorize(aws, r, &have).await
+}
+
+fn rules(r: &Resource) -> &[Value] {
+    r.props.get("rules").map(Value::as_list).unwrap_or_default()
+}
+
+/// Authorizes the rules of `r` not in `have` (by rule key), tagged and described.
+async fn authorize(
+    aws: &Aws,
+    r: &Resource,
+    have: &BTreeMap<String, String>,
+) -> Result<(), ProviderError> {
+    let group = str_prop(&r.props, "group")?;
     let descriptions = r
         .props
         .get("descriptions")
@@ -131,36 +154,22 @@ async fn reconcile(aws: &Aws, r: &Resource) -> Result<(), ProviderError> {
             .unwrap_or_default()
             .to_string()
     };
-    let missing: Vec<IpPermission> = want
+    let missing: Vec<IpPermission> = rules(r)
         .iter()
         .filter(|v| !have.contains_key(&v.to_string()))
         .map(|v| permission(v, describe(v)))
         .collect::<Result<_, _>>()?;
-    let wanted: Vec<String> = want.iter().map(|v| v.to_string()).collect();
-    let extra: Vec<String> = have
-        .iter()
-        .filter(|(k, _)| !wanted.contains(k))
-        .map(|(_, id)| id.clone())
-        .collect();
-    if !extra.is_empty() {
-        aws.ec2
-            .revoke_security_group_ingress()
-            .group_id(&group)
-            .set_security_group_rule_ids(Some(extra))
-            .send()
-            .await
-            .map_err(|e| classify("RevokeSecurityGroupIngress", e))?;
+    if missing.is_empty() {
+        return Ok(());
     }
-    if !missing.is_empty() {
-        aws.ec2
-            .authorize_security_group_ingress()
-            .group_id(&group)
-            .set_ip_permissions(Some(missing))
-            .tag_specifications(aws.tag_spec(ResourceType::SecurityGroupRule, &r.id, &[]))
-            .send()
-            .await
-            .map_err(|e| classify("AuthorizeSecurityGroupIngress", e))?;
-    }
+    aws.ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .set_ip_permissions(Some(missing))
+        .tag_specifications(aws.tag_spec(ResourceType::SecurityGroupRule, &r.id, &[]))
+        .send()
+        .await
+        .map_err(|e| classify("AuthorizeSecurityGroupIngress", e))?;
     Ok(())
 }
 

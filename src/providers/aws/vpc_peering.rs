@@ -111,6 +111,8 @@ async fn converge(aws: &Aws, r: &Resource, id: &str) -> Result<(), ProviderError
                     .send()
                     .await
                     .map_err(|e| classify("AcceptVpcPeeringConnection", e))?;
+                // Accepting usually activates at once: look again before waiting.
+                continue;
             }
             Some(State::Provisioning | State::InitiatingRequest) | None => {}
             Some(other) => {
