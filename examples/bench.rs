@@ -41,7 +41,10 @@ fn main() {
     let cfg = sb.config("scope.toml", &config_text("bench", "bench-db", &extra));
 
     println!("latency {latency} ms per call, placement {placement}, {zones} zones");
-    println!("{:<14} {:>6} {:>7} {:>9}   calls by action", "command", "calls", "writes", "wall"));
+    println!(
+        "{:<14} {:>6} {:>7} {:>9}   calls by action",
+        "command", "calls", "writes", "wall"
+    );
     for (label, args) in [
         ("plan", &["plan"][..]),
         ("up", &["up", "--yes"]),
