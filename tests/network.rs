@@ -388,16 +388,11 @@ fn lock_held_exits_4_and_unlock_breaks_it() {
     let cfg = sb.config("scope.toml", &config_text(env, "lock-db", ""));
     // Another machine's run holds the lock.
     let held = r#"{"id":"feedc0ffee123456","holder":"ci@runner-7 (pid 4242)","host":"runner-7","pid":4242,"command":"up","started":"2026-11-24T08:00:00Z"}"#;
-    let mut ssm = std::process::Command::new(support::repo().join(".venv/bin/python"));
-    ssm.env("AWS_ACCESS_KEY_ID", "t").env("AWS_SECRET_ACCESS_KEY", "t").args([
-        "-c",
-        &format!(
-            "import boto3,sys; boto3.client('ssm', region_name='us-east-1', endpoint_url='http://{}').put_parameter(Name='/scopectl/scope/{env}/lock', Value=sys.argv[1], Type='String')",
-            sb.moto_addr
-        ),
-        held,
-    ]);
-    assert!(ssm.status().unwrap().success());
+    let put_lock = format!(
+        "import boto3,sys; boto3.client('ssm', region_name='us-east-1', endpoint_url='http://{}').put_parameter(Name='/scopectl/scope/{env}/lock', Value=sys.argv[1], Type='String')",
+        sb.moto_addr
+    );
+    assert!(sb.python_code(&put_lock, &[held]));
     let (_, err) = sb.expect(4, &cfg, &["--env", env, "up", "--yes"]);
     assert!(err.contains("ci@runner-7"), "{err}");
     assert!(
@@ -414,7 +409,7 @@ fn lock_held_exits_4_and_unlock_breaks_it() {
     sb.expect(1, &cfg, &["--env", env, "unlock", "not-the-id"]);
     sb.expect(0, &cfg, &["--env", env, "unlock", "feedc0ffee123456"]);
     sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
-    assert!(ssm.status().unwrap().success());
+    assert!(sb.python_code(&put_lock, &[held]));
     let (_, err) = sb.expect(4, &cfg, &["--env", env, "down", "--yes"]);
     assert!(err.contains("locked by ci@runner-7"), "{err}");
     assert!(
@@ -592,12 +587,10 @@ fn config_changes_plan_updates_replacements_and_deletes() {
         .unwrap();
     let group = rule["group"].as_str().unwrap().to_string();
     let id = rule["id"].as_str().unwrap().to_string();
-    let mut revoke = std::process::Command::new(support::repo().join(".venv/bin/python"));
-    revoke.env("AWS_ACCESS_KEY_ID", "t").env("AWS_SECRET_ACCESS_KEY", "t").args([
-        "-c",
+    assert!(sb.python_code(
         &format!("import boto3; boto3.client('ec2', region_name='us-east-1', endpoint_url='http://{}').revoke_security_group_ingress(GroupId='{group}', SecurityGroupRuleIds=['{id}'])", sb.moto_addr),
-    ]);
-    assert!(revoke.status().unwrap().success());
+        &[],
+    ));
     let (out, _) = sb.expect(2, &moved, &["--env", env, "plan", "--detailed-exitcode"]);
     assert!(
         out.contains("+ ec2/security-group-ingress/database"),

@@ -161,6 +161,16 @@ impl Sandbox {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Runs a Python snippet against moto directly (not through the proxy),
+    /// with boto3 from the emulator's virtualenv.
+    pub fn python_code(&self, code: &str, args: &[&str]) -> bool {
+        let mut cmd = Command::new(venv_bin("python"));
+        self.aws_env(&mut cmd);
+        cmd.env("AWS_ENDPOINT_URL", format!("http://{}", self.moto_addr));
+        cmd.arg("-c").arg(code).args(args);
+        cmd.status().expect("run python").success()
+    }
+
     /// Creates the stand-in for the user's existing database.
     pub fn prepare_db(&self, name: &str) -> serde_json::Value {
         serde_json::from_str(&self.python(&["prepare", "--db", name])).unwrap()
