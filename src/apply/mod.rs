@@ -59,6 +59,16 @@ pub trait Provider: Sync {
     /// have created it already.
     fn find(&self, r: &Resource) -> impl Future<Output = Result<Option<String>, ProviderError>>;
     fn create(&self, r: &Resource) -> impl Future<Output = Result<String, ProviderError>>;
+    /// Completes what a create does after the resource exists (an attribute,
+    /// an attachment, an acceptance), for a create that `find` found because
+    /// an earlier attempt or run was interrupted. Idempotent.
+    fn finish(
+        &self,
+        _r: &Resource,
+        _physical_id: &str,
+    ) -> impl Future<Output = Result<(), ProviderError>> {
+        async { Ok(()) }
+    }
     fn update(
         &self,
         r: &Resource,
@@ -256,6 +266,7 @@ async fn run_step<P: Provider, R: Reporter>(
             Op::Create => {
                 let r = resolved(change, ids)?;
                 if let Some(pid) = provider.find(&r).await? {
+                    provider.finish(&r, &pid).await?;
                     return Ok(StepResult::Found { physical_id: pid });
                 }
                 let pid = provider.create(&r).await?;

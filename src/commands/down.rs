@@ -36,7 +36,7 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
         return Ok(EXIT_OK);
     }
     let aws = connect(&config).await;
-    let actual = aws.observe().await?;
+    let actual = crate::teardown::Inventory::inventory(&aws).await?;
     let plan = destroy(
         &config.project,
         &config.env,

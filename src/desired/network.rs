@@ -199,7 +199,12 @@ pub fn network(config: &Config, facts: &Facts, d: &mut Desired) -> Result<(), De
             let vpc_id = d.add(
                 ResourceId::new(Kind::Vpc, "cluster"),
                 owned,
-                props([("cidr", Value::str(net.cidr.to_string()))]),
+                props([
+                    ("cidr", Value::str(net.cidr.to_string())),
+                    // Private DNS names for instances; resolution across the
+                    // peering needs them.
+                    ("dns_hostnames", Value::Bool(true)),
+                ]),
             );
             let igw = d.add(
                 ResourceId::new(Kind::InternetGateway, "cluster"),

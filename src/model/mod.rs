@@ -67,6 +67,10 @@ pub enum Kind {
     SecurityGroup,
     SecurityGroupIngress,
     VpcPeering,
+    /// A classic ELB that Kubernetes created for a Service; only deleted.
+    K8sLoadBalancer,
+    /// The `k8s-elb-*` group beside such an ELB; only deleted.
+    K8sSecurityGroup,
 }
 
 impl Kind {
@@ -80,6 +84,8 @@ impl Kind {
         Kind::SecurityGroup,
         Kind::SecurityGroupIngress,
         Kind::VpcPeering,
+        Kind::K8sLoadBalancer,
+        Kind::K8sSecurityGroup,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -93,6 +99,8 @@ impl Kind {
             Kind::SecurityGroup => "ec2/security-group",
             Kind::SecurityGroupIngress => "ec2/security-group-ingress",
             Kind::VpcPeering => "ec2/vpc-peering-connection",
+            Kind::K8sLoadBalancer => "elb/k8s-load-balancer",
+            Kind::K8sSecurityGroup => "ec2/k8s-security-group",
         }
     }
 
@@ -122,6 +130,7 @@ impl Kind {
             Kind::SecurityGroup => &["vpc", "group_name", "description"],
             Kind::SecurityGroupIngress => &["group"],
             Kind::VpcPeering => &["vpc", "peer_vpc"],
+            Kind::K8sLoadBalancer | Kind::K8sSecurityGroup => &[],
         }
     }
 }

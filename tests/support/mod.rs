@@ -43,6 +43,16 @@ pub fn binary() -> PathBuf {
     }
 }
 
+/// The proxy as strict as AWS: dependency rules, and terminated instances and
+/// deleted load balancers holding their subnets and groups for two seconds.
+pub fn strict() -> ProxyConfig {
+    ProxyConfig {
+        strict: true,
+        hold: Duration::from_secs(2),
+        ..ProxyConfig::default()
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -60,11 +70,19 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// AWS's dependency rules on, no faults, no latency.
     pub fn start() -> Sandbox {
-        Self::with_latency(Duration::ZERO)
+        Self::with(strict())
     }
 
     pub fn with_latency(latency: Duration) -> Sandbox {
+        Self::with(ProxyConfig {
+            latency,
+            ..strict()
+        })
+    }
+
+    pub fn with(config: ProxyConfig) -> Sandbox {
         let port = free_port();
         let moto = Command::new(venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -83,7 +101,7 @@ impl Sandbox {
         }
         let proxy = Proxy::spawn(ProxyConfig {
             upstream: Some(moto_addr),
-            latency,
+            ..config
         });
         Sandbox {
             moto,

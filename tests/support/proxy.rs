@@ -1,37 +1,104 @@
-//! An HTTP proxy between scopectl and the AWS emulator. It records every call
-//! (service, action, status) and adds latency; the proving-ground work adds
-//! AWS's dependency rules and fault injection on top of the same hook.
+//! An HTTP proxy between scopectl and the AWS emulator that makes moto behave
+//! more like AWS:
+//!
+//! - it records every call (service, action, status, injected fault);
+//! - `strict`: it enforces AWS's dependency rules that moto skips, by reading
+//!   moto's state before forwarding a delete or detach (see [`rules`]), and
+//!   keeps terminated instances and deleted load balancers holding their
+//!   subnets and groups for `hold` (AWS's `shutting-down` and lingering ELB
+//!   interfaces);
+//! - it honours `ClientToken` (a repeated token replays the first answer);
+//! - `faults`: from a seed, it throttles, answers 500 or 503, drops the
+//!   connection before or after forwarding, adds latency, and hides a just
+//!   created resource for its first N requests that name it (eventual
+//!   consistency);
+//! - `freeze_after_writes`: after forwarding the k-th write it stops
+//!   answering, so a test can SIGKILL scopectl at a known point.
 //!
 //! Deliberately small: HTTP/1.1 with Content-Length bodies, which is what the
 //! AWS SDK sends and what moto answers.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+#[path = "rules.rs"]
+mod rules;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
     pub service: String,
     pub action: String,
     pub status: u16,
+    /// The fault injected into this call, if any.
+    pub fault: Option<Fault>,
 }
 
 impl Call {
     /// Reads are Describe*, Get*, List*; everything else writes.
     pub fn is_write(&self) -> bool {
-        !["Describe", "Get", "List"]
-            .iter()
-            .any(|p| self.action.starts_with(p))
+        is_write(&self.action)
     }
+}
+
+fn is_write(action: &str) -> bool {
+    !["Describe", "Get", "List"]
+        .iter()
+        .any(|p| action.starts_with(p))
+}
+
+/// The faults the proxy injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// RequestLimitExceeded (EC2) or Throttling (ELB, RDS, SSM).
+    Throttle,
+    Status500,
+    Status503,
+    /// The connection closes before the request reaches the emulator.
+    DropBefore,
+    /// The request is applied, then the connection closes unanswered.
+    DropAfter,
+    /// Up to half a second more.
+    Latency,
+    /// A just-created resource named in the request is not found yet.
+    NotYetVisible,
+    /// Not injected: a refusal by AWS's dependency rules.
+    DependencyViolation,
+}
+
+impl Fault {
+    const RANDOM: [Fault; 6] = [
+        Fault::Throttle,
+        Fault::Status500,
+        Fault::Status503,
+        Fault::DropBefore,
+        Fault::DropAfter,
+        Fault::Latency,
+    ];
+}
+
+#[derive(Clone, Debug)]
+pub struct Faults {
+    pub seed: u64,
+    /// Share of calls that get one of the random faults, 0.0..=1.0.
+    pub rate: f64,
+    /// How many requests naming a just-created id answer NotFound.
+    pub invisible_for: u32,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct ProxyConfig {
     pub upstream: Option<SocketAddr>,
     pub latency: Duration,
+    pub strict: bool,
+    /// How long terminated instances and deleted ELBs keep their dependants.
+    pub hold: Duration,
+    pub faults: Option<Faults>,
 }
 
 #[derive(Clone, Default)]
@@ -52,9 +119,27 @@ impl Calls {
     }
 }
 
+/// What the tests can change while the proxy runs.
+struct Control {
+    config: Mutex<ProxyConfig>,
+    /// Calls seen, for the fault generator.
+    counter: AtomicU64,
+    writes: AtomicU64,
+    freeze_after: Mutex<Option<u64>>,
+    frozen: AtomicBool,
+    /// Bumped by `thaw`: hung requests give up.
+    generation: AtomicU64,
+    /// (action, ClientToken) → the first answer.
+    tokens: Mutex<HashMap<(String, String), (u16, Vec<u8>)>>,
+    /// A just-created id → requests naming it that still answer NotFound.
+    invisible: Mutex<HashMap<String, (u32, &'static str, &'static str)>>,
+    held: Mutex<Vec<rules::Held>>,
+}
+
 pub struct Proxy {
     pub addr: SocketAddr,
     pub calls: Calls,
+    control: Arc<Control>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -67,8 +152,19 @@ impl Proxy {
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("local addr");
         let calls = Calls::default();
+        let control = Arc::new(Control {
+            config: Mutex::new(config),
+            counter: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            freeze_after: Mutex::new(None),
+            frozen: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            tokens: Mutex::default(),
+            invisible: Mutex::default(),
+            held: Mutex::default(),
+        });
         let (tx, mut rx) = tokio::sync::oneshot::channel();
-        let c = calls.clone();
+        let (c, ctl) = (calls.clone(), control.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -77,22 +173,24 @@ impl Proxy {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).expect("listener");
-                let config = Arc::new(config);
                 loop {
                     tokio::select! {
                         _ = &mut rx => break,
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
-                            let (config, calls) = (config.clone(), c.clone());
-                            tokio::spawn(async move { let _ = serve(stream, &config, &calls).await; });
+                            let (ctl, calls) = (ctl.clone(), c.clone());
+                            tokio::spawn(async move { let _ = serve(stream, &ctl, &calls).await; });
                         }
                     }
                 }
             });
+            // Hung (frozen) requests are dropped with the runtime.
+            rt.shutdown_timeout(Duration::from_millis(100));
         });
         Proxy {
             addr,
             calls,
+            control,
             stop: Some(tx),
             thread: Some(thread),
         }
@@ -101,10 +199,38 @@ impl Proxy {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Changes the configuration for calls from now on.
+    pub fn configure(&self, f: impl FnOnce(&mut ProxyConfig)) {
+        f(&mut self.control.config.lock().unwrap());
+    }
+
+    /// Write calls forwarded so far.
+    pub fn writes(&self) -> u64 {
+        self.control.writes.load(Ordering::SeqCst)
+    }
+
+    /// After forwarding the `k`-th write from now, answer nothing more.
+    pub fn freeze_after_writes(&self, k: u64) {
+        let base = self.writes();
+        *self.control.freeze_after.lock().unwrap() = Some(base + k);
+    }
+
+    pub fn frozen(&self) -> bool {
+        self.control.frozen.load(Ordering::SeqCst)
+    }
+
+    /// Answers again; requests hung by the freeze are closed unanswered.
+    pub fn thaw(&self) {
+        *self.control.freeze_after.lock().unwrap() = None;
+        self.control.generation.fetch_add(1, Ordering::SeqCst);
+        self.control.frozen.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        self.thaw();
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -114,7 +240,7 @@ impl Drop for Proxy {
     }
 }
 
-struct Request {
+pub(crate) struct Request {
     head: String,
     body: Vec<u8>,
 }
@@ -142,11 +268,36 @@ impl Request {
         if let Some(t) = self.header("x-amz-target") {
             return t.rsplit('.').next().unwrap_or(t).to_string();
         }
-        String::from_utf8_lossy(&self.body)
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("Action="))
-            .unwrap_or("unknown")
-            .to_string()
+        self.param("Action").unwrap_or_else(|| "unknown".into())
+    }
+
+    /// The form parameters of a query-protocol request.
+    pub(crate) fn params(&self) -> Vec<(String, String)> {
+        if self.header("x-amz-target").is_some() {
+            return Vec::new();
+        }
+        form_urlencoded::parse(&self.body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    pub(crate) fn param(&self, name: &str) -> Option<String> {
+        self.params()
+            .into_iter()
+            .find_map(|(k, v)| (k == name).then_some(v))
+    }
+
+    /// Values of `Name.1`, `Name.2`, …
+    pub(crate) fn list_param(&self, name: &str) -> Vec<String> {
+        let prefix = format!("{name}.");
+        self.params()
+            .into_iter()
+            .filter(|(k, _)| {
+                k.strip_prefix(&prefix)
+                    .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+            })
+            .map(|(_, v)| v)
+            .collect()
     }
 }
 
@@ -190,27 +341,286 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-async fn serve(mut client: TcpStream, config: &ProxyConfig, calls: &Calls) -> std::io::Result<()> {
+/// splitmix64: a fault sequence that a seed reproduces.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// What to do with one request.
+enum Verdict {
+    Forward,
+    Answer(u16, Vec<u8>, Option<Fault>),
+    Drop(Fault),
+}
+
+async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut client, &mut buf).await? {
+        let config = ctl.config.lock().unwrap().clone();
+        let (service, action) = (req.service(), req.action());
+        let record = |status: u16, fault: Option<Fault>| {
+            calls.push(Call {
+                service: service.clone(),
+                action: action.clone(),
+                status,
+                fault,
+            })
+        };
+        if ctl.frozen.load(Ordering::SeqCst) {
+            hang(ctl).await;
+            return Ok(());
+        }
         if !config.latency.is_zero() {
             tokio::time::sleep(config.latency).await;
         }
-        let (status, response) = forward(&req, config).await?;
-        calls.push(Call {
-            service: req.service(),
-            action: req.action(),
-            status,
-        });
-        client.write_all(&response).await?;
+        let token = req.param("ClientToken").map(|t| (action.clone(), t));
+        if let Some(t) = &token {
+            let replay = ctl.tokens.lock().unwrap().get(t).cloned();
+            if let Some((status, body)) = replay {
+                record(status, None);
+                client.write_all(&body).await?;
+                continue;
+            }
+        }
+
+        let n = ctl.counter.fetch_add(1, Ordering::SeqCst);
+        let mut fault = None;
+        let mut verdict = Verdict::Forward;
+        if let Some(f) = &config.faults {
+            let r = mix(f.seed ^ mix(n));
+            if (r % 10_000) as f64 / 10_000.0 < f.rate {
+                let kind = Fault::RANDOM[((r >> 20) % Fault::RANDOM.len() as u64) as usize];
+                fault = Some(kind);
+                verdict = match kind {
+                    Fault::Throttle => Verdict::Answer(0, throttle(&service), Some(kind)),
+                    Fault::Status500 => Verdict::Answer(
+                        500,
+                        error_body(&service, "InternalError", "An internal error has occurred"),
+                        Some(kind),
+                    ),
+                    Fault::Status503 => Verdict::Answer(
+                        503,
+                        error_body(&service, "Unavailable", "The service is unavailable"),
+                        Some(kind),
+                    ),
+                    Fault::DropBefore => Verdict::Drop(kind),
+                    Fault::Latency => {
+                        tokio::time::sleep(Duration::from_millis(100 + (r >> 40) % 400)).await;
+                        Verdict::Forward
+                    }
+                    _ => Verdict::Forward,
+                };
+            }
+            if matches!(verdict, Verdict::Forward) && service == "ec2" {
+                if let Some((code, what, id)) = invisible(ctl, &req) {
+                    fault = Some(Fault::NotYetVisible);
+                    verdict = Verdict::Answer(
+                        400,
+                        error_body("ec2", code, &format!("The {what} ID '{id}' does not exist")),
+                        fault,
+                    );
+                }
+            }
+        }
+        let upstream = config.upstream.expect("an upstream address");
+        if matches!(verdict, Verdict::Forward) && config.strict {
+            if let Some((code, message)) =
+                rules::check(&req, &action, upstream, ctl, config.hold).await
+            {
+                fault = Some(Fault::DependencyViolation);
+                verdict = Verdict::Answer(400, error_body(&service, code, &message), fault);
+            }
+        }
+        match verdict {
+            Verdict::Drop(f) => {
+                record(0, Some(f));
+                return Ok(());
+            }
+            Verdict::Answer(status, body, f) => {
+                let status = if status == 0 {
+                    throttle_status(&service)
+                } else {
+                    status
+                };
+                record(status, f);
+                client.write_all(&response(status, &service, &body)).await?;
+                continue;
+            }
+            Verdict::Forward => {}
+        }
+        if config.strict {
+            rules::before_forward(&req, &action, upstream, ctl, config.hold).await;
+        }
+        let (status, resp_body, resp) = forward(&req, upstream).await?;
+        if status < 300 {
+            if let Some(t) = token {
+                ctl.tokens.lock().unwrap().insert(t, (status, resp.clone()));
+            }
+            if let Some(f) = &config.faults {
+                created(ctl, &action, &resp_body, f.invisible_for);
+            }
+        }
+        let write = is_write(&action);
+        if write {
+            let k = ctl.writes.fetch_add(1, Ordering::SeqCst) + 1;
+            if ctl.freeze_after.lock().unwrap().is_some_and(|at| k >= at) {
+                ctl.frozen.store(true, Ordering::SeqCst);
+                record(status, None);
+                hang(ctl).await;
+                return Ok(());
+            }
+        }
+        if fault == Some(Fault::DropAfter) {
+            record(status, fault);
+            return Ok(());
+        }
+        record(status, fault);
+        client.write_all(&resp).await?;
     }
     Ok(())
 }
 
-/// Sends the request upstream on a fresh connection and returns the response,
-/// rewritten for a kept-alive client connection.
-async fn forward(req: &Request, config: &ProxyConfig) -> std::io::Result<(u16, Vec<u8>)> {
-    let upstream = config.upstream.expect("an upstream address");
+/// Waits until the freeze is lifted (or the proxy stops).
+async fn hang(ctl: &Control) {
+    let generation = ctl.generation.load(Ordering::SeqCst);
+    while ctl.generation.load(Ordering::SeqCst) == generation {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Remembers the id a Create* call returned, to hide it for a while.
+fn created(ctl: &Control, action: &str, body: &str, n: u32) {
+    let (tag, code, what) = match action {
+        "CreateVpc" => ("vpcId", "InvalidVpcID.NotFound", "vpc"),
+        "CreateSubnet" => ("subnetId", "InvalidSubnetID.NotFound", "subnet"),
+        "CreateSecurityGroup" => ("groupId", "InvalidGroup.NotFound", "security group"),
+        "CreateRouteTable" => (
+            "routeTableId",
+            "InvalidRouteTableID.NotFound",
+            "route table",
+        ),
+        "CreateInternetGateway" => (
+            "internetGatewayId",
+            "InvalidInternetGatewayID.NotFound",
+            "internet gateway",
+        ),
+        "CreateVpcPeeringConnection" => (
+            "vpcPeeringConnectionId",
+            "InvalidVpcPeeringConnectionID.NotFound",
+            "vpc peering connection",
+        ),
+        _ => return,
+    };
+    if n == 0 {
+        return;
+    }
+    let open = format!("<{tag}>");
+    let Some(start) = body.find(&open).map(|i| i + open.len()) else {
+        return;
+    };
+    let Some(len) = body[start..].find('<') else {
+        return;
+    };
+    let id = body[start..start + len].to_string();
+    ctl.invisible.lock().unwrap().insert(id, (n, code, what));
+}
+
+/// A request naming a hidden id (not in a filter: AWS filters just match
+/// nothing) gets NotFound and uses up one of the id's invisible requests.
+fn invisible(ctl: &Control, req: &Request) -> Option<(&'static str, &'static str, String)> {
+    let mut hidden = ctl.invisible.lock().unwrap();
+    if hidden.is_empty() {
+        return None;
+    }
+    for (k, v) in req.params() {
+        if k.starts_with("Filter.") {
+            continue;
+        }
+        if let Some((left, code, what)) = hidden.get_mut(&v) {
+            *left -= 1;
+            let out = (*code, *what, v.clone());
+            if *left == 0 {
+                hidden.remove(&v);
+            }
+            return Some(out);
+        }
+    }
+    None
+}
+
+fn throttle_status(service: &str) -> u16 {
+    // EC2 throttles with 503; the awsQuery and JSON services with 400.
+    if service == "ec2" {
+        503
+    } else {
+        400
+    }
+}
+
+fn throttle(service: &str) -> Vec<u8> {
+    match service {
+        "ec2" => error_body("ec2", "RequestLimitExceeded", "Request limit exceeded."),
+        "ssm" => error_body("ssm", "ThrottlingException", "Rate exceeded"),
+        s => error_body(s, "Throttling", "Rate exceeded"),
+    }
+}
+
+/// An error body in the shape each protocol uses.
+pub(crate) fn error_body(service: &str, code: &str, message: &str) -> Vec<u8> {
+    let message = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    match service {
+        "ec2" => format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
+        ),
+        "ssm" => {
+            let code = match code {
+                "InternalError" => "InternalServerError",
+                "Unavailable" => "ServiceUnavailable",
+                c => c,
+            };
+            serde_json::json!({"__type": code, "message": message}).to_string()
+        }
+        _ => {
+            let kind = if code == "Throttling" || code == "DependencyViolation" {
+                "Sender"
+            } else {
+                "Receiver"
+            };
+            format!(
+                "<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+            )
+        }
+    }
+    .into_bytes()
+}
+
+fn response(status: u16, service: &str, body: &[u8]) -> Vec<u8> {
+    let content_type = if service == "ssm" {
+        "application/x-amz-json-1.1"
+    } else {
+        "text/xml"
+    };
+    let reason = match status {
+        400 => "Bad Request",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    respond(
+        &format!("HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}"),
+        body,
+    )
+}
+
+/// Sends the request upstream on a fresh connection. Returns the status, the
+/// body as text, and the response rewritten for a kept-alive client.
+async fn forward(req: &Request, upstream: SocketAddr) -> std::io::Result<(u16, String, Vec<u8>)> {
     let mut up = TcpStream::connect(upstream).await?;
     let mut head: Vec<&str> = req
         .head
@@ -232,7 +642,44 @@ async fn forward(req: &Request, config: &ProxyConfig) -> std::io::Result<(u16, V
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(502);
-    Ok((status, respond(&head, &body)))
+    Ok((
+        status,
+        String::from_utf8_lossy(&body).to_string(),
+        respond(&head, &body),
+    ))
+}
+
+/// The proxy's own reads of the emulator's state: a query-protocol call,
+/// unsigned (moto does not check signatures), answered as XML text.
+pub(crate) async fn query(
+    upstream: SocketAddr,
+    service: &str,
+    version: &str,
+    params: &[(&str, &str)],
+) -> std::io::Result<String> {
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        form.append_pair("Version", version);
+        form.finish()
+    };
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nX-Amz-Date: 20260101T000000Z\r\nContent-Length: {}",
+        body.len()
+    );
+    let req = Request {
+        head,
+        body: body.into_bytes(),
+    };
+    let (status, text, _) = forward(&req, upstream).await?;
+    if status >= 300 {
+        return Err(std::io::Error::other(format!(
+            "{service} query: {status}: {text}"
+        )));
+    }
+    Ok(text)
 }
 
 /// A response with an exact Content-Length and no `Connection: close`.
@@ -252,4 +699,9 @@ pub fn respond(head: &str, body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
     out
+}
+
+/// When a held record stops holding.
+pub(crate) fn until(hold: Duration) -> Instant {
+    Instant::now() + hold
 }

@@ -1,7 +1,7 @@
 //! Read-only look-ups of adopted resources: the RDS instance, its VPC, the
 //! VPC's subnets, internet gateway and route tables, and the region's zones.
 
-use super::{classify, owned_id, Aws};
+use super::{classify, owned_id, read, Aws};
 use crate::apply::{ErrorKind, ProviderError};
 use crate::desired::{DatabaseFacts, Facts, RouteTableFact, SubnetFact, VpcFacts};
 use crate::model::Kind;
@@ -24,12 +24,14 @@ pub async fn gather(
 }
 
 async fn zones(aws: &Aws) -> Result<Vec<String>, ProviderError> {
-    let out = aws
-        .ec2
-        .describe_availability_zones()
-        .send()
-        .await
-        .map_err(|e| classify("DescribeAvailabilityZones", e))?;
+    let out = read(|| async move {
+        aws.ec2
+            .describe_availability_zones()
+            .send()
+            .await
+            .map_err(|e| classify("DescribeAvailabilityZones", e))
+    })
+    .await?;
     let mut zones: Vec<String> = out
         .availability_zones()
         .iter()
@@ -42,22 +44,28 @@ async fn zones(aws: &Aws) -> Result<Vec<String>, ProviderError> {
 }
 
 async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, ProviderError> {
-    let out = match aws
-        .rds
-        .describe_db_instances()
-        .db_instance_identifier(identifier)
-        .send()
-        .await
-    {
-        Ok(out) => out,
-        Err(e) => {
-            let e = classify("DescribeDBInstances", e);
-            return if e.kind == ErrorKind::NotFound {
-                Ok(None)
-            } else {
-                Err(e)
-            };
+    let found = read(|| async move {
+        match aws
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(identifier)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(out)),
+            Err(e) => {
+                let e = classify("DescribeDBInstances", e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
         }
+    })
+    .await?;
+    let Some(out) = found else {
+        return Ok(None);
     };
     let Some(db) = out.db_instances().first() else {
         return Ok(None);
@@ -80,13 +88,16 @@ async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, 
         Some(v) => v.to_string(),
         // No subnet group: the VPC of its security groups.
         None => {
-            let out = aws
-                .ec2
-                .describe_security_groups()
-                .set_group_ids(Some(security_groups.clone()))
-                .send()
-                .await
-                .map_err(|e| classify("DescribeSecurityGroups", e))?;
+            let groups = &security_groups;
+            let out = read(|| async move {
+                aws.ec2
+                    .describe_security_groups()
+                    .set_group_ids(Some(groups.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeSecurityGroups", e))
+            })
+            .await?;
             out.security_groups()
                 .iter()
                 .find_map(|g| g.vpc_id())
@@ -122,28 +133,37 @@ async fn vpc(aws: &Aws, id: &str, with_tables: bool) -> Result<VpcFacts, Provide
     };
     let (vpcs, subnets, gateways, tables) = futures::try_join!(
         async {
-            aws.ec2
-                .describe_vpcs()
-                .vpc_ids(id)
-                .send()
-                .await
-                .map_err(|e| classify("DescribeVpcs", e))
+            read(|| async move {
+                aws.ec2
+                    .describe_vpcs()
+                    .vpc_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeVpcs", e))
+            })
+            .await
         },
         async {
-            aws.ec2
-                .describe_subnets()
-                .set_filters(Some(by_vpc()))
-                .send()
-                .await
-                .map_err(|e| classify("DescribeSubnets", e))
+            read(|| async move {
+                aws.ec2
+                    .describe_subnets()
+                    .set_filters(Some(by_vpc()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeSubnets", e))
+            })
+            .await
         },
         async {
-            aws.ec2
-                .describe_internet_gateways()
-                .filters(Aws::filter("attachment.vpc-id", [id]))
-                .send()
-                .await
-                .map_err(|e| classify("DescribeInternetGateways", e))
+            read(|| async move {
+                aws.ec2
+                    .describe_internet_gateways()
+                    .filters(Aws::filter("attachment.vpc-id", [id]))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeInternetGateways", e))
+            })
+            .await
         },
         tables,
     )?;

@@ -3,18 +3,20 @@
 
 use aws_sdk_ec2::types::ResourceType;
 
-use super::{classify, observed, owned_id, str_prop, Aws};
+use super::{classify, observed, owned_id, read, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
 pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observed>, ProviderError> {
-    let out = aws
-        .ec2
-        .describe_internet_gateways()
-        .set_filters(Some(aws.owner_filters(only)))
-        .send()
-        .await
-        .map_err(|e| classify("DescribeInternetGateways", e))?;
+    let out = read(|| async move {
+        aws.ec2
+            .describe_internet_gateways()
+            .set_filters(Some(aws.owner_filters(only)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeInternetGateways", e))
+    })
+    .await?;
     Ok(out
         .internet_gateways()
         .iter()
@@ -52,14 +54,24 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 }
 
 async fn attach(aws: &Aws, id: &str, vpc: &str) -> Result<(), ProviderError> {
-    aws.ec2
+    let result = aws
+        .ec2
         .attach_internet_gateway()
         .internet_gateway_id(id)
         .vpc_id(vpc)
         .send()
         .await
-        .map_err(|e| classify("AttachInternetGateway", e))?;
-    Ok(())
+        .map_err(|e| classify("AttachInternetGateway", e));
+    match result {
+        // An earlier attempt attached it and its answer was lost.
+        Err(e) if e.code.as_deref() == Some("Resource.AlreadyAssociated") => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// Attaches a gateway whose create was interrupted before the attachment.
+pub async fn finish(aws: &Aws, r: &Resource, physical_id: &str) -> Result<(), ProviderError> {
+    attach(aws, physical_id, &str_prop(&r.props, "vpc")?).await
 }
 
 async fn detach(aws: &Aws, id: &str, vpc: &str) -> Result<(), ProviderError> {

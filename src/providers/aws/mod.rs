@@ -4,6 +4,8 @@
 mod error;
 pub mod facts;
 mod internet_gateway;
+mod k8s_load_balancer;
+mod k8s_security_group;
 mod route;
 mod route_table;
 mod route_table_association;
@@ -23,7 +25,9 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 
 pub(crate) use error::classify;
 
-use crate::apply::{Provider, ProviderError};
+use backon::{ExponentialBuilder, Retryable};
+
+use crate::apply::{ErrorKind, Provider, ProviderError};
 use crate::model::{
     Actual, Kind, Observed, Owner, Props, Resource, ResourceId, TAG_ENV, TAG_ID, TAG_PROJECT,
 };
@@ -33,6 +37,7 @@ pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
     pub rds: aws_sdk_rds::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub elb: aws_sdk_elasticloadbalancing::Client,
     pub owner: Owner,
 }
 
@@ -42,9 +47,10 @@ impl Aws {
     pub async fn connect(region: &str, profile: Option<&str>, owner: Owner) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
-            // The SDK retries throttling and 5xx a few times itself; the
-            // executor adds longer backoff on top for whole steps.
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            // No retries inside the SDK: it would resend a create whose
+            // answer was lost and make a duplicate. Reads retry in `read`;
+            // writes retry as whole executor steps that re-observe first.
+            .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -59,11 +65,15 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::new(&sdk),
             rds: aws_sdk_rds::Client::new(&sdk),
             ssm: aws_sdk_ssm::Client::new(&sdk),
+            elb: aws_sdk_elasticloadbalancing::Client::new(&sdk),
             owner,
         }
     }
 
-    fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
+    pub(crate) fn filter(
+        name: &str,
+        values: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Filter {
         Filter::builder()
             .name(name)
             .set_values(Some(values.into_iter().map(Into::into).collect()))
@@ -147,6 +157,42 @@ impl Aws {
     }
 }
 
+/// Runs a read (Describe, Get), retrying throttling, 5xx and dropped
+/// connections with jittered exponential backoff: reads are safe to repeat.
+pub(crate) async fn read<T, Fut>(call: impl FnMut() -> Fut) -> Result<T, ProviderError>
+where
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    call.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(8)
+            .with_jitter(),
+    )
+    .sleep(tokio::time::sleep)
+    .when(|e| e.kind == ErrorKind::Transient)
+    .await
+}
+
+/// A read naming an id that AWS has just listed or returned: NotFound there
+/// is eventual consistency, retried like throttling.
+pub(crate) async fn read_existing<T, Fut>(call: impl FnMut() -> Fut) -> Result<T, ProviderError>
+where
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    call.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(8)
+            .with_jitter(),
+    )
+    .sleep(tokio::time::sleep)
+    .when(|e| matches!(e.kind, ErrorKind::Transient | ErrorKind::NotFound))
+    .await
+}
+
 pub(crate) fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
     tags.iter()
         .find(|t| t.key() == Some(key))
@@ -210,6 +256,7 @@ impl Provider for Aws {
                 .next()
                 .map(|o| o.physical_id)),
             Kind::RouteTable => route_table::find(self, r).await,
+            Kind::K8sLoadBalancer | Kind::K8sSecurityGroup => Ok(None),
             Kind::RouteTableAssociation => route_table_association::find(self, r).await,
             Kind::Route => route::find(self, r).await,
         }
@@ -226,6 +273,25 @@ impl Provider for Aws {
             Kind::RouteTable => route_table::create(self, r).await,
             Kind::RouteTableAssociation => route_table_association::create(self, r).await,
             Kind::Route => route::create(self, r).await,
+            k @ (Kind::K8sLoadBalancer | Kind::K8sSecurityGroup) => Err(ProviderError::fatal(
+                format!("scopectl never creates a {}", k.label()),
+            )),
+        }
+    }
+
+    async fn finish(&self, r: &Resource, physical_id: &str) -> Result<(), ProviderError> {
+        match r.kind() {
+            Kind::Vpc => vpc::update(self, r, physical_id).await,
+            Kind::Subnet => subnet::update(self, r, physical_id).await,
+            Kind::InternetGateway => internet_gateway::finish(self, r, physical_id).await,
+            Kind::VpcPeering => vpc_peering::converge(self, r, physical_id).await,
+            Kind::SecurityGroupIngress => security_group_ingress::reconcile(self, r).await,
+            Kind::RouteTable
+            | Kind::RouteTableAssociation
+            | Kind::Route
+            | Kind::SecurityGroup
+            | Kind::K8sLoadBalancer
+            | Kind::K8sSecurityGroup => Ok(()),
         }
     }
 
@@ -236,6 +302,7 @@ impl Provider for Aws {
         before: &Props,
     ) -> Result<(), ProviderError> {
         match r.kind() {
+            Kind::Vpc => vpc::update(self, r, physical_id).await,
             Kind::Subnet => subnet::update(self, r, physical_id).await,
             Kind::SecurityGroupIngress => security_group_ingress::update(self, r, before).await,
             Kind::InternetGateway => internet_gateway::update(self, r, physical_id, before).await,
@@ -267,6 +334,8 @@ impl Provider for Aws {
             Kind::RouteTable => route_table::delete(self, physical_id).await,
             Kind::RouteTableAssociation => route_table_association::delete(self, physical_id).await,
             Kind::Route => route::delete(self, before).await,
+            Kind::K8sLoadBalancer => k8s_load_balancer::delete(self, physical_id).await,
+            Kind::K8sSecurityGroup => k8s_security_group::delete(self, physical_id).await,
         };
         match result {
             Err(e) if e.kind == crate::apply::ErrorKind::NotFound => Ok(()),
@@ -276,7 +345,17 @@ impl Provider for Aws {
 }
 
 impl crate::teardown::Inventory for Aws {
+    /// What `down` deletes: everything the env owns, and the load balancers
+    /// and groups Kubernetes made for the cluster (never part of `up`'s plan).
     async fn inventory(&self) -> Result<Actual, ProviderError> {
-        self.observe().await
+        let (mut actual, balancers, groups) = futures::try_join!(
+            self.observe(),
+            k8s_load_balancer::observe(self),
+            k8s_security_group::observe(self),
+        )?;
+        for o in balancers.into_iter().chain(groups) {
+            actual.insert(o);
+        }
+        Ok(actual)
     }
 }

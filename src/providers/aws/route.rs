@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::RouteTable;
 
-use super::{classify, observed, str_prop, Aws};
+use super::{classify, observed, read, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::desired::to_database_name;
 use crate::model::{Actual, Kind, Observed, Props, Resource, ResourceId, Value};
@@ -82,13 +82,16 @@ pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderErr
     let table = str_prop(&r.props, "route_table")?;
     let dest = str_prop(&r.props, "destination")?;
     let (gw, pcx) = target(r);
-    let out = aws
-        .ec2
-        .describe_route_tables()
-        .route_table_ids(&table)
-        .send()
-        .await
-        .map_err(|e| classify("DescribeRouteTables", e))?;
+    let t = table.as_str();
+    let out = read(|| async move {
+        aws.ec2
+            .describe_route_tables()
+            .route_table_ids(t)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeRouteTables", e))
+    })
+    .await?;
     let found = out.route_tables().iter().flat_map(|t| t.routes()).any(|x| {
         x.destination_cidr_block() == Some(dest.as_str())
             && (gw.is_none() || x.gateway_id() == gw.as_deref())

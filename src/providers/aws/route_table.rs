@@ -3,18 +3,21 @@
 
 use aws_sdk_ec2::types::{Filter, ResourceType, RouteTable};
 
-use super::{classify, observed, owned_id, str_prop, Aws};
+use super::{classify, observed, owned_id, read, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, Value};
 
 pub async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<RouteTable>, ProviderError> {
-    let out = aws
-        .ec2
-        .describe_route_tables()
-        .set_filters(Some(filters))
-        .send()
-        .await
-        .map_err(|e| classify("DescribeRouteTables", e))?;
+    let filters = &filters;
+    let out = read(|| async move {
+        aws.ec2
+            .describe_route_tables()
+            .set_filters(Some(filters.clone()))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeRouteTables", e))
+    })
+    .await?;
     Ok(out.route_tables().to_vec())
 }
 

@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::types::RouteTable;
 
-use super::{classify, observed, str_prop, Aws};
+use super::{classify, observed, read, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Actual, Kind, Observed, Props, Resource, ResourceId, Value};
 
@@ -44,13 +44,16 @@ pub fn from_tables(tables: &[RouteTable], actual: &Actual) -> Vec<Observed> {
 pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
     let subnet = str_prop(&r.props, "subnet")?;
     let table = str_prop(&r.props, "route_table")?;
-    let out = aws
-        .ec2
-        .describe_route_tables()
-        .route_table_ids(&table)
-        .send()
-        .await
-        .map_err(|e| classify("DescribeRouteTables", e))?;
+    let t = table.as_str();
+    let out = read(|| async move {
+        aws.ec2
+            .describe_route_tables()
+            .route_table_ids(t)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeRouteTables", e))
+    })
+    .await?;
     Ok(out
         .route_tables()
         .iter()

@@ -3,18 +3,20 @@
 
 use aws_sdk_ec2::types::ResourceType;
 
-use super::{classify, observed, owned_id, str_prop, Aws};
+use super::{classify, observed, owned_id, read, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
 pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observed>, ProviderError> {
-    let out = aws
-        .ec2
-        .describe_security_groups()
-        .set_filters(Some(aws.owner_filters(only)))
-        .send()
-        .await
-        .map_err(|e| classify("DescribeSecurityGroups", e))?;
+    let out = read(|| async move {
+        aws.ec2
+            .describe_security_groups()
+            .set_filters(Some(aws.owner_filters(only)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeSecurityGroups", e))
+    })
+    .await?;
     Ok(out
         .security_groups()
         .iter()

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, SecurityGroupRule, UserIdGroupPair};
 
-use super::{classify, observed, owned_id, str_prop, Aws};
+use super::{classify, observed, owned_id, read, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
@@ -31,13 +31,15 @@ async fn describe(
     aws: &Aws,
     only: Option<&ResourceId>,
 ) -> Result<Vec<SecurityGroupRule>, ProviderError> {
-    let out = aws
-        .ec2
-        .describe_security_group_rules()
-        .set_filters(Some(aws.owner_filters(only)))
-        .send()
-        .await
-        .map_err(|e| classify("DescribeSecurityGroupRules", e))?;
+    let out = read(|| async move {
+        aws.ec2
+            .describe_security_group_rules()
+            .set_filters(Some(aws.owner_filters(only)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeSecurityGroupRules", e))
+    })
+    .await?;
     Ok(out.security_group_rules().to_vec())
 }
 
@@ -97,7 +99,7 @@ pub async fn update(aws: &Aws, r: &Resource, _before: &Props) -> Result<(), Prov
 }
 
 /// Authorizes the missing rules and revokes the extra ones, against a fresh read.
-async fn reconcile(aws: &Aws, r: &Resource) -> Result<(), ProviderError> {
+pub async fn reconcile(aws: &Aws, r: &Resource) -> Result<(), ProviderError> {
     let group = str_prop(&r.props, "group")?;
     let current = observe(aws, Some(&r.id)).await?.into_iter().next();
     let have: BTreeMap<String, String> = current

@@ -4,7 +4,7 @@
 use aws_sdk_ssm::types::ParameterType;
 use serde::{Deserialize, Serialize};
 
-use super::{classify, Aws};
+use super::{classify, read, Aws};
 use crate::apply::{ErrorKind, ProviderError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,57 +41,67 @@ impl Aws {
     /// Takes the lock, created atomically: PutParameter without overwrite.
     pub async fn lock(&self, info: &LockInfo) -> Result<(), LockError> {
         let value = serde_json::to_string(info).map_err(|e| ProviderError::fatal(e.to_string()))?;
-        let result = self
-            .ssm
-            .put_parameter()
-            .name(self.lock_name())
-            .value(value)
-            .r#type(ParameterType::String)
-            .overwrite(false)
-            .description("scopectl env lock")
-            .send()
-            .await;
+        let (name, value) = (self.lock_name(), value.as_str());
+        // Safe to repeat: if an attempt took the lock and its answer was
+        // lost, the next one finds the lock with our own id.
+        let result = read(|| async {
+            self.ssm
+                .put_parameter()
+                .name(&name)
+                .value(value)
+                .r#type(ParameterType::String)
+                .overwrite(false)
+                .description("scopectl env lock")
+                .send()
+                .await
+                .map_err(|e| classify("PutParameter", e))
+        })
+        .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let e = classify("PutParameter", e);
-                if e.code.as_deref() == Some("ParameterAlreadyExists") {
-                    match self.read_lock().await? {
-                        Some(held) => Err(LockError::Held(held)),
-                        // Released between our two calls: try once more.
-                        None => Box::pin(self.lock(info)).await,
-                    }
-                } else {
-                    Err(e.into())
+            Err(e) if e.code.as_deref() == Some("ParameterAlreadyExists") => {
+                match self.read_lock().await? {
+                    Some(held) if held.id == info.id => Ok(()),
+                    Some(held) => Err(LockError::Held(held)),
+                    // Released between our two calls: try once more.
+                    None => Box::pin(self.lock(info)).await,
                 }
             }
+            Err(e) => Err(e.into()),
         }
     }
 
     pub async fn read_lock(&self) -> Result<Option<LockInfo>, ProviderError> {
-        match self.ssm.get_parameter().name(self.lock_name()).send().await {
-            Ok(out) => {
-                let raw = out.parameter().and_then(|p| p.value()).unwrap_or_default();
-                Ok(Some(serde_json::from_str(raw).unwrap_or_else(|_| {
-                    LockInfo {
-                        id: raw.to_string(),
-                        holder: "unknown".into(),
-                        host: String::new(),
-                        pid: 0,
-                        command: "unknown".into(),
-                        started: "unknown".into(),
+        let name = self.lock_name();
+        let raw = read(|| async {
+            match self.ssm.get_parameter().name(&name).send().await {
+                Ok(out) => Ok(Some(
+                    out.parameter()
+                        .and_then(|p| p.value())
+                        .unwrap_or_default()
+                        .to_string(),
+                )),
+                Err(e) => {
+                    let e = classify("GetParameter", e);
+                    if e.kind == ErrorKind::NotFound {
+                        Ok(None)
+                    } else {
+                        Err(e)
                     }
-                })))
-            }
-            Err(e) => {
-                let e = classify("GetParameter", e);
-                if e.kind == ErrorKind::NotFound {
-                    Ok(None)
-                } else {
-                    Err(e)
                 }
             }
-        }
+        })
+        .await?;
+        Ok(raw.map(|raw| {
+            serde_json::from_str(&raw).unwrap_or_else(|_| LockInfo {
+                id: raw.clone(),
+                holder: "unknown".into(),
+                host: String::new(),
+                pid: 0,
+                command: "unknown".into(),
+                started: "unknown".into(),
+            })
+        }))
     }
 
     /// Releases the lock if it is still `id`'s; breaks it for `scopectl unlock`.
@@ -103,22 +113,20 @@ impl Aws {
                 current: current.id,
             });
         }
-        match self
-            .ssm
-            .delete_parameter()
-            .name(self.lock_name())
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let e = classify("DeleteParameter", e);
-                if e.kind == ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(e.into())
-                }
-            }
+        let name = self.lock_name();
+        // Deleting twice is harmless: NotFound means an earlier attempt did it.
+        let result = read(|| async {
+            self.ssm
+                .delete_parameter()
+                .name(&name)
+                .send()
+                .await
+                .map_err(|e| classify("DeleteParameter", e))
+        })
+        .await;
+        match result {
+            Err(e) if e.kind != ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
         }
     }
 }

@@ -2,18 +2,20 @@
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 
-use super::{classify, observed, owned_id, str_prop, Aws};
+use super::{classify, observed, owned_id, read, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
 pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observed>, ProviderError> {
-    let out = aws
-        .ec2
-        .describe_subnets()
-        .set_filters(Some(aws.owner_filters(only)))
-        .send()
-        .await
-        .map_err(|e| classify("DescribeSubnets", e))?;
+    let out = read(|| async move {
+        aws.ec2
+            .describe_subnets()
+            .set_filters(Some(aws.owner_filters(only)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeSubnets", e))
+    })
+    .await?;
     Ok(out
         .subnets()
         .iter()

@@ -1,29 +1,53 @@
 //! The cluster's own VPC (placement = "peered").
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 
-use super::{classify, observed, owned_id, str_prop, Aws};
+use super::{classify, observed, owned_id, read, read_existing, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
 pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observed>, ProviderError> {
-    let out = aws
-        .ec2
-        .describe_vpcs()
-        .set_filters(Some(aws.owner_filters(only)))
-        .send()
-        .await
-        .map_err(|e| classify("DescribeVpcs", e))?;
-    Ok(out
-        .vpcs()
-        .iter()
-        .filter_map(|v| {
-            let id = owned_id(&aws.owner, v.tags(), Kind::Vpc)?;
-            let mut props = Props::new();
-            props.insert("cidr".into(), Value::str(v.cidr_block()?));
-            Some(observed(id, v.vpc_id()?, props))
+    let out = read(|| async move {
+        aws.ec2
+            .describe_vpcs()
+            .set_filters(Some(aws.owner_filters(only)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeVpcs", e))
+    })
+    .await?;
+    let mut found = Vec::new();
+    for v in out.vpcs() {
+        let (Some(id), Some(vpc_id), Some(cidr)) = (
+            owned_id(&aws.owner, v.tags(), Kind::Vpc),
+            v.vpc_id(),
+            v.cidr_block(),
+        ) else {
+            continue;
+        };
+        // One call per owned VPC (there is one): the attribute is not in
+        // DescribeVpcs, and an interrupted create can leave it unset.
+        let attr = read_existing(|| async move {
+            aws.ec2
+                .describe_vpc_attribute()
+                .vpc_id(vpc_id)
+                .attribute(VpcAttributeName::EnableDnsHostnames)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeVpcAttribute", e))
         })
-        .collect())
+        .await?;
+        let dns = attr
+            .enable_dns_hostnames()
+            .and_then(|a| a.value())
+            .unwrap_or(false);
+        let props = Props::from([
+            ("cidr".into(), Value::str(cidr)),
+            ("dns_hostnames".into(), Value::Bool(dns)),
+        ]);
+        found.push(observed(id, vpc_id, props));
+    }
+    Ok(found)
 }
 
 pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
@@ -39,15 +63,25 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
         .vpc()
         .and_then(|v| v.vpc_id())
         .ok_or_else(|| ProviderError::fatal("CreateVpc returned no id"))?;
-    // Private DNS names for instances; resolution across the peering needs them.
+    update(aws, r, id).await?;
+    Ok(id.to_string())
+}
+
+/// Sets the DNS attribute; also finishes a create interrupted before it.
+pub async fn update(aws: &Aws, r: &Resource, physical_id: &str) -> Result<(), ProviderError> {
+    let want = r
+        .props
+        .get("dns_hostnames")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     aws.ec2
         .modify_vpc_attribute()
-        .vpc_id(id)
-        .enable_dns_hostnames(AttributeBooleanValue::builder().value(true).build())
+        .vpc_id(physical_id)
+        .enable_dns_hostnames(AttributeBooleanValue::builder().value(want).build())
         .send()
         .await
         .map_err(|e| classify("ModifyVpcAttribute", e))?;
-    Ok(id.to_string())
+    Ok(())
 }
 
 pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {

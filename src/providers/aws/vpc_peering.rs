@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{
     VpcPeeringConnectionStateReasonCode as State,
 };
 
-use super::{classify, observed, owned_id, str_prop, Aws};
+use super::{classify, observed, owned_id, read, read_existing, str_prop, Aws};
 use crate::apply::{ErrorKind, ProviderError};
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
@@ -29,13 +29,15 @@ fn dns(p: &VpcPeeringConnection) -> bool {
 }
 
 pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observed>, ProviderError> {
-    let out = aws
-        .ec2
-        .describe_vpc_peering_connections()
-        .set_filters(Some(aws.owner_filters(only)))
-        .send()
-        .await
-        .map_err(|e| classify("DescribeVpcPeeringConnections", e))?;
+    let out = read(|| async move {
+        aws.ec2
+            .describe_vpc_peering_connections()
+            .set_filters(Some(aws.owner_filters(only)))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeVpcPeeringConnections", e))
+    })
+    .await?;
     Ok(out
         .vpc_peering_connections()
         .iter()
@@ -85,17 +87,19 @@ pub async fn update(
 
 /// Accepts the peering if still pending, waits for it to be active, then sets
 /// DNS resolution on both sides (AWS refuses the options before that).
-async fn converge(aws: &Aws, r: &Resource, id: &str) -> Result<(), ProviderError> {
+pub async fn converge(aws: &Aws, r: &Resource, id: &str) -> Result<(), ProviderError> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut delay = Duration::from_millis(100);
     loop {
-        let out = aws
-            .ec2
-            .describe_vpc_peering_connections()
-            .vpc_peering_connection_ids(id)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeVpcPeeringConnections", e))?;
+        let out = read_existing(|| async move {
+            aws.ec2
+                .describe_vpc_peering_connections()
+                .vpc_peering_connection_ids(id)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeVpcPeeringConnections", e))
+        })
+        .await?;
         let state = out
             .vpc_peering_connections()
             .first()
