@@ -4,6 +4,9 @@ read-back helpers for the tests. Talks to the emulator at AWS_ENDPOINT_URL.
 
   sandbox.py prepare --db NAME [--no-subnet-group]   RDS instance in the default VPC
   sandbox.py plant --project P --env E               foreign resources in that VPC
+  sandbox.py plant-k8s --cluster C --vpc V --subnets S,S --nodes-sg G [--tag owned|shared] [--name N]
+                                                     a Service's classic ELB and its k8s-elb-* group
+  sandbox.py plant-instance --subnet S [--sg G] [--public]   an instance
   sandbox.py snapshot                                everything, as JSON
 """
 import argparse
@@ -19,6 +22,10 @@ REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
 def clients():
     kw = dict(region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     return boto3.client("ec2", **kw), boto3.client("rds", **kw)
+
+
+def elb_client():
+    return boto3.client("elb", region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
 
 
 def default_vpc(ec2):
@@ -96,6 +103,40 @@ def plant(args):
     print(json.dumps(out))
 
 
+def plant_k8s(args):
+    """What the Kubernetes AWS cloud provider makes for a Service of type
+    LoadBalancer: a group k8s-elb-NAME tagged for the cluster, a classic ELB in
+    the cluster's subnets using it, and a rule on the nodes' group letting the
+    ELB in."""
+    ec2, _ = clients()
+    elb = elb_client()
+    tag = {"Key": f"kubernetes.io/cluster/{args.cluster}", "Value": args.tag}
+    sg = ec2.create_security_group(
+        GroupName=f"k8s-elb-{args.name}", Description="Security group for Kubernetes ELB", VpcId=args.vpc,
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": [tag]}])["GroupId"]
+    elb.create_load_balancer(
+        LoadBalancerName=args.name, Subnets=args.subnets.split(","), SecurityGroups=[sg],
+        Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 80, "InstanceProtocol": "TCP", "InstancePort": 30080}],
+        Tags=[tag, {"Key": "kubernetes.io/service-name", "Value": "default/web"}])
+    if args.nodes_sg:
+        ec2.authorize_security_group_ingress(GroupId=args.nodes_sg, IpPermissions=[{
+            "IpProtocol": "tcp", "FromPort": 30080, "ToPort": 30080,
+            "UserIdGroupPairs": [{"GroupId": sg}]}])
+    print(json.dumps({"load_balancer": args.name, "security_group": sg}))
+
+
+def plant_instance(args):
+    ec2, _ = clients()
+    kw = {"SecurityGroupIds": [args.sg]} if args.sg else {}
+    if args.public:
+        kw = {"NetworkInterfaces": [{"DeviceIndex": 0, "SubnetId": args.subnet, "AssociatePublicIpAddress": True,
+                                     **({"Groups": [args.sg]} if args.sg else {})}]}
+    else:
+        kw["SubnetId"] = args.subnet
+    out = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.micro", **kw)
+    print(json.dumps({"instance": out["Instances"][0]["InstanceId"]}))
+
+
 def snapshot(_args):
     """Everything in the emulator that the tests check, as JSON."""
     ec2, rds = clients()
@@ -129,12 +170,29 @@ def snapshot(_args):
                       "accepter_dns": p["AccepterVpcInfo"].get("PeeringOptions", {}).get("AllowDnsResolutionFromRemoteVpc", False),
                       "tags": tagmap(p)}
                      for p in ec2.describe_vpc_peering_connections()["VpcPeeringConnections"]],
+        "load_balancers": load_balancers(),
+        "instances": [{"id": i["InstanceId"], "state": i["State"]["Name"], "subnet": i.get("SubnetId")}
+                      for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]],
         "databases": [{"id": d["DBInstanceIdentifier"], "status": d["DBInstanceStatus"],
                        "vpc": (d.get("DBSubnetGroup") or {}).get("VpcId"),
                        "security_groups": [g["VpcSecurityGroupId"] for g in d.get("VpcSecurityGroups", [])]}
                       for d in rds.describe_db_instances()["DBInstances"]],
     }
     print(json.dumps(snap, indent=1, sort_keys=True))
+
+
+def load_balancers():
+    elb = elb_client()
+    lbs = elb.describe_load_balancers()["LoadBalancerDescriptions"]
+    tags = {}
+    if lbs:
+        names = [lb["LoadBalancerName"] for lb in lbs]
+        for i in range(0, len(names), 20):
+            for d in elb.describe_tags(LoadBalancerNames=names[i:i + 20])["TagDescriptions"]:
+                tags[d["LoadBalancerName"]] = {t["Key"]: t.get("Value", "") for t in d.get("Tags", [])}
+    return [{"name": lb["LoadBalancerName"], "vpc": lb.get("VPCId"), "subnets": lb.get("Subnets", []),
+             "security_groups": lb.get("SecurityGroups", []), "tags": tags.get(lb["LoadBalancerName"], {})}
+            for lb in lbs]
 
 
 def main():
@@ -148,6 +206,19 @@ def main():
     a.add_argument("--project", required=True)
     a.add_argument("--env", required=True)
     a.set_defaults(func=plant)
+    a = sub.add_parser("plant-k8s")
+    a.add_argument("--cluster", required=True)
+    a.add_argument("--vpc", required=True)
+    a.add_argument("--subnets", required=True)
+    a.add_argument("--nodes-sg")
+    a.add_argument("--tag", default="owned", choices=["owned", "shared"])
+    a.add_argument("--name", default="a1b2c3d4e5f6")
+    a.set_defaults(func=plant_k8s)
+    a = sub.add_parser("plant-instance")
+    a.add_argument("--subnet", required=True)
+    a.add_argument("--sg")
+    a.add_argument("--public", action="store_true")
+    a.set_defaults(func=plant_instance)
     sub.add_parser("snapshot").set_defaults(func=snapshot)
     args = p.parse_args()
     if "AWS_ENDPOINT_URL" not in os.environ:

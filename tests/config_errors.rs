@@ -1,5 +1,8 @@
 //! Bad input: exit 64, a message located at file:line:column with a hint, and
-//! not one network connection.
+//! not one network connection: the recording proxy sees no call and no
+//! connection, and neither does the listener behind it.
+
+mod support;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -110,7 +113,12 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn bad_configs_exit_64_located_and_touch_nothing() {
-    let (url, count) = listener();
+    let (upstream, count) = listener();
+    let proxy = support::proxy::Proxy::spawn(support::proxy::ProxyConfig {
+        upstream: Some(upstream.trim_start_matches("http://").parse().unwrap()),
+        ..support::strict()
+    });
+    let url = proxy.url();
     let dir = tempfile::tempdir().unwrap();
     let cases = cases();
     assert!(cases.len() >= 30);
@@ -166,10 +174,21 @@ fn bad_configs_exit_64_located_and_touch_nothing() {
             assert!(err.contains("\nhint: "), "{}: no hint in\n{err}", case.name);
         }
     }
+    assert_eq!(proxy.calls.len(), 0, "a config error made an AWS call");
+    assert_eq!(
+        proxy.connections(),
+        0,
+        "a config error made a network connection"
+    );
     assert_eq!(
         count.load(Ordering::SeqCst),
         0,
         "a config error made a network connection"
+    );
+    eprintln!(
+        "bad input: {} configs × 4 commands, all exit 64; proxy calls: {}",
+        cases.len(),
+        proxy.calls.len()
     );
 }
 

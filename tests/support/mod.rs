@@ -189,6 +189,29 @@ impl Sandbox {
         cmd.status().expect("run python").success()
     }
 
+    /// Runs a Python snippet with boto3 pointed at the proxy, as a client of
+    /// "AWS" would be; prints whatever the snippet prints.
+    pub fn python_via_proxy(&self, code: &str) -> String {
+        let mut cmd = Command::new(venv_bin("python"));
+        self.aws_env(&mut cmd);
+        let out = cmd.arg("-c").arg(code).output().expect("run python");
+        assert!(
+            out.status.success(),
+            "python: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Starts scopectl without waiting for it.
+    pub fn spawn(&self, config: &Path, args: &[&str]) -> Child {
+        self.scopectl(config, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start scopectl")
+    }
+
     /// Creates the stand-in for the user's existing database.
     pub fn prepare_db(&self, name: &str) -> serde_json::Value {
         serde_json::from_str(&self.python(&["prepare", "--db", name])).unwrap()
@@ -246,6 +269,35 @@ impl Snapshot {
             }
         }
         out
+    }
+
+    /// Owned resources that exist more than once under one `scopectl:id`
+    /// (rules: more than once with the same group, ports and source).
+    pub fn duplicates(&self, project: &str, env: &str) -> Vec<String> {
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for (kind, item) in self.owned(project, env) {
+            let key = if kind == "rules" {
+                format!(
+                    "rule {} {} {}-{} {}",
+                    item["group"],
+                    item["protocol"],
+                    item["from"],
+                    item["to"],
+                    if item["source_group"].is_null() {
+                        &item["cidr"]
+                    } else {
+                        &item["source_group"]
+                    }
+                )
+            } else {
+                format!("{kind} {}", item["tags"]["scopectl:id"])
+            };
+            *seen.entry(key).or_default() += 1;
+        }
+        seen.into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(k, n)| format!("{k} ×{n}"))
+            .collect()
     }
 
     pub fn default_vpc(&self) -> serde_json::Value {

@@ -89,6 +89,9 @@ pub struct Faults {
     pub rate: f64,
     /// How many requests naming a just-created id answer NotFound.
     pub invisible_for: u32,
+    /// Also fault the first call of every (service, action), so every kind
+    /// of call is hit whatever the seed.
+    pub first_of_each_action: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -124,6 +127,7 @@ struct Control {
     config: Mutex<ProxyConfig>,
     /// Calls seen, for the fault generator.
     counter: AtomicU64,
+    connections: AtomicU64,
     writes: AtomicU64,
     freeze_after: Mutex<Option<u64>>,
     frozen: AtomicBool,
@@ -134,6 +138,8 @@ struct Control {
     /// A just-created id → requests naming it that still answer NotFound.
     invisible: Mutex<HashMap<String, (u32, &'static str, &'static str)>>,
     held: Mutex<Vec<rules::Held>>,
+    /// (service, action) pairs seen, for `first_of_each_action`.
+    seen: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 pub struct Proxy {
@@ -155,6 +161,7 @@ impl Proxy {
         let control = Arc::new(Control {
             config: Mutex::new(config),
             counter: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             freeze_after: Mutex::new(None),
             frozen: AtomicBool::new(false),
@@ -162,6 +169,7 @@ impl Proxy {
             tokens: Mutex::default(),
             invisible: Mutex::default(),
             held: Mutex::default(),
+            seen: Mutex::default(),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let (c, ctl) = (calls.clone(), control.clone());
@@ -178,6 +186,7 @@ impl Proxy {
                         _ = &mut rx => break,
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
+                            ctl.connections.fetch_add(1, Ordering::SeqCst);
                             let (ctl, calls) = (ctl.clone(), c.clone());
                             tokio::spawn(async move { let _ = serve(stream, &ctl, &calls).await; });
                         }
@@ -203,6 +212,11 @@ impl Proxy {
     /// Changes the configuration for calls from now on.
     pub fn configure(&self, f: impl FnOnce(&mut ProxyConfig)) {
         f(&mut self.control.config.lock().unwrap());
+    }
+
+    /// Client connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.control.connections.load(Ordering::SeqCst)
     }
 
     /// Write calls forwarded so far.
@@ -391,7 +405,13 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
         let mut verdict = Verdict::Forward;
         if let Some(f) = &config.faults {
             let r = mix(f.seed ^ mix(n));
-            if (r % 10_000) as f64 / 10_000.0 < f.rate {
+            let first = f.first_of_each_action
+                && ctl
+                    .seen
+                    .lock()
+                    .unwrap()
+                    .insert((service.clone(), action.clone()));
+            if first || (r % 10_000) as f64 / 10_000.0 < f.rate {
                 let kind = Fault::RANDOM[((r >> 20) % Fault::RANDOM.len() as u64) as usize];
                 fault = Some(kind);
                 verdict = match kind {

@@ -35,6 +35,8 @@ struct Instance {
 #[derive(Debug, Default)]
 struct Interface {
     id: String,
+    /// The instance it is attached to, if any.
+    instance: String,
     vpc: String,
     subnet: String,
     public: bool,
@@ -128,7 +130,24 @@ async fn instances(upstream: SocketAddr) -> Vec<Instance> {
         .collect()
 }
 
+/// Interfaces that still exist in AWS: moto keeps a terminated instance's
+/// primary interface, which AWS deletes with the instance (the `shutting-down`
+/// hold covers the time it takes).
 async fn interfaces(upstream: SocketAddr) -> Vec<Interface> {
+    let gone: Vec<String> = instances(upstream)
+        .await
+        .into_iter()
+        .filter(|i| !live(&i.state))
+        .map(|i| i.id)
+        .collect();
+    all_interfaces(upstream)
+        .await
+        .into_iter()
+        .filter(|i| !gone.contains(&i.instance))
+        .collect()
+}
+
+async fn all_interfaces(upstream: SocketAddr) -> Vec<Interface> {
     let Some(xml) = ec2(upstream, "DescribeNetworkInterfaces").await else {
         return Vec::new();
     };
@@ -139,6 +158,9 @@ async fn interfaces(upstream: SocketAddr) -> Vec<Interface> {
         .into_iter()
         .map(|i| Interface {
             id: text(i, "networkInterfaceId"),
+            instance: child(i, "attachment")
+                .map(|a| text(a, "instanceId"))
+                .unwrap_or_default(),
             vpc: text(i, "vpcId"),
             subnet: text(i, "subnetId"),
             public: child(i, "association").is_some_and(|a| !text(a, "publicIp").is_empty()),
