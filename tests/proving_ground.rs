@@ -144,6 +144,11 @@ time.sleep(2.2)
 r["group_after_linger"] = code(ec2.delete_security_group, GroupId=referrer)
 r["subnet_after_all"] = code(ec2.delete_subnet, SubnetId=subnet)
 r["unused_group"] = code(ec2.delete_security_group, GroupId=used)
+# ClientToken: a repeated create answers with the first one's resource.
+t1 = ec2.create_route_table(VpcId=vpc, ClientToken="tok-1")["RouteTable"]["RouteTableId"]
+t2 = ec2.create_route_table(VpcId=vpc, ClientToken="tok-1")["RouteTable"]["RouteTableId"]
+t3 = ec2.create_route_table(VpcId=vpc, ClientToken="tok-2")["RouteTable"]["RouteTableId"]
+r["client_token_replayed"] = "ok" if t1 == t2 and t1 != t3 else "no"
 print(json.dumps(r))
 "#,
     );
@@ -161,7 +166,12 @@ print(json.dumps(r))
     ] {
         assert_eq!(r[refused], "DependencyViolation", "{refused}: {r}");
     }
-    for allowed in ["group_after_linger", "subnet_after_all", "unused_group"] {
+    for allowed in [
+        "group_after_linger",
+        "subnet_after_all",
+        "unused_group",
+        "client_token_replayed",
+    ] {
         assert_eq!(r[allowed], "ok", "{allowed}: {r}");
     }
     let refusals = sb

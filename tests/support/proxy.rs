@@ -122,6 +122,9 @@ impl Calls {
     }
 }
 
+/// A recorded answer: status and the whole response.
+type Answer = (u16, Vec<u8>);
+
 /// What the tests can change while the proxy runs.
 struct Control {
     config: Mutex<ProxyConfig>,
@@ -134,7 +137,7 @@ struct Control {
     /// Bumped by `thaw`: hung requests give up.
     generation: AtomicU64,
     /// (action, ClientToken) → the first answer.
-    tokens: Mutex<HashMap<(String, String), (u16, Vec<u8>)>>,
+    tokens: Mutex<HashMap<(String, String), Answer>>,
     /// A just-created id → requests naming it that still answer NotFound.
     invisible: Mutex<HashMap<String, (u32, &'static str, &'static str)>>,
     held: Mutex<Vec<rules::Held>>,

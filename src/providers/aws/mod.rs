@@ -39,6 +39,10 @@ pub struct Aws {
     pub ssm: aws_sdk_ssm::Client,
     pub elb: aws_sdk_elasticloadbalancing::Client,
     pub owner: Owner,
+    /// Unique to this run: idempotency tokens derive from it, so a retried
+    /// create replays its first answer, and a later run never collides with
+    /// a token AWS still remembers.
+    run: String,
 }
 
 impl Aws {
@@ -67,7 +71,22 @@ impl Aws {
             ssm: aws_sdk_ssm::Client::new(&sdk),
             elb: aws_sdk_elasticloadbalancing::Client::new(&sdk),
             owner,
+            run: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            ),
         }
+    }
+
+    /// A `ClientToken` for creating `id` in this run (at most 64 characters).
+    pub(crate) fn client_token(&self, id: &ResourceId) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{}/{}", self.run, id));
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 
     pub(crate) fn filter(

@@ -48,6 +48,7 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
         .ec2
         .create_route_table()
         .vpc_id(str_prop(&r.props, "vpc")?)
+        .client_token(aws.client_token(&r.id))
         .tag_specifications(aws.tag_spec(ResourceType::RouteTable, &r.id, &[]))
         .send()
         .await
