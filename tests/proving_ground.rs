@@ -184,15 +184,16 @@ print(json.dumps(r))
     assert_eq!(refusals, 9);
 }
 
-/// `down` of a full env with a Service's load balancer in it, under the
-/// strict proxy: the ELB goes first, its group after the ELB's interfaces
-/// let go of it, then the subnets and the rest. Neighbours stay untouched.
+/// `down` of the example's full staging env with a Service's load balancer
+/// in it, under the strict proxy: the ELB goes first, its group after the
+/// ELB's interfaces let go of it, then the subnets and the rest. Neighbours
+/// stay untouched.
 #[test]
 fn down_removes_kubernetes_load_balancers_first_and_spares_neighbours() {
     let sb = Sandbox::start();
-    let env = "pg-k8s";
+    let env = "staging";
     let cluster = format!("{PROJECT}-{env}");
-    let db = sb.prepare_db("k8s-db");
+    let db = sb.prepare_db("scope-staging-db");
     let db_vpc = db["vpc"].as_str().unwrap().to_string();
     sb.python(&["plant", "--project", PROJECT, "--env", env]);
     // A neighbour's load balancer, shared with our cluster, in the VPC's own subnets.
@@ -220,7 +221,7 @@ fn down_removes_kubernetes_load_balancers_first_and_spares_neighbours() {
         "neighbour-lb",
     ]))
     .unwrap();
-    let cfg = sb.config("scope.toml", &config_text(env, "k8s-db", ""));
+    let cfg = support::repo().join("examples/scope.toml");
     sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
     assert_converged(&sb, &cfg, env);
     let before = foreign(&sb.snapshot(), env);
