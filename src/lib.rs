@@ -13,5 +13,6 @@ pub mod error;
 pub mod model;
 pub mod plan;
 pub mod providers;
+pub mod render;
 pub mod teardown;
 pub mod ui;

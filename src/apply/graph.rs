@@ -57,7 +57,10 @@ impl StepGraph {
 /// - a create or update runs after the creates and updates of what it references;
 /// - a delete runs before the deletes of what its existing version references
 ///   (the reverse of creation order);
-/// - a replace deletes before it creates;
+/// - a replace deletes before it creates, except for kinds that create first
+///   (instances: capacity never drops);
+/// - replacements of a one-at-a-time kind form a chain per group: the next
+///   one starts when the previous old one is gone;
 /// - a create waits for the pure deletes of its own kind (a freed CIDR, a freed name).
 pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
     let mut steps = Vec::new();
@@ -86,6 +89,37 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
             }
         }
     }
+    // Create-before-delete holds only while nothing the new one needs is
+    // itself replaced delete-first (a replaced subnet must be gone before
+    // its replacement, and the instances in it with it): to a fixpoint.
+    let replaced: BTreeMap<&ResourceId, &Change> = changes
+        .iter()
+        .filter(|c| c.action == Action::Replace)
+        .map(|c| (&c.address, c))
+        .collect();
+    let mut create_first: std::collections::BTreeSet<&ResourceId> = replaced
+        .keys()
+        .filter(|a| a.kind().is_some_and(|k| k.create_before_delete()))
+        .copied()
+        .collect();
+    loop {
+        let demote: Vec<&ResourceId> = create_first
+            .iter()
+            .filter(|a| {
+                replaced[*a]
+                    .depends_on
+                    .iter()
+                    .any(|d| replaced.contains_key(d) && !create_first.contains(d))
+            })
+            .copied()
+            .collect();
+        if demote.is_empty() {
+            break;
+        }
+        for a in demote {
+            create_first.remove(a);
+        }
+    }
     let mut g = DiGraph::<usize, ()>::new();
     for i in 0..steps.len() {
         g.add_node(i);
@@ -103,7 +137,11 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
                 }
             }
             if let Some(own) = downs.get(&c.address) {
-                own.iter().for_each(|&d| edge(d, up));
+                if create_first.contains(&c.address) {
+                    own.iter().for_each(|&d| edge(up, d));
+                } else {
+                    own.iter().for_each(|&d| edge(d, up));
+                }
             }
             let kind = c.address.kind();
             for (other, ds) in &downs {
@@ -127,6 +165,37 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+    // Rolling replacement: within a group, in index order, each create waits
+    // for the previous replacement's delete.
+    let mut chains: BTreeMap<(String, String), Vec<(u64, usize)>> = BTreeMap::new();
+    for (ci, c) in changes.iter().enumerate() {
+        let Some(kind) = c.address.kind().filter(|k| k.one_at_a_time()) else {
+            continue;
+        };
+        if c.action != Action::Replace {
+            continue;
+        }
+        let name = c.address.name();
+        let (group, index) = name
+            .rsplit_once('-')
+            .and_then(|(g, i)| i.parse::<u64>().ok().map(|i| (g, i)))
+            .unwrap_or((name, 0));
+        chains
+            .entry((kind.prefix().to_string(), group.to_string()))
+            .or_default()
+            .push((index, ci));
+    }
+    for chain in chains.values_mut() {
+        chain.sort_unstable();
+        for pair in chain.windows(2) {
+            let (prev, next) = (&changes[pair[0].1].address, &changes[pair[1].1].address);
+            if let (Some(ds), Some(&up)) = (downs.get(prev), ups.get(next)) {
+                for &d in ds {
+                    edge(d, up);
                 }
             }
         }

@@ -101,7 +101,12 @@ pub async fn observe_and_plan(aws: Option<&Aws>, config: &Config) -> Result<Obse
         (Some(aws), Provider::Aws) => {
             let peered = config.network.placement == config::Placement::Peered;
             let (facts, actual) = futures::try_join!(
-                crate::providers::aws::facts::gather(aws, &config.database.rds_instance, peered),
+                crate::providers::aws::facts::gather(
+                    aws,
+                    &config.database.rds_instance,
+                    peered,
+                    (&config.cluster.image_owner, &config.cluster.image_name),
+                ),
                 aws.observe(),
             )
             .context("observing AWS")?;

@@ -59,6 +59,10 @@ pub struct ClusterConfig {
     pub domain: String,
     pub masters: Group,
     pub nodes: Group,
+    /// The AMI: the newest image of this owner whose name matches (an EC2
+    /// filter pattern). With the default, only Ubuntu LTS releases count.
+    pub image_owner: String,
+    pub image_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -95,13 +99,39 @@ pub struct ServiceConfig {
     pub replicas: u32,
     pub port: u16,
     pub expose: Expose,
+    /// The NodePort behind the service's load balancer (exposed services only).
+    pub node_port: Option<u16>,
     pub initial_tag: Option<String>,
 }
+
+/// Canonical's account, which publishes the official Ubuntu images.
+pub const CANONICAL: &str = "099720109477";
+/// Ubuntu server images for amd64; `desired` keeps the LTS ones (even YY.04).
+pub const UBUNTU_IMAGES: &str = "ubuntu/images/hvm-ssd*/ubuntu-*.04-amd64-server-*";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expose {
     None,
     Elb,
+}
+
+/// Gives each exposed service without an explicit `node_port` a stable one:
+/// from a hash of its name, so adding or removing a service moves no other.
+fn assign_node_ports(services: &mut BTreeMap<String, ServiceConfig>) {
+    use sha2::{Digest, Sha256};
+    let mut taken: Vec<u16> = services.values().filter_map(|s| s.node_port).collect();
+    for (name, s) in services.iter_mut() {
+        if s.expose != Expose::Elb || s.node_port.is_some() {
+            continue;
+        }
+        let h = Sha256::digest(name.as_bytes());
+        let mut port = 30000 + (u16::from_be_bytes([h[0], h[1]]) % 2768);
+        while taken.contains(&port) {
+            port = if port == 32767 { 30000 } else { port + 1 };
+        }
+        taken.push(port);
+        s.node_port = Some(port);
+    }
 }
 
 /// Reads `path` and resolves `env` into a validated [`Config`].
@@ -332,6 +362,14 @@ impl FileLayer {
             domain,
             masters: group(cluster.masters, 1, "masters")?,
             nodes: group(cluster.nodes, 3, "nodes")?,
+            image_owner: cluster
+                .image_owner
+                .map(Spanned::into_inner)
+                .unwrap_or_else(|| CANONICAL.into()),
+            image_name: cluster
+                .image_name
+                .map(Spanned::into_inner)
+                .unwrap_or_else(|| UBUNTU_IMAGES.into()),
         };
 
         let (network, database) = if provider == Provider::Aws {
@@ -480,6 +518,7 @@ impl FileLayer {
         };
 
         let mut out = BTreeMap::new();
+        let mut explicit_ports: Vec<(String, u16)> = Vec::new();
         for (name, s) in services {
             check_name_str(src, &name, "service name", None)?;
             let image = s.image.ok_or_else(|| {
@@ -534,6 +573,37 @@ impl FileLayer {
                     ))
                 }
             };
+            let node_port = match s.node_port {
+                Some(p) if !(30000..=32767).contains(p.get_ref()) => {
+                    return Err(src.at(
+                        &p,
+                        format!("services.{name}.node_port is outside the NodePort range"),
+                        "use a port between 30000 and 32767, or leave it out",
+                    ))
+                }
+                Some(p) if expose == Expose::None => {
+                    return Err(src.at(
+                        &p,
+                        format!("services.{name}.node_port is set but the service is not exposed"),
+                        "add expose = \"elb\", or remove node_port",
+                    ))
+                }
+                Some(p) => {
+                    if let Some((other, _)) = explicit_ports
+                        .iter()
+                        .find(|(_, q)| *q == *p.get_ref() as u16)
+                    {
+                        return Err(src.at(
+                            &p,
+                            format!("services.{name}.node_port is also services.{other}.node_port"),
+                            "give each exposed service its own NodePort",
+                        ));
+                    }
+                    explicit_ports.push((name.clone(), *p.get_ref() as u16));
+                    Some(*p.get_ref() as u16)
+                }
+                None => None,
+            };
             out.insert(
                 name,
                 ServiceConfig {
@@ -541,10 +611,12 @@ impl FileLayer {
                     replicas,
                     port,
                     expose,
+                    node_port,
                     initial_tag: s.initial_tag.map(Spanned::into_inner),
                 },
             );
         }
+        assign_node_ports(&mut out);
 
         Ok(Config {
             path: src.path.to_path_buf(),

@@ -70,6 +70,8 @@ layer!(ClusterLayer {
     service_cidr: String,
     pod_cidr: String,
     domain: String,
+    image_owner: String,
+    image_name: String,
 } nested { masters: GroupLayer, nodes: GroupLayer });
 layer!(NetworkLayer {
     placement: String,
@@ -86,5 +88,6 @@ layer!(ServiceLayer {
     replicas: i64,
     port: i64,
     expose: String,
+    node_port: i64,
     initial_tag: String,
 });

@@ -9,6 +9,33 @@ pub struct Facts {
     pub zones: Vec<String>,
     pub database: Option<DatabaseFacts>,
     pub database_vpc: Option<VpcFacts>,
+    /// The machine image for masters and nodes (see [`choose_image`]).
+    #[serde(default)]
+    pub image: Option<ImageFacts>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFacts {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+}
+
+/// The newest image (by creation date, then name). With `lts_only`, only
+/// Ubuntu LTS releases count: `YY.04` with an even `YY`.
+pub fn choose_image(candidates: &[ImageFacts], lts_only: bool) -> Option<ImageFacts> {
+    let lts = |name: &str| {
+        name.split(['-', '/']).any(|part| {
+            part.strip_suffix(".04")
+                .and_then(|yy| yy.parse::<u32>().ok())
+                .is_some_and(|yy| yy % 2 == 0)
+        })
+    };
+    candidates
+        .iter()
+        .filter(|i| !lts_only || lts(&i.name))
+        .max_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)))
+        .cloned()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

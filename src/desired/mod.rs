@@ -1,8 +1,10 @@
 //! Pure: `(config, facts) -> Desired`. No clock, no network, no randomness.
 
+mod compute;
 mod facts;
 mod network;
 
+pub use compute::{canonical_json, load_balancer_name};
 pub use facts::*;
 pub use network::to_database_name;
 
@@ -33,7 +35,8 @@ impl DesiredError {
 pub fn desired(config: &Config, facts: &Facts) -> Result<Desired, DesiredError> {
     let mut d = Desired::default();
     if config.provider == Provider::Aws {
-        network::network(config, facts, &mut d)?;
+        let zones = network::network(config, facts, &mut d)?;
+        compute::compute(config, facts, &zones, &mut d)?;
     }
     Ok(d)
 }

@@ -91,7 +91,12 @@ pub fn carve(
         .collect()
 }
 
-pub fn network(config: &Config, facts: &Facts, d: &mut Desired) -> Result<(), DesiredError> {
+/// Adds the network resources; returns the zones the cluster uses, in order.
+pub fn network(
+    config: &Config,
+    facts: &Facts,
+    d: &mut Desired,
+) -> Result<Vec<String>, DesiredError> {
     let net = &config.network;
     let db_name = &config.database.rds_instance;
     let db = facts.database.as_ref().ok_or_else(|| {
@@ -387,7 +392,7 @@ pub fn network(config: &Config, facts: &Facts, d: &mut Desired) -> Result<(), De
             );
         }
     }
-    Ok(())
+    Ok(zones)
 }
 
 /// Route tables that serve the database's subnets: each subnet's explicit

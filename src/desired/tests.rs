@@ -9,6 +9,11 @@ use crate::model::{Kind, ResourceId, Value};
 pub(crate) fn sample_facts() -> Facts {
     let zones: Vec<String> = "abcdef".chars().map(|c| format!("us-east-1{c}")).collect();
     Facts {
+        image: Some(ImageFacts {
+            id: "ami-0noble".into(),
+            name: "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101".into(),
+            created: "2026-11-01T00:00:00.000Z".into(),
+        }),
         database: Some(DatabaseFacts {
             identifier: "scope-db".into(),
             status: "available".into(),
@@ -52,7 +57,14 @@ pub(crate) fn example(env: &str) -> config::Config {
 #[test]
 fn snapshot_each_example_env() {
     for env in ["staging", "prod", "local", "sandbox", "sandbox-peered"] {
-        let d = desired(&example(env), &sample_facts()).unwrap();
+        let mut d = desired(&example(env), &sample_facts()).unwrap();
+        // User data has its own snapshots (render::tests); keep its size here.
+        for r in d.resources.values_mut() {
+            if let Some(Value::Str(t)) = r.props.get("user_data_text") {
+                let elided = format!("({} bytes)", t.len());
+                r.props.insert("user_data_text".into(), Value::str(elided));
+            }
+        }
         insta::assert_json_snapshot!(format!("desired-{env}"), d);
     }
 }
@@ -160,4 +172,92 @@ fn carving_is_stable_when_the_last_zone_goes() {
             .to_string(),
         "172.31.136.0/23"
     );
+}
+
+#[test]
+fn newest_lts_image_is_chosen() {
+    let img = |id: &str, name: &str, created: &str| ImageFacts {
+        id: id.into(),
+        name: name.into(),
+        created: created.into(),
+    };
+    let all = [
+        img(
+            "ami-jammy",
+            "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-20260101",
+            "2026-01-01",
+        ),
+        img(
+            "ami-noble",
+            "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20260901",
+            "2026-09-01",
+        ),
+        img(
+            "ami-plucky",
+            "ubuntu/images/hvm-ssd-gp3/ubuntu-plucky-25.04-amd64-server-20261001",
+            "2026-10-01",
+        ),
+        img(
+            "ami-noble-old",
+            "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20260101",
+            "2026-01-01",
+        ),
+    ];
+    assert_eq!(choose_image(&all, true).unwrap().id, "ami-noble");
+    assert_eq!(choose_image(&all, false).unwrap().id, "ami-plucky");
+    assert_eq!(choose_image(&[], true), None);
+}
+
+#[test]
+fn instances_spread_over_zones_and_register_with_their_balancers() {
+    let d = desired(&example("staging"), &sample_facts()).unwrap();
+    let instance = |n: &str| &d.resources[&ResourceId::new(Kind::Instance, n)];
+    // staging: 1 master, 2 nodes, three zones.
+    assert!(d
+        .resources
+        .contains_key(&ResourceId::new(Kind::Instance, "node-1")));
+    assert!(!d
+        .resources
+        .contains_key(&ResourceId::new(Kind::Instance, "node-2")));
+    assert_ne!(
+        instance("node-0").props["subnet"],
+        instance("node-1").props["subnet"]
+    );
+    assert_eq!(instance("node-0").props["ami"], Value::str("ami-0noble"));
+    for r in ["api.master-0", "frontend.node-0", "frontend.node-1"] {
+        assert!(
+            d.resources
+                .contains_key(&ResourceId::new(Kind::Registration, r)),
+            "{r}"
+        );
+    }
+    let text = instance("node-0").props["user_data_text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.starts_with("#cloud-config\n"));
+    assert!(!text.contains("BEGIN"), "user data must hold no key");
+    assert!(text.contains("kubeadm, join"));
+    let master = instance("master-0").props["user_data_text"]
+        .as_str()
+        .unwrap();
+    assert!(master.contains("kubeadm, init"));
+    assert!(master.contains("clusterName: scope-staging"));
+}
+
+#[test]
+fn changing_the_node_type_replaces_nodes_with_a_reason() {
+    let before = desired(&example("staging"), &sample_facts()).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scope.toml"))
+        .unwrap()
+        .replace(
+            "cluster.nodes.count = 2",
+            "cluster.nodes.count = 2\ncluster.nodes.instance_type = \"m5.xlarge\"",
+        );
+    let config = config::parse(Path::new("scope.toml"), &text, "staging").unwrap();
+    let after = desired(&config, &sample_facts()).unwrap();
+    let a = &after.resources[&ResourceId::new(Kind::Instance, "node-0")];
+    let b = &before.resources[&ResourceId::new(Kind::Instance, "node-0")];
+    assert_ne!(a.props["instance_type"], b.props["instance_type"]);
+    assert_eq!(a.props["user_data"], b.props["user_data"]);
 }

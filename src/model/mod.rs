@@ -67,6 +67,13 @@ pub enum Kind {
     SecurityGroup,
     SecurityGroupIngress,
     VpcPeering,
+    /// An IAM role with its inline policy, and the instance profile for it.
+    InstanceProfile,
+    Instance,
+    /// A classic ELB (the API's, or a service's).
+    LoadBalancer,
+    /// One instance registered with one load balancer.
+    Registration,
     /// A classic ELB that Kubernetes created for a Service; only deleted.
     K8sLoadBalancer,
     /// The `k8s-elb-*` group beside such an ELB; only deleted.
@@ -84,6 +91,10 @@ impl Kind {
         Kind::SecurityGroup,
         Kind::SecurityGroupIngress,
         Kind::VpcPeering,
+        Kind::InstanceProfile,
+        Kind::Instance,
+        Kind::LoadBalancer,
+        Kind::Registration,
         Kind::K8sLoadBalancer,
         Kind::K8sSecurityGroup,
     ];
@@ -99,6 +110,10 @@ impl Kind {
             Kind::SecurityGroup => "ec2/security-group",
             Kind::SecurityGroupIngress => "ec2/security-group-ingress",
             Kind::VpcPeering => "ec2/vpc-peering-connection",
+            Kind::InstanceProfile => "iam/instance-profile",
+            Kind::Instance => "ec2/instance",
+            Kind::LoadBalancer => "elb/load-balancer",
+            Kind::Registration => "elb/registration",
             Kind::K8sLoadBalancer => "elb/k8s-load-balancer",
             Kind::K8sSecurityGroup => "ec2/k8s-security-group",
         }
@@ -114,6 +129,11 @@ impl Kind {
     pub fn write_only(self) -> &'static [&'static str] {
         match self {
             Kind::SecurityGroupIngress => &["descriptions"],
+            // The text is large; its digest is compared instead.
+            Kind::Instance => &["user_data_text"],
+            // Set at create and by `finish`; not read back (one call per
+            // balancer would make the plan's calls grow with services).
+            Kind::LoadBalancer => &["attributes"],
             _ => &[],
         }
     }
@@ -130,8 +150,31 @@ impl Kind {
             Kind::SecurityGroup => &["vpc", "group_name", "description"],
             Kind::SecurityGroupIngress => &["group"],
             Kind::VpcPeering => &["vpc", "peer_vpc"],
+            Kind::InstanceProfile => &["name", "path"],
+            Kind::Instance => &[
+                "ami",
+                "instance_type",
+                "subnet",
+                "user_data",
+                "profile",
+                "security_groups",
+            ],
+            Kind::LoadBalancer => &["name", "subnets", "listeners", "scheme"],
+            Kind::Registration => &["load_balancer", "instance"],
             Kind::K8sLoadBalancer | Kind::K8sSecurityGroup => &[],
         }
+    }
+
+    /// A replacement creates the new one before deleting the old: capacity
+    /// never drops (instances, and their load balancer registrations).
+    pub fn create_before_delete(self) -> bool {
+        matches!(self, Kind::Instance | Kind::Registration)
+    }
+
+    /// Replacements of this kind run one at a time within a group (the name
+    /// up to its last `-`: `node-3` is in `node`), in index order.
+    pub fn one_at_a_time(self) -> bool {
+        self == Kind::Instance
     }
 }
 

@@ -21,11 +21,20 @@ fn paint(color: bool, action: Action, text: &str) -> String {
 fn show(v: &Value) -> String {
     match v {
         Value::Ref(r) => format!("(known after apply: {})", r.target),
-        Value::Map(m) if m.contains_key("protocol") => rule(v),
+        Value::Map(m) if m.contains_key("protocol") && m.contains_key("source") => rule(v),
+        // User data and the like: the JSON plan has the text; the digest
+        // beside it shows whether it changed.
+        Value::Str(s) if s.contains('\n') => format!("({} lines)", s.lines().count()),
+        Value::Str(_) => v.to_string(),
         other => {
+            // Nested references (`{ ref = "addr" }`) read better as addresses.
             let mut s = other.to_string();
-            // Nested references read better as addresses.
-            s = s.replace("{ ref = ", "").replace(" }", "");
+            while let Some(start) = s.find("{ ref = \"") {
+                let rest = &s[start + 9..];
+                let Some(end) = rest.find("\" }") else { break };
+                let addr = rest[..end].to_string();
+                s.replace_range(start..start + 9 + end + 3, &addr);
+            }
             s
         }
     }

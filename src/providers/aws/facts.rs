@@ -3,15 +3,22 @@
 
 use super::{classify, owned_id, read, Aws};
 use crate::apply::{ErrorKind, ProviderError};
-use crate::desired::{DatabaseFacts, Facts, RouteTableFact, SubnetFact, VpcFacts};
+use crate::desired::{
+    choose_image, DatabaseFacts, Facts, ImageFacts, RouteTableFact, SubnetFact, VpcFacts,
+};
 use crate::model::Kind;
 
 pub async fn gather(
     aws: &Aws,
     rds_instance: &str,
     route_tables: bool,
+    image: (&str, &str),
 ) -> Result<Facts, ProviderError> {
-    let (zones, database) = futures::try_join!(zones(aws), database(aws, rds_instance))?;
+    let (zones, database, image) = futures::try_join!(
+        zones(aws),
+        database(aws, rds_instance),
+        images(aws, image.0, image.1)
+    )?;
     let database_vpc = match &database {
         Some(db) => Some(vpc(aws, &db.vpc_id, route_tables).await?),
         None => None,
@@ -20,7 +27,46 @@ pub async fn gather(
         zones,
         database,
         database_vpc,
+        image,
     })
+}
+
+/// The newest available image of `owner` named like `pattern`.
+async fn images(
+    aws: &Aws,
+    owner: &str,
+    pattern: &str,
+) -> Result<Option<ImageFacts>, ProviderError> {
+    let filters = vec![
+        Aws::filter("name", [pattern]),
+        Aws::filter("state", ["available"]),
+    ];
+    let filters = &filters;
+    let out = read(|| async move {
+        aws.ec2
+            .describe_images()
+            .owners(owner)
+            .set_filters(Some(filters.clone()))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeImages", e))
+    })
+    .await?;
+    let candidates: Vec<ImageFacts> = out
+        .images()
+        .iter()
+        .filter_map(|i| {
+            Some(ImageFacts {
+                id: i.image_id()?.to_string(),
+                name: i.name()?.to_string(),
+                created: i.creation_date().unwrap_or_default().to_string(),
+            })
+        })
+        .collect();
+    Ok(choose_image(
+        &candidates,
+        pattern == crate::config::UBUNTU_IMAGES,
+    ))
 }
 
 async fn zones(aws: &Aws) -> Result<Vec<String>, ProviderError> {

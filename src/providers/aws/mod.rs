@@ -3,9 +3,13 @@
 
 mod error;
 pub mod facts;
+mod instance;
+mod instance_profile;
 mod internet_gateway;
 mod k8s_load_balancer;
 mod k8s_security_group;
+mod load_balancer;
+mod registration;
 mod route;
 mod route_table;
 mod route_table_association;
@@ -38,6 +42,7 @@ pub struct Aws {
     pub rds: aws_sdk_rds::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub elb: aws_sdk_elasticloadbalancing::Client,
+    pub iam: aws_sdk_iam::Client,
     pub owner: Owner,
     /// Unique to this run: idempotency tokens derive from it, so a retried
     /// create replays its first answer, and a later run never collides with
@@ -70,6 +75,7 @@ impl Aws {
             rds: aws_sdk_rds::Client::new(&sdk),
             ssm: aws_sdk_ssm::Client::new(&sdk),
             elb: aws_sdk_elasticloadbalancing::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
             owner,
             run: format!(
                 "{}-{}",
@@ -132,15 +138,34 @@ impl Aws {
 
     /// Reads everything this env owns: one call per kind, run concurrently.
     pub async fn observe(&self) -> Result<Actual, ProviderError> {
-        let (vpcs, subnets, tables, groups, rules, gateways, peerings) = futures::try_join!(
-            vpc::observe(self, None),
-            subnet::observe(self, None),
-            route_table::describe(self, self.owner_filters(None)),
-            security_group::observe(self, None),
-            security_group_ingress::observe(self, None),
-            internet_gateway::observe(self, None),
-            vpc_peering::observe(self, None),
+        let (network, compute) = futures::try_join!(
+            async {
+                futures::try_join!(
+                    vpc::observe(self, None),
+                    subnet::observe(self, None),
+                    route_table::describe(self, self.owner_filters(None)),
+                    security_group::observe(self, None),
+                    security_group_ingress::observe(self, None),
+                    internet_gateway::observe(self, None),
+                    vpc_peering::observe(self, None),
+                )
+            },
+            async {
+                futures::try_join!(
+                    instance::observe(self, None),
+                    instance_profile::observe(self),
+                    load_balancer::describe_all(self),
+                )
+            },
         )?;
+        let (vpcs, subnets, tables, groups, rules, gateways, peerings) = network;
+        let (instances, profiles, balancers) = compute;
+        let balancers = load_balancer::from_descriptions(self, &balancers);
+        let by_instance: std::collections::BTreeMap<String, ResourceId> = instances
+            .iter()
+            .map(|o| (o.physical_id.clone(), o.id.clone()))
+            .collect();
+        let registrations = registration::from_balancers(&balancers, &by_instance);
         let mut actual = Actual::default();
         let all = [
             vpcs,
@@ -150,6 +175,10 @@ impl Aws {
             rules,
             gateways,
             peerings.clone(),
+            instances,
+            profiles,
+            balancers.into_iter().map(|(o, _)| o).collect(),
+            registrations,
         ];
         for o in all.into_iter().flatten() {
             actual.insert(o);
@@ -278,6 +307,10 @@ impl Provider for Aws {
             Kind::K8sLoadBalancer | Kind::K8sSecurityGroup => Ok(None),
             Kind::RouteTableAssociation => route_table_association::find(self, r).await,
             Kind::Route => route::find(self, r).await,
+            Kind::InstanceProfile => instance_profile::find(self, r).await,
+            Kind::Instance => instance::find(self, r).await,
+            Kind::LoadBalancer => load_balancer::find(self, r).await,
+            Kind::Registration => registration::find(self, r).await,
         }
     }
 
@@ -292,6 +325,10 @@ impl Provider for Aws {
             Kind::RouteTable => route_table::create(self, r).await,
             Kind::RouteTableAssociation => route_table_association::create(self, r).await,
             Kind::Route => route::create(self, r).await,
+            Kind::InstanceProfile => instance_profile::create(self, r).await,
+            Kind::Instance => instance::create(self, r).await,
+            Kind::LoadBalancer => load_balancer::create(self, r).await,
+            Kind::Registration => registration::create(self, r).await,
             k @ (Kind::K8sLoadBalancer | Kind::K8sSecurityGroup) => Err(ProviderError::fatal(
                 format!("scopectl never creates a {}", k.label()),
             )),
@@ -305,6 +342,9 @@ impl Provider for Aws {
             Kind::InternetGateway => internet_gateway::finish(self, r, physical_id).await,
             Kind::VpcPeering => vpc_peering::converge(self, r, physical_id).await,
             Kind::SecurityGroupIngress => security_group_ingress::reconcile(self, r).await,
+            Kind::InstanceProfile => instance_profile::finish(self, r, physical_id).await,
+            Kind::LoadBalancer => load_balancer::finish(self, r, physical_id).await,
+            Kind::Instance | Kind::Registration => Ok(()),
             Kind::RouteTable
             | Kind::RouteTableAssociation
             | Kind::Route
@@ -323,6 +363,8 @@ impl Provider for Aws {
         match r.kind() {
             Kind::Vpc => vpc::update(self, r, physical_id).await,
             Kind::Subnet => subnet::update(self, r, physical_id).await,
+            Kind::InstanceProfile => instance_profile::update(self, r, physical_id).await,
+            Kind::LoadBalancer => load_balancer::update(self, r, physical_id, before).await,
             Kind::SecurityGroupIngress => security_group_ingress::update(self, r, before).await,
             Kind::InternetGateway => internet_gateway::update(self, r, physical_id, before).await,
             Kind::VpcPeering => vpc_peering::update(self, r, physical_id, before).await,
@@ -353,6 +395,10 @@ impl Provider for Aws {
             Kind::RouteTable => route_table::delete(self, physical_id).await,
             Kind::RouteTableAssociation => route_table_association::delete(self, physical_id).await,
             Kind::Route => route::delete(self, before).await,
+            Kind::InstanceProfile => instance_profile::delete(self, physical_id).await,
+            Kind::Instance => instance::delete(self, physical_id).await,
+            Kind::LoadBalancer => load_balancer::delete(self, physical_id).await,
+            Kind::Registration => registration::delete(self, before).await,
             Kind::K8sLoadBalancer => k8s_load_balancer::delete(self, physical_id).await,
             Kind::K8sSecurityGroup => k8s_security_group::delete(self, physical_id).await,
         };

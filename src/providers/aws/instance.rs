@@ -1,0 +1,217 @@
+//! Masters and nodes. Booted from rendered user data; the digest of that user
+//! data is tagged at launch, so a change shows in the plan without reading
+//! the user data of every instance back.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{IamInstanceProfileSpecification, Instance, ResourceType};
+use base64::Engine as _;
+
+use super::{classify, owned_id, read, read_existing, str_prop, tag, Aws};
+use crate::apply::{ErrorKind, ProviderError};
+use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
+
+const TAG_USER_DATA: &str = "scopectl:user-data-sha256";
+
+/// States in which an instance still counts (and still holds its subnet).
+const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+fn props(i: &Instance) -> Option<Props> {
+    let profile = i
+        .iam_instance_profile()
+        .and_then(|p| p.arn())
+        .and_then(|arn| arn.rsplit('/').next())
+        .unwrap_or_default();
+    let mut groups: Vec<Value> = i
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(Value::str))
+        .collect();
+    groups.sort();
+    Some(Props::from([
+        ("ami".into(), Value::str(i.image_id()?)),
+        (
+            "instance_type".into(),
+            Value::str(i.instance_type()?.as_str()),
+        ),
+        ("subnet".into(), Value::str(i.subnet_id()?)),
+        ("security_groups".into(), Value::list(groups)),
+        ("profile".into(), Value::str(profile)),
+        (
+            "user_data".into(),
+            Value::str(tag(i.tags(), TAG_USER_DATA).unwrap_or_default()),
+        ),
+        (
+            "private_ip".into(),
+            Value::str(i.private_ip_address().unwrap_or_default()),
+        ),
+    ]))
+}
+
+async fn describe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Instance>, ProviderError> {
+    let mut filters = aws.owner_filters(only);
+    filters.push(Aws::filter("instance-state-name", LIVE));
+    let filters = &filters;
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let t = token.as_deref();
+        let page = read(|| async move {
+            aws.ec2
+                .describe_instances()
+                .set_filters(Some(filters.clone()))
+                .set_next_token(t.map(str::to_string))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeInstances", e))
+        })
+        .await?;
+        for r in page.reservations() {
+            out.extend(r.instances().iter().cloned());
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observed>, ProviderError> {
+    Ok(describe(aws, only)
+        .await?
+        .iter()
+        .filter_map(|i| {
+            let id = owned_id(&aws.owner, i.tags(), Kind::Instance)?;
+            Some(Observed {
+                id,
+                physical_id: i.instance_id()?.to_string(),
+                props: props(i)?,
+            })
+        })
+        .collect())
+}
+
+/// An instance with this id that already matches what is wanted (during a
+/// replacement the old one carries the same id, and must not count).
+pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+    Ok(observe(aws, Some(&r.id)).await?.into_iter().find_map(|o| {
+        let matches = Kind::Instance.immutable().iter().all(|k| {
+            let (want, have) = (r.props.get(*k), o.props.get(*k));
+            match (want, have) {
+                (Some(Value::List(a)), Some(Value::List(b))) => {
+                    let (mut a, mut b) = (a.clone(), b.clone());
+                    a.sort();
+                    b.sort();
+                    a == b
+                }
+                (w, h) => w == h,
+            }
+        });
+        matches.then_some(o.physical_id)
+    }))
+}
+
+pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+    let text = str_prop(&r.props, "user_data_text")?;
+    let digest = str_prop(&r.props, "user_data")?;
+    let groups: Vec<String> = r
+        .props
+        .get("security_groups")
+        .map(Value::as_list)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let instance_type = str_prop(&r.props, "instance_type")?;
+    let result = aws
+        .ec2
+        .run_instances()
+        .image_id(str_prop(&r.props, "ami")?)
+        .instance_type(instance_type.as_str().into())
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(str_prop(&r.props, "subnet")?)
+        .set_security_group_ids(Some(groups))
+        .iam_instance_profile(
+            IamInstanceProfileSpecification::builder()
+                .name(str_prop(&r.props, "profile")?)
+                .build(),
+        )
+        .user_data(base64::engine::general_purpose::STANDARD.encode(text))
+        .client_token(aws.client_token(&r.id))
+        .tag_specifications(aws.tag_spec(
+            ResourceType::Instance,
+            &r.id,
+            &[(TAG_USER_DATA, digest.as_str())],
+        ))
+        .tag_specifications(aws.tag_spec(ResourceType::Volume, &r.id, &[]))
+        .send()
+        .await
+        .map_err(|e| {
+            let mut e = classify("RunInstances", e);
+            // IAM is eventually consistent: a profile made a moment ago is
+            // "invalid" for a few seconds.
+            if e.code.as_deref() == Some("InvalidParameterValue")
+                && e.message
+                    .to_ascii_lowercase()
+                    .contains("iaminstanceprofile")
+            {
+                e.kind = ErrorKind::NotFound;
+            }
+            e
+        })?;
+    result
+        .instances()
+        .first()
+        .and_then(|i| i.instance_id())
+        .map(str::to_string)
+        .ok_or_else(|| ProviderError::fatal("RunInstances returned no instance"))
+}
+
+/// Terminates and waits until AWS says `terminated` (its interfaces may hold
+/// the subnet a little longer; teardown waves wait that out).
+pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
+    aws.ec2
+        .terminate_instances()
+        .instance_ids(physical_id)
+        .send()
+        .await
+        .map_err(|e| classify("TerminateInstances", e))?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let out = read_existing(|| async move {
+            aws.ec2
+                .describe_instances()
+                .instance_ids(physical_id)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeInstances", e))
+        })
+        .await?;
+        let state = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find_map(|i| {
+                i.state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+            });
+        if state.as_deref().is_none_or(|s| s == "terminated") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(ProviderError::new(
+                ErrorKind::Transient,
+                None,
+                format!(
+                    "{physical_id} is still {} after 10 minutes",
+                    state.unwrap_or_default()
+                ),
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,230 @@
+//! An IAM role, its inline policy (`scopectl`) and the instance profile that
+//! carries it, as one resource: they are created, changed and deleted
+//! together. IAM has no tag filters; ownership is the path
+//! `/scopectl/<project>/<env>/`, which only scopectl writes under.
+
+use aws_sdk_iam::types::Tag;
+
+use super::{classify, read, str_prop, Aws};
+use crate::apply::{ErrorKind, ProviderError};
+use crate::desired::canonical_json;
+use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
+
+const POLICY_NAME: &str = "scopectl";
+
+const ASSUME_EC2: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+/// IAM returns policy documents URL-encoded.
+fn decode_policy(text: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .unwrap_or_else(|_| text.to_string());
+    canonical_json(&decoded)
+}
+
+fn prefix(aws: &Aws) -> String {
+    aws.state_prefix()
+}
+
+/// The role id for a role name under our path: `<cluster>-<role>` → `role`.
+fn id_for(aws: &Aws, name: &str) -> Option<ResourceId> {
+    let role = name.strip_prefix(&format!("{}-", aws.owner.cluster_name()))?;
+    Some(ResourceId::new(Kind::InstanceProfile, role))
+}
+
+pub async fn observe(aws: &Aws) -> Result<Vec<Observed>, ProviderError> {
+    let path = prefix(aws);
+    let p = path.as_str();
+    let (roles, profiles) = futures::try_join!(
+        read(|| async move {
+            aws.iam
+                .list_roles()
+                .path_prefix(p)
+                .send()
+                .await
+                .map_err(|e| classify("ListRoles", e))
+        }),
+        read(|| async move {
+            aws.iam
+                .list_instance_profiles()
+                .path_prefix(p)
+                .send()
+                .await
+                .map_err(|e| classify("ListInstanceProfiles", e))
+        }),
+    )?;
+    let mut out = Vec::new();
+    let role_names: Vec<String> = roles
+        .roles()
+        .iter()
+        .filter(|r| r.path() == path)
+        .map(|r| r.role_name().to_string())
+        .collect();
+    for name in role_names {
+        let Some(id) = id_for(aws, &name) else {
+            continue;
+        };
+        let n = name.as_str();
+        let policy = read(|| async move {
+            match aws
+                .iam
+                .get_role_policy()
+                .role_name(n)
+                .policy_name(POLICY_NAME)
+                .send()
+                .await
+            {
+                Ok(p) => Ok(Some(decode_policy(p.policy_document()))),
+                Err(e) => {
+                    let e = classify("GetRolePolicy", e);
+                    if e.kind == ErrorKind::NotFound {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                }
+            }
+        })
+        .await?;
+        let profile = profiles
+            .instance_profiles()
+            .iter()
+            .find(|p| p.instance_profile_name() == name);
+        let mut props = Props::from([
+            ("name".into(), Value::str(&name)),
+            ("path".into(), Value::str(&path)),
+            (
+                "policy".into(),
+                Value::str(policy.unwrap_or_else(|| "(none)".into())),
+            ),
+        ]);
+        // A profile missing, or without its role, shows as a change.
+        let has_role = profile.is_some_and(|p| p.roles().iter().any(|r| r.role_name() == name));
+        props.insert("profile".into(), Value::Bool(has_role));
+        out.push(Observed {
+            id,
+            physical_id: name,
+            props,
+        });
+    }
+    Ok(out)
+}
+
+pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+    Ok(observe(aws)
+        .await?
+        .into_iter()
+        .find(|o| o.id == r.id)
+        .map(|o| o.physical_id))
+}
+
+fn tags(aws: &Aws, r: &Resource) -> Vec<Tag> {
+    aws.owner
+        .tags_for(&r.id)
+        .into_iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect()
+}
+
+pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+    let name = str_prop(&r.props, "name")?;
+    aws.iam
+        .create_role()
+        .role_name(&name)
+        .path(str_prop(&r.props, "path")?)
+        .assume_role_policy_document(ASSUME_EC2)
+        .description("scopectl: instance role")
+        .set_tags(Some(tags(aws, r)))
+        .send()
+        .await
+        .map_err(|e| classify("CreateRole", e))?;
+    finish(aws, r, &name).await?;
+    Ok(name)
+}
+
+/// The policy, the profile and the role in it: each step idempotent, so an
+/// interrupted create is completed here.
+pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderError> {
+    aws.iam
+        .put_role_policy()
+        .role_name(name)
+        .policy_name(POLICY_NAME)
+        .policy_document(str_prop(&r.props, "policy")?)
+        .send()
+        .await
+        .map_err(|e| classify("PutRolePolicy", e))?;
+    let created = aws
+        .iam
+        .create_instance_profile()
+        .instance_profile_name(name)
+        .path(str_prop(&r.props, "path")?)
+        .set_tags(Some(tags(aws, r)))
+        .send()
+        .await
+        .map_err(|e| classify("CreateInstanceProfile", e));
+    match created {
+        Err(e) if e.code.as_deref() != Some("EntityAlreadyExists") => return Err(e),
+        _ => {}
+    }
+    let added = aws
+        .iam
+        .add_role_to_instance_profile()
+        .instance_profile_name(name)
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| classify("AddRoleToInstanceProfile", e));
+    match added {
+        // Already in it; a profile holds at most one role.
+        Err(e) if e.code.as_deref() != Some("LimitExceeded") => Err(e),
+        _ => Ok(()),
+    }
+}
+
+pub async fn update(aws: &Aws, r: &Resource, physical_id: &str) -> Result<(), ProviderError> {
+    finish(aws, r, physical_id).await
+}
+
+pub async fn delete(aws: &Aws, name: &str) -> Result<(), ProviderError> {
+    let gone = |r: Result<(), ProviderError>| match r {
+        Err(e) if e.kind != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    gone(
+        aws.iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(name)
+            .role_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("RemoveRoleFromInstanceProfile", e)),
+    )?;
+    gone(
+        aws.iam
+            .delete_instance_profile()
+            .instance_profile_name(name)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("DeleteInstanceProfile", e)),
+    )?;
+    gone(
+        aws.iam
+            .delete_role_policy()
+            .role_name(name)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify("DeleteRolePolicy", e)),
+    )?;
+    aws.iam
+        .delete_role()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| classify("DeleteRole", e))?;
+    Ok(())
+}

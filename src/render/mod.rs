@@ -1,0 +1,79 @@
+//! Pure: cloud-init user data from the templates in `templates/`, embedded in
+//! the binary. Undefined variables are errors, never empty strings.
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "cloud-init.yaml.j2",
+        include_str!("../../templates/cloud-init.yaml.j2"),
+    ),
+    (
+        "install.sh.j2",
+        include_str!("../../templates/install.sh.j2"),
+    ),
+    ("state.sh.j2", include_str!("../../templates/state.sh.j2")),
+    (
+        "kubeadm-init.yaml.j2",
+        include_str!("../../templates/kubeadm-init.yaml.j2"),
+    ),
+    (
+        "kubeadm-join.yaml.j2",
+        include_str!("../../templates/kubeadm-join.yaml.j2"),
+    ),
+];
+
+/// Everything the templates may use. Nothing secret: keys and the join token
+/// are fetched at boot from the state store.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserData {
+    /// `master` or `node`.
+    pub role: String,
+    /// The instance's name in its env, e.g. `node-2`.
+    pub name: String,
+    pub index: u32,
+    pub cluster_name: String,
+    pub region: String,
+    /// `/scopectl/<project>/<env>/`
+    pub state_prefix: String,
+    /// The API load balancer's name; its DNS name is looked up at boot.
+    pub api_load_balancer: String,
+    pub kubernetes_version: String,
+    pub service_cidr: String,
+    pub pod_cidr: String,
+    pub domain: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("rendering {template}: {source}")]
+pub struct RenderError {
+    pub template: &'static str,
+    #[source]
+    pub source: minijinja::Error,
+}
+
+fn environment() -> Result<Environment<'static>, RenderError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    for (name, text) in TEMPLATES {
+        env.add_template(name, text).map_err(|source| RenderError {
+            template: name,
+            source,
+        })?;
+    }
+    Ok(env)
+}
+
+/// The `#cloud-config` user data of one instance.
+pub fn user_data(input: &UserData) -> Result<String, RenderError> {
+    let template = "cloud-init.yaml.j2";
+    let env = environment()?;
+    env.get_template(template)
+        .and_then(|t| t.render(input))
+        .map_err(|source| RenderError { template, source })
+}
+
+#[cfg(test)]
+mod tests;
