@@ -1,7 +1,7 @@
 //! The network benchmark: plan, up, no-op plan and down against the emulator
 //! with a fixed latency added to every AWS call, printing calls and wall time.
 //!
-//!     scripts/bench [--latency-ms 50] [--zones 3] [--placement beside-database|peered]
+//!     scripts/bench [--latency-ms 50] [--zones 3] [--placement beside-database|peered] [--nodes 3]
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -22,6 +22,7 @@ fn main() {
     let latency: u64 = arg("--latency-ms", "50").parse().expect("--latency-ms N");
     let zones: usize = arg("--zones", "3").parse().expect("--zones N");
     let placement = arg("--placement", "beside-database");
+    let nodes: u32 = arg("--nodes", "3").parse().expect("--nodes N");
     let sb = Sandbox::with_latency(Duration::from_millis(latency));
     sb.prepare_db("bench-db");
     let zone_list: Vec<String> = "abcdef"
@@ -35,12 +36,12 @@ fn main() {
         "172.31.128.0/20"
     };
     let extra = format!(
-        "network.placement = \"{placement}\"\nnetwork.cidr = \"{cidr}\"\nnetwork.zones = [{}]",
+        "network.placement = \"{placement}\"\nnetwork.cidr = \"{cidr}\"\nnetwork.zones = [{}]\ncluster.nodes.count = {nodes}",
         zone_list.join(", ")
     );
     let cfg = sb.config("scope.toml", &config_text("bench", "bench-db", &extra));
 
-    println!("latency {latency} ms per call, placement {placement}, {zones} zones");
+    println!("latency {latency} ms per call, placement {placement}, {zones} zones, {nodes} nodes");
     println!(
         "{:<14} {:>6} {:>7} {:>9}   calls by action",
         "command", "calls", "writes", "wall"

@@ -171,14 +171,36 @@ def snapshot(_args):
                       "tags": tagmap(p)}
                      for p in ec2.describe_vpc_peering_connections()["VpcPeeringConnections"]],
         "load_balancers": load_balancers(),
-        "instances": [{"id": i["InstanceId"], "state": i["State"]["Name"], "subnet": i.get("SubnetId")}
-                      for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]],
+        "instances": [{"id": i["InstanceId"], "state": i["State"]["Name"], "subnet": i.get("SubnetId"),
+                       "type": i.get("InstanceType"), "image": i.get("ImageId"), "tags": tagmap(i),
+                       "launched": i["LaunchTime"].isoformat() if i.get("LaunchTime") else None}
+                      for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
+                      if i["State"]["Name"] != "terminated"],
+        "roles": roles(),
+        "instance_profiles": [{"id": p["InstanceProfileName"], "path": p["Path"],
+                               "roles": [r["RoleName"] for r in p.get("Roles", [])],
+                               "tags": {t["Key"]: t["Value"] for t in p.get("Tags", [])}}
+                              for p in iam_client().list_instance_profiles()["InstanceProfiles"]],
         "databases": [{"id": d["DBInstanceIdentifier"], "status": d["DBInstanceStatus"],
                        "vpc": (d.get("DBSubnetGroup") or {}).get("VpcId"),
                        "security_groups": [g["VpcSecurityGroupId"] for g in d.get("VpcSecurityGroups", [])]}
                       for d in rds.describe_db_instances()["DBInstances"]],
     }
     print(json.dumps(snap, indent=1, sort_keys=True))
+
+
+def iam_client():
+    return boto3.client("iam", region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+
+
+def roles():
+    iam = iam_client()
+    out = []
+    for r in iam.list_roles()["Roles"]:
+        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=r["RoleName"]).get("Tags", [])}
+        policies = iam.list_role_policies(RoleName=r["RoleName"])["PolicyNames"]
+        out.append({"id": r["RoleName"], "path": r["Path"], "tags": tags, "policies": policies})
+    return out
 
 
 def load_balancers():
@@ -190,7 +212,9 @@ def load_balancers():
         for i in range(0, len(names), 20):
             for d in elb.describe_tags(LoadBalancerNames=names[i:i + 20])["TagDescriptions"]:
                 tags[d["LoadBalancerName"]] = {t["Key"]: t.get("Value", "") for t in d.get("Tags", [])}
-    return [{"name": lb["LoadBalancerName"], "vpc": lb.get("VPCId"), "subnets": lb.get("Subnets", []),
+    return [{"name": lb["LoadBalancerName"], "id": lb["LoadBalancerName"], "vpc": lb.get("VPCId"),
+             "subnets": lb.get("Subnets", []), "dns": lb.get("DNSName"),
+             "instances": [i["InstanceId"] for i in lb.get("Instances", [])],
              "security_groups": lb.get("SecurityGroups", []), "tags": tags.get(lb["LoadBalancerName"], {})}
             for lb in lbs]
 

@@ -126,9 +126,9 @@ fn beside_database_up_plan_down() {
     let cfg = sb.config("scope.toml", &config_text(env, "beside-db", ""));
 
     let (out, _) = sb.expect(2, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
-    assert!(out.contains("Plan: 15 to create"), "{out}");
+    assert!(out.contains("Plan: 23 to create"), "{out}");
     let (_, err) = sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
-    assert!(err.contains("Apply complete: 15 created"), "{err}");
+    assert!(err.contains("Apply complete: 23 created"), "{err}");
 
     // After every apply, a fresh plan is empty.
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
@@ -212,13 +212,13 @@ fn beside_database_up_plan_down() {
     // status lists what exists, by kind, with ids.
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "status"]);
     assert!(
-        out.contains("scope/it-beside in us-east-1: 15 resources"),
+        out.contains("scope/it-beside in us-east-1: 23 resources"),
         "{out}"
     );
     assert!(out.contains("lock: free"), "{out}");
 
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "down", "--dry-run"]);
-    assert!(out.contains("15 to delete"), "{out}");
+    assert!(out.contains("23 to delete"), "{out}");
     assert_eq!(
         sb.snapshot().owned(PROJECT, env).len(),
         owned.len(),
@@ -357,7 +357,7 @@ fn saved_plan_applies_exactly_and_refuses_when_stale() {
     );
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["format_version"], "1");
-    assert_eq!(v["summary"]["create"], 15);
+    assert_eq!(v["summary"]["create"], 23);
     assert!(v["fingerprint"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(
         serde_json::from_str::<Value>(&std::fs::read_to_string(&plan).unwrap()).unwrap(),
@@ -547,7 +547,7 @@ fn config_changes_plan_updates_replacements_and_deletes() {
     let (out, _) = sb.expect(2, &two, &["--env", env, "plan", "--detailed-exitcode"]);
     assert!(out.contains("- ec2/subnet/nodes-us-east-1c"), "{out}");
     assert!(
-        out.contains("0 to create, 0 to update, 0 to replace, 2 to delete"),
+        out.contains("0 to create, 1 to update, 1 to replace, 2 to delete"),
         "{out}"
     );
     sb.expect(0, &two, &["--env", env, "up", "--yes"]);

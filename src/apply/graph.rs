@@ -61,7 +61,9 @@ impl StepGraph {
 ///   (instances: capacity never drops);
 /// - replacements of a one-at-a-time kind form a chain per group: the next
 ///   one starts when the previous old one is gone;
-/// - a create waits for the pure deletes of its own kind (a freed CIDR, a freed name).
+/// - a create waits for the pure deletes of its own kind (a freed CIDR, a freed name);
+/// - an update runs before the pure deletes of what its existing version
+///   references (it is what lets go of them: a balancer leaves a subnet).
 pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
     let mut steps = Vec::new();
     let mut ups: BTreeMap<&ResourceId, usize> = BTreeMap::new();
@@ -151,6 +153,18 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
                         .any(|x| &x.address == *other && x.action == Action::Delete)
                 {
                     ds.iter().for_each(|&d| edge(d, up));
+                }
+            }
+        }
+        if c.action == Action::Update {
+            if let Some(&up) = ups.get(&c.address) {
+                for r in &c.references {
+                    let pure_delete = changes
+                        .iter()
+                        .any(|x| &x.address == r && x.action == Action::Delete);
+                    if let (true, Some(theirs)) = (pure_delete, downs.get(r)) {
+                        theirs.iter().for_each(|&d| edge(up, d));
+                    }
                 }
             }
         }

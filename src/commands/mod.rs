@@ -207,6 +207,23 @@ fn pid_alive(pid: u32) -> bool {
     !proc.exists() || proc.join(pid.to_string()).exists()
 }
 
+/// `name  dns-name` lines for the env's load balancers, from an observation.
+pub fn endpoints<'a>(observed: impl IntoIterator<Item = &'a crate::model::Observed>) -> String {
+    let mut out = String::new();
+    for o in observed {
+        if o.id.kind() != Some(crate::model::Kind::LoadBalancer) {
+            continue;
+        }
+        let dns = o
+            .props
+            .get("dns_name")
+            .and_then(crate::model::Value::as_str)
+            .unwrap_or("(no DNS name yet)");
+        out.push_str(&format!("  {:<20} {dns}\n", o.id.name()));
+    }
+    out
+}
+
 pub fn emit_plan(printer: &Printer, plan: &Plan) {
     match printer.output {
         Output::Json => printer.json(plan),

@@ -56,6 +56,10 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             out.push_str(&format!("  {name:<40} {id}\n"));
         }
     }
+    let lbs = super::endpoints(actual.resources.values());
+    if !lbs.is_empty() {
+        out.push_str(&format!("\nload balancers\n{lbs}"));
+    }
     out.push_str(&match &lock {
         None => "\nlock: free\n".to_string(),
         Some(l) => format!(

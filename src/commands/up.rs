@@ -8,7 +8,7 @@ use crate::apply::{execute, Options};
 use crate::cli::UpArgs;
 use crate::config::Provider;
 use crate::error::{UserError, EXIT_OK};
-use crate::plan::{Plan, FORMAT_VERSION};
+use crate::plan::{Action, Plan, FORMAT_VERSION};
 use crate::ui::{Output, StepReporter};
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
@@ -105,6 +105,10 @@ async fn locked(
         None => {
             if obs.plan.is_empty() {
                 emit_plan(printer, &obs.plan);
+                let lbs = super::endpoints(obs.actual.resources.values());
+                if !lbs.is_empty() && printer.output == Output::Human {
+                    printer.info(&format!("Load balancers:\n{}", lbs.trim_end()));
+                }
                 return Ok(EXIT_OK);
             }
             if printer.output == Output::Human {
@@ -175,5 +179,24 @@ async fn locked(
             String::new()
         },
     ));
+    if printer.output == Output::Human {
+        // A new balancer's DNS name exists only once AWS made it: read them
+        // again then (two calls); otherwise the observation has them.
+        let made = plan.changes.iter().any(|c| {
+            c.address.kind() == Some(crate::model::Kind::LoadBalancer)
+                && matches!(c.action, Action::Create | Action::Replace)
+        });
+        let lbs = if made {
+            aws.load_balancers()
+                .await
+                .map(|l| super::endpoints(&l))
+                .unwrap_or_default()
+        } else {
+            super::endpoints(obs.actual.resources.values())
+        };
+        if !lbs.is_empty() {
+            printer.info(&format!("Load balancers:\n{}", lbs.trim_end()));
+        }
+    }
     Ok(EXIT_OK)
 }

@@ -159,7 +159,7 @@ impl Kind {
                 "profile",
                 "security_groups",
             ],
-            Kind::LoadBalancer => &["name", "subnets", "listeners", "scheme"],
+            Kind::LoadBalancer => &["name", "listeners", "scheme"],
             Kind::Registration => &["load_balancer", "instance"],
             Kind::K8sLoadBalancer | Kind::K8sSecurityGroup => &[],
         }

@@ -89,7 +89,7 @@ impl Value {
         }
     }
 
-    pub(super) fn strings<'a>(&'a self, out: &mut Vec<&'a str>) {
+    pub fn strings<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
             Value::Str(s) => out.push(s),
             Value::List(l) => l.iter().for_each(|v| v.strings(out)),

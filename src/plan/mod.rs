@@ -205,9 +205,27 @@ pub fn plan(
             }
         }
         let references: Vec<ResourceId> = actual.deps_of(obs).into_iter().collect();
-        // Something this resource references is going away: it cannot stay.
+        // Something this resource references is going away: it cannot stay,
+        // unless the reference is deleted outright and sits only in fields
+        // that this plan updates in place (a load balancer leaving a subnet).
+        let updated_away = |gone: &ResourceId| {
+            let Some(pid) = actual.physical(gone) else {
+                return false;
+            };
+            !desired.resources.contains_key(gone)
+                && obs.props.iter().all(|(field, v)| {
+                    let mut strings = Vec::new();
+                    v.strings(&mut strings);
+                    !strings.contains(&pid)
+                        || (!immutable.contains(&field.as_str())
+                            && changed.iter().any(|c| &c.field == field))
+                })
+        };
         if reason.is_none() {
-            if let Some(gone) = references.iter().find(|d| going.contains(*d)) {
+            if let Some(gone) = references
+                .iter()
+                .find(|d| going.contains(*d) && !updated_away(d))
+            {
                 reason = Some(format!(
                     "it references {gone}, which is replaced or deleted"
                 ));

@@ -256,6 +256,10 @@ impl Snapshot {
             "rules",
             "internet_gateways",
             "peerings",
+            "instances",
+            "load_balancers",
+            "roles",
+            "instance_profiles",
         ] {
             for item in self.list(kind) {
                 let t = &item["tags"];

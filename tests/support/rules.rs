@@ -134,16 +134,18 @@ async fn instances(upstream: SocketAddr) -> Vec<Instance> {
 /// primary interface, which AWS deletes with the instance (the `shutting-down`
 /// hold covers the time it takes).
 async fn interfaces(upstream: SocketAddr) -> Vec<Interface> {
-    let gone: Vec<String> = instances(upstream)
+    let running: Vec<String> = instances(upstream)
         .await
         .into_iter()
-        .filter(|i| !live(&i.state))
+        .filter(|i| live(&i.state))
         .map(|i| i.id)
         .collect();
+    // Unattached interfaces block (a real orphan); attached ones only while
+    // their instance lives.
     all_interfaces(upstream)
         .await
         .into_iter()
-        .filter(|i| !gone.contains(&i.instance))
+        .filter(|i| i.instance.is_empty() || running.contains(&i.instance))
         .collect()
 }
 

@@ -31,11 +31,13 @@ where
         }
         SdkError::ServiceError(_) => match code.as_deref() {
             Some(c) if TRANSIENT_CODES.contains(&c) => ErrorKind::Transient,
-            Some("DependencyViolation") | Some("InvalidDBInstanceState") => {
-                ErrorKind::DependencyViolation
-            }
+            Some("DependencyViolation")
+            | Some("InvalidDBInstanceState")
+            | Some("DeleteConflict") => ErrorKind::DependencyViolation,
             Some(c)
-                if c.ends_with("NotFound")
+                if c == "NoSuchEntity"
+                    || c == "LoadBalancerNotFound"
+                    || c.ends_with("NotFound")
                     || c.ends_with("NotFoundFault")
                     || c.ends_with(".NotFound") =>
             {

@@ -191,25 +191,52 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), ProviderError> {
         Err(e) if e.kind != ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     };
-    gone(
-        aws.iam
-            .remove_role_from_instance_profile()
-            .instance_profile_name(name)
-            .role_name(name)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify("RemoveRoleFromInstanceProfile", e)),
-    )?;
-    gone(
-        aws.iam
-            .delete_instance_profile()
+    // Read first: a retried removal must not ask again for what is done.
+    let profile = read(|| async move {
+        match aws
+            .iam
+            .get_instance_profile()
             .instance_profile_name(name)
             .send()
             .await
-            .map(|_| ())
-            .map_err(|e| classify("DeleteInstanceProfile", e)),
-    )?;
+        {
+            Ok(out) => Ok(out
+                .instance_profile()
+                .map(|p| p.roles().iter().any(|r| r.role_name() == name))),
+            Err(e) => {
+                let e = classify("GetInstanceProfile", e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    })
+    .await?;
+    if profile == Some(true) {
+        gone(
+            aws.iam
+                .remove_role_from_instance_profile()
+                .instance_profile_name(name)
+                .role_name(name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify("RemoveRoleFromInstanceProfile", e)),
+        )?;
+    }
+    if profile.is_some() {
+        gone(
+            aws.iam
+                .delete_instance_profile()
+                .instance_profile_name(name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify("DeleteInstanceProfile", e)),
+        )?;
+    }
     gone(
         aws.iam
             .delete_role_policy()

@@ -313,13 +313,42 @@ async fn configure_health_check(aws: &Aws, r: &Resource, name: &str) -> Result<(
     Ok(())
 }
 
-/// In place: the health check and the security groups.
+/// In place: the health check, the security groups and the subnets (the
+/// balancer keeps its DNS name).
 pub async fn update(
     aws: &Aws,
     r: &Resource,
     name: &str,
     before: &Props,
 ) -> Result<(), ProviderError> {
+    let had: Vec<String> = before
+        .get("subnets")
+        .map(Value::as_list)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let want = list(r, "subnets");
+    let attach: Vec<String> = want.iter().filter(|s| !had.contains(s)).cloned().collect();
+    let detach: Vec<String> = had.iter().filter(|s| !want.contains(s)).cloned().collect();
+    if !attach.is_empty() {
+        aws.elb
+            .attach_load_balancer_to_subnets()
+            .load_balancer_name(name)
+            .set_subnets(Some(attach))
+            .send()
+            .await
+            .map_err(|e| classify("AttachLoadBalancerToSubnets", e))?;
+    }
+    if !detach.is_empty() {
+        aws.elb
+            .detach_load_balancer_from_subnets()
+            .load_balancer_name(name)
+            .set_subnets(Some(detach))
+            .send()
+            .await
+            .map_err(|e| classify("DetachLoadBalancerFromSubnets", e))?;
+    }
     if before.get("health_check") != r.props.get("health_check") {
         configure_health_check(aws, r, name).await?;
     }

@@ -241,6 +241,18 @@ where
     .await
 }
 
+impl Aws {
+    /// This env's load balancers as observed now (their DNS names for the
+    /// `up` summary).
+    pub async fn load_balancers(&self) -> Result<Vec<Observed>, ProviderError> {
+        let all = load_balancer::describe_all(self).await?;
+        Ok(load_balancer::from_descriptions(self, &all)
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect())
+    }
+}
+
 pub(crate) fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
     tags.iter()
         .find(|t| t.key() == Some(key))
