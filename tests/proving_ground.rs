@@ -420,12 +420,42 @@ fn beside_up_and_down_converge_under_faults() {
     );
 }
 
+/// Runs scopectl and SIGKILLs it right after its k-th write reached AWS.
+/// Returns false if it ended first (k is past its last write).
+fn kill_after_write(sb: &Sandbox, cfg: &Path, args: &[&str], k: u64) -> bool {
+    sb.proxy.freeze_after_writes(k);
+    let mut child = sb.spawn(cfg, args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let killed = loop {
+        if sb.proxy.frozen() {
+            child.kill().unwrap();
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} neither froze nor ended (k = {k})"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.wait().unwrap();
+    sb.proxy.thaw();
+    killed
+}
+
 /// Kills `up` (SIGKILL) right after its k-th write reached AWS, for every k
 /// until an `up` runs to the end; each time the next `up` converges without
-/// duplicates (breaking the dead run's lock), and `down` leaves nothing.
+/// duplicates (breaking the dead run's lock). Then `down` is killed after
+/// its k-th write too, and the next `down` leaves nothing owned.
 #[test]
-fn up_killed_after_every_write_converges() {
-    let sb = Sandbox::start();
+fn up_and_down_killed_after_every_write_converge() {
+    // Terminated instances hold their subnet for a second.
+    let sb = Sandbox::with(ProxyConfig {
+        hold: Duration::from_secs(1),
+        ..support::strict()
+    });
     let env = "pg-crash";
     sb.prepare_db("pg-crash-db");
     // One master and one node keep the number of writes (and the run) small.
@@ -435,48 +465,30 @@ fn up_killed_after_every_write_converges() {
     );
     let cfg = sb.config("scope.toml", &text);
     let started = Instant::now();
-    let mut points = 0;
-    let mut stale_locks = 0;
+    let (mut up_points, mut down_points, mut stale_locks) = (0, 0, 0);
     for k in 1.. {
-        sb.proxy.freeze_after_writes(k);
-        let mut child = sb.spawn(&cfg, &["--env", env, "up", "--yes"]);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let finished = loop {
-            if sb.proxy.frozen() {
-                child.kill().unwrap();
-                break false;
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                break status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "up neither froze nor ended (k = {k})"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        child.wait().unwrap();
-        sb.proxy.thaw();
-        if finished {
+        if !kill_after_write(&sb, &cfg, &["--env", env, "up", "--yes"], k) {
             break;
         }
-        points += 1;
+        up_points += 1;
         let (_, err) = sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
         if err.contains("breaking a stale lock") {
             stale_locks += 1;
         }
         assert_converged(&sb, &cfg, env);
+        if kill_after_write(&sb, &cfg, &["--env", env, "down", "--yes"], k) {
+            down_points += 1;
+        }
         sb.expect(0, &cfg, &["--env", env, "down", "--yes"]);
         assert_nothing_owned(&sb, env);
     }
     eprintln!(
-        "crash points: {points} (after write 1..={points}), {stale_locks} stale locks broken, {:.1}s",
+        "crash points: up killed after write 1..={up_points}, down after write 1..={down_points}; {stale_locks} stale locks broken; {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    assert!(points >= 20, "only {points} crash points");
+    assert!(up_points >= 20, "only {up_points} crash points in up");
+    assert!(down_points >= 20, "only {down_points} crash points in down");
     assert!(stale_locks > 0);
-    sb.expect(0, &cfg, &["--env", env, "down", "--yes"]);
-    assert_nothing_owned(&sb, env);
 }
 
 #[test]
