@@ -205,22 +205,25 @@ impl Aws {
     }
 }
 
+/// Jittered exponential backoff for reads: 100 ms doubling to 5 s, 8 retries.
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(8)
+        .with_jitter()
+}
+
 /// Runs a read (Describe, Get), retrying throttling, 5xx and dropped
 /// connections with jittered exponential backoff: reads are safe to repeat.
 pub(crate) async fn read<T, Fut>(call: impl FnMut() -> Fut) -> Result<T, ProviderError>
 where
     Fut: std::future::Future<Output = Result<T, ProviderError>>,
 {
-    call.retry(
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_max_times(8)
-            .with_jitter(),
-    )
-    .sleep(tokio::time::sleep)
-    .when(|e| e.kind == ErrorKind::Transient)
-    .await
+    call.retry(backoff())
+        .sleep(tokio::time::sleep)
+        .when(|e| e.kind == ErrorKind::Transient)
+        .await
 }
 
 /// A read naming an id that AWS has just listed or returned: NotFound there
@@ -229,16 +232,10 @@ pub(crate) async fn read_existing<T, Fut>(call: impl FnMut() -> Fut) -> Result<T
 where
     Fut: std::future::Future<Output = Result<T, ProviderError>>,
 {
-    call.retry(
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_max_times(8)
-            .with_jitter(),
-    )
-    .sleep(tokio::time::sleep)
-    .when(|e| matches!(e.kind, ErrorKind::Transient | ErrorKind::NotFound))
-    .await
+    call.retry(backoff())
+        .sleep(tokio::time::sleep)
+        .when(|e| matches!(e.kind, ErrorKind::Transient | ErrorKind::NotFound))
+        .await
 }
 
 impl Aws {
