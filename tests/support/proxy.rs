@@ -134,6 +134,9 @@ struct Control {
     writes: AtomicU64,
     freeze_after: Mutex<Option<u64>>,
     frozen: AtomicBool,
+    /// Requests between the freeze check and their answer: a freeze counts
+    /// only once these have landed.
+    in_flight: std::sync::atomic::AtomicI64,
     /// Bumped by `thaw`: hung requests give up.
     generation: AtomicU64,
     /// (action, ClientToken) → the first answer.
@@ -168,6 +171,7 @@ impl Proxy {
             writes: AtomicU64::new(0),
             freeze_after: Mutex::new(None),
             frozen: AtomicBool::new(false),
+            in_flight: std::sync::atomic::AtomicI64::new(0),
             generation: AtomicU64::new(0),
             tokens: Mutex::default(),
             invisible: Mutex::default(),
@@ -233,8 +237,10 @@ impl Proxy {
         *self.control.freeze_after.lock().unwrap() = Some(base + k);
     }
 
+    /// Frozen, and every request that got past the freeze has landed.
     pub fn frozen(&self) -> bool {
         self.control.frozen.load(Ordering::SeqCst)
+            && self.control.in_flight.load(Ordering::SeqCst) == 0
     }
 
     /// Answers again; requests hung by the freeze are closed unanswered.
@@ -390,6 +396,7 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
             hang(ctl).await;
             return Ok(());
         }
+        let guard = InFlight::new(ctl);
         if !config.latency.is_zero() {
             tokio::time::sleep(config.latency).await;
         }
@@ -492,6 +499,7 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
             if ctl.freeze_after.lock().unwrap().is_some_and(|at| k >= at) {
                 ctl.frozen.store(true, Ordering::SeqCst);
                 record(status, None);
+                drop(guard);
                 hang(ctl).await;
                 return Ok(());
             }
@@ -504,6 +512,22 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
         client.write_all(&resp).await?;
     }
     Ok(())
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a Control);
+
+impl<'a> InFlight<'a> {
+    fn new(ctl: &'a Control) -> Self {
+        ctl.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(ctl)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Waits until the freeze is lifted (or the proxy stops).

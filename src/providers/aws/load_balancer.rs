@@ -43,16 +43,24 @@ pub async fn describe_all(
         .collect();
     let mut tags: BTreeMap<String, Vec<aws_sdk_ec2::types::Tag>> = BTreeMap::new();
     for chunk in names.chunks(20) {
-        let out = read(|| async move {
-            aws.elb
-                .describe_tags()
-                .set_load_balancer_names(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify("DescribeTags", e))
-        })
-        .await?;
-        for d in out.tag_descriptions() {
+        let descriptions = match describe_tags(aws, chunk).await {
+            Ok(d) => d,
+            // One of them went away since it was listed (a delete in flight):
+            // ask one by one and skip the missing.
+            Err(e) if e.kind == crate::apply::ErrorKind::NotFound => {
+                let mut all = Vec::new();
+                for name in chunk {
+                    match describe_tags(aws, std::slice::from_ref(name)).await {
+                        Ok(d) => all.extend(d),
+                        Err(e) if e.kind == crate::apply::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                all
+            }
+            Err(e) => return Err(e),
+        };
+        for d in &descriptions {
             let list = d
                 .tags()
                 .iter()
@@ -77,6 +85,22 @@ pub async fn describe_all(
             (lb, t)
         })
         .collect())
+}
+
+async fn describe_tags(
+    aws: &Aws,
+    names: &[String],
+) -> Result<Vec<aws_sdk_elasticloadbalancing::types::TagDescription>, ProviderError> {
+    let out = read(|| async move {
+        aws.elb
+            .describe_tags()
+            .set_load_balancer_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTags", e))
+    })
+    .await?;
+    Ok(out.tag_descriptions().to_vec())
 }
 
 fn strings(v: &[String]) -> Value {

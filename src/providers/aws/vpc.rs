@@ -3,7 +3,7 @@
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 
 use super::{classify, observed, owned_id, read, read_existing, str_prop, Aws};
-use crate::apply::ProviderError;
+use crate::apply::{ErrorKind, ProviderError};
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
 pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observed>, ProviderError> {
@@ -27,7 +27,7 @@ pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observe
         };
         // One call per owned VPC (there is one): the attribute is not in
         // DescribeVpcs, and an interrupted create can leave it unset.
-        let attr = read_existing(|| async move {
+        let attribute = || async move {
             aws.ec2
                 .describe_vpc_attribute()
                 .vpc_id(vpc_id)
@@ -35,8 +35,19 @@ pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observe
                 .send()
                 .await
                 .map_err(|e| classify("DescribeVpcAttribute", e))
-        })
-        .await?;
+        };
+        let attr = match read(attribute).await {
+            Ok(a) => a,
+            // Just created (not visible yet), or deleted since it was listed
+            // (a delete in flight): only the first is worth waiting for.
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                if !exists(aws, vpc_id).await? {
+                    continue;
+                }
+                read_existing(attribute).await?
+            }
+            Err(e) => return Err(e),
+        };
         let dns = attr
             .enable_dns_hostnames()
             .and_then(|a| a.value())
@@ -48,6 +59,21 @@ pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observe
         found.push(observed(id, vpc_id, props));
     }
     Ok(found)
+}
+
+async fn exists(aws: &Aws, vpc_id: &str) -> Result<bool, ProviderError> {
+    let filters = vec![Aws::filter("vpc-id", [vpc_id])];
+    let filters = &filters;
+    let out = read(|| async move {
+        aws.ec2
+            .describe_vpcs()
+            .set_filters(Some(filters.clone()))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeVpcs", e))
+    })
+    .await?;
+    Ok(!out.vpcs().is_empty())
 }
 
 pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
