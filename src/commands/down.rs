@@ -96,9 +96,10 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
         }));
     }
     printer.info(&format!(
-        "Teardown complete: {} deleted in {} waves, {:.1}s.",
+        "Teardown complete: {} deleted in {} wave{}, {:.1}s.",
         outcome.deleted,
         outcome.waves,
+        if outcome.waves == 1 { "" } else { "s" },
         outcome.elapsed.as_secs_f64()
     ));
     Ok(EXIT_OK)
