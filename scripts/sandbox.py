@@ -173,6 +173,7 @@ def snapshot(_args):
         "load_balancers": load_balancers(),
         "instances": [{"id": i["InstanceId"], "state": i["State"]["Name"], "subnet": i.get("SubnetId"),
                        "type": i.get("InstanceType"), "image": i.get("ImageId"), "tags": tagmap(i),
+                       "private_ip": i.get("PrivateIpAddress"),
                        "launched": i["LaunchTime"].isoformat() if i.get("LaunchTime") else None}
                       for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
                       if i["State"]["Name"] != "terminated"],

@@ -49,6 +49,42 @@ pub enum Command {
     Status,
     /// Break a stale env lock.
     Unlock(UnlockArgs),
+    /// Write an admin kubeconfig from the state store.
+    Kubeconfig(KubeconfigArgs),
+    /// The cluster PKI: list certificates, or reissue them.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// Write here (created 0600). Default: `<project>-<env>.kubeconfig`.
+    #[arg(long, conflicts_with = "merge")]
+    pub out: Option<PathBuf>,
+    /// Merge into $KUBECONFIG (its first file) or ~/.kube/config, and make
+    /// it the current context.
+    #[arg(long)]
+    pub merge: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Every certificate with its subject, SANs and expiry.
+    Status,
+    /// Reissue every leaf certificate; with --ca, move the CAs one rotation
+    /// stage on (trust a new CA beside the old; sign with the new and reissue
+    /// the leaves; drop the old), one approved plan per stage.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Rotate the CAs by one stage instead.
+    #[arg(long)]
+    pub ca: bool,
+    /// Apply without asking.
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +124,9 @@ pub struct DownArgs {
     /// Give up after this long.
     #[arg(long, default_value = "20m")]
     pub timeout: humantime::Duration,
+    /// Keep the PKI in the state store (a later `up` reuses the same CAs).
+    #[arg(long)]
+    pub keep_pki: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod desired;
 pub mod error;
 pub mod model;
+pub mod pki;
 pub mod plan;
 pub mod providers;
 pub mod render;

@@ -20,11 +20,30 @@ fn main() -> ExitCode {
         (false, 1) => "scopectl=info",
         (false, _) => "scopectl=debug",
     };
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SCOPECTL_LOG")
+        .unwrap_or_else(|_| level.into());
+    // The wire-level crates would log request and response bodies (a PKI
+    // key, the join token) at debug and trace: never above warn, whatever
+    // SCOPECTL_LOG asks.
+    for quiet in [
+        "aws_smithy_runtime=warn",
+        "aws_smithy_runtime_api=warn",
+        "aws_smithy_http=warn",
+        "aws_smithy_http_client=warn",
+        "aws_smithy_types=warn",
+        "aws_sdk_ssm=warn",
+        "aws_config=warn",
+        "hyper=warn",
+        "hyper_util=warn",
+        "h2=warn",
+        "rustls=warn",
+    ] {
+        if let Ok(d) = quiet.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SCOPECTL_LOG")
-                .unwrap_or_else(|_| level.into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();

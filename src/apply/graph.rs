@@ -85,6 +85,11 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
                 ups.insert(&c.address, push(Op::Update));
             }
             Action::Delete => downs.entry(&c.address).or_default().push(push(Op::Delete)),
+            // A reissued certificate overwrites its parameter: one step, and
+            // never a moment without one.
+            Action::Replace if c.address.kind().is_some_and(|k| k.is_pki()) => {
+                ups.insert(&c.address, push(Op::Create));
+            }
             Action::Replace => {
                 downs.entry(&c.address).or_default().push(push(Op::Delete));
                 ups.insert(&c.address, push(Op::Create));

@@ -166,7 +166,7 @@ async fn creates_follow_references_concurrently_within_the_bound() {
     let p = plan_for(&Actual::default());
     let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(3)).await;
     assert!(out.ok(), "{out:?}");
-    assert_eq!(out.created, 25);
+    assert_eq!(out.created, 40);
     let max = fake.max_in_flight.load(Ordering::SeqCst);
     assert!((2..=3).contains(&max), "max in flight {max}");
     for (before, after) in [
@@ -237,7 +237,7 @@ async fn transient_errors_are_retried_and_fatal_ones_skip_dependents() {
     )
     .await;
     assert!(out.ok(), "{out:?}");
-    assert_eq!(fake.state.lock().unwrap().len(), 25);
+    assert_eq!(fake.state.lock().unwrap().len(), 40);
 }
 
 #[tokio::test]
@@ -255,7 +255,7 @@ async fn a_create_finds_what_an_interrupted_run_left() {
     );
     let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(8)).await;
     assert!(out.ok());
-    assert_eq!((out.created, out.found), (24, 1));
+    assert_eq!((out.created, out.found), (39, 1));
     assert!(!fake
         .log
         .lock()
@@ -329,7 +329,7 @@ async fn teardown_waits_out_dependencies_in_waves() {
     let out = teardown(&owner, &fake, None, &NoReporter, &o)
         .await
         .unwrap();
-    assert_eq!(out.deleted, 25);
+    assert_eq!(out.deleted, 40);
     assert!(out.waves >= 2, "{out:?}");
     assert!(fake.state.lock().unwrap().is_empty());
     let _ = destroy("scope", "staging", &actual, "x".into());

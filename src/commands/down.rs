@@ -5,8 +5,9 @@ use crate::cli::DownArgs;
 use crate::config::Provider;
 use crate::desired::Facts;
 use crate::error::{UserError, EXIT_OK};
+use crate::model::Kind;
 use crate::plan::{destroy, fingerprint};
-use crate::teardown::{teardown, TeardownOptions};
+use crate::teardown::{select, teardown, TeardownOptions};
 use crate::ui::{Output, StepReporter};
 
 pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
@@ -36,7 +37,21 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
         return Ok(EXIT_OK);
     }
     let aws = connect(&config).await;
-    let actual = crate::teardown::Inventory::inventory(&aws).await?;
+    let pki_kinds = vec![Kind::Ca, Kind::Certificate, Kind::KeyPair, Kind::Token];
+    let opts = TeardownOptions {
+        deadline: args.timeout.into(),
+        last: pki_kinds.clone(),
+        keep: if args.keep_pki { pki_kinds } else { Vec::new() },
+        ..TeardownOptions::default()
+    };
+    // The plan shown is everything that goes, the PKI too (it goes last).
+    let actual = select(
+        crate::teardown::Inventory::inventory(&aws).await?,
+        &TeardownOptions {
+            last: Vec::new(),
+            ..opts.clone()
+        },
+    );
     let plan = destroy(
         &config.project,
         &config.env,
@@ -74,10 +89,6 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
     let info = lock_info("down");
     acquire(&aws, &info, printer).await?;
     let reporter = StepReporter::new(printer.stderr_is_tty(), printer.quiet);
-    let opts = TeardownOptions {
-        deadline: args.timeout.into(),
-        ..TeardownOptions::default()
-    };
     let owner = owner(&config);
     let result = tokio::select! {
         r = teardown(&owner, &aws, Some(actual), &reporter, &opts) => r.map_err(anyhow::Error::from),

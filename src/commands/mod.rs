@@ -1,6 +1,8 @@
 //! One thin function per subcommand, wiring config, observe, plan, apply and ui.
 
 mod down;
+mod kubeconfig;
+mod pki;
 mod plan;
 mod status;
 mod unlock;
@@ -48,6 +50,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Down(a) => down::run(&ctx, a).await,
         Command::Status => status::run(&ctx).await,
         Command::Unlock(a) => unlock::run(&ctx, a).await,
+        Command::Kubeconfig(a) => kubeconfig::run(&ctx, a).await,
+        Command::Pki(c) => pki::run(&ctx, c).await,
     }
 }
 
@@ -97,6 +101,15 @@ pub struct Observation {
 }
 
 pub async fn observe_and_plan(aws: Option<&Aws>, config: &Config) -> Result<Observation> {
+    observe_and_plan_with(aws, config, desired::Rotation::default()).await
+}
+
+/// Observes and plans; `rotation` is what `pki rotate` asks of the PKI.
+pub async fn observe_and_plan_with(
+    aws: Option<&Aws>,
+    config: &Config,
+    rotation: desired::Rotation,
+) -> Result<Observation> {
     let (facts, actual) = match (aws, config.provider) {
         (Some(aws), Provider::Aws) => {
             let peered = config.network.placement == config::Placement::Peered;
@@ -114,7 +127,8 @@ pub async fn observe_and_plan(aws: Option<&Aws>, config: &Config) -> Result<Obse
         }
         _ => (Facts::default(), Actual::default()),
     };
-    let desired = desired::desired(config, &facts)?;
+    let mut desired = desired::desired(config, &facts)?;
+    desired::settle(&mut desired, &actual, rotation);
     let fp = planner::fingerprint(&facts, &actual);
     let plan = planner::plan(&config.project, &config.env, &desired, &actual, fp)?;
     Ok(Observation {

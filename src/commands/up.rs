@@ -3,15 +3,21 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::{acquire, confirm, connect, emit_plan, lock_info, observe_and_plan, Ctx};
+use super::{acquire, confirm, connect, emit_plan, lock_info, observe_and_plan_with, Ctx};
 use crate::apply::{execute, Options};
 use crate::cli::UpArgs;
 use crate::config::Provider;
+use crate::desired::Rotation;
 use crate::error::{UserError, EXIT_OK};
 use crate::plan::{Action, Plan, FORMAT_VERSION};
 use crate::ui::{Output, StepReporter};
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
+    apply(ctx, args, Rotation::default()).await
+}
+
+/// `up`, or `pki rotate` (the same run with a rotation asked for).
+pub async fn apply(ctx: &Ctx, args: UpArgs, rotation: Rotation) -> Result<u8> {
     let started = Instant::now();
     let config = ctx.config()?;
     let printer = &ctx.printer;
@@ -58,7 +64,7 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
 
     // A first look without the lock: an env that is up to date needs no write at all.
     if saved.is_none() {
-        let first = observe_and_plan(Some(&aws), &config).await?;
+        let first = observe_and_plan_with(Some(&aws), &config, rotation).await?;
         if first.plan.is_empty() {
             emit_plan(printer, &first.plan);
             return Ok(EXIT_OK);
@@ -72,9 +78,13 @@ pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
         }
     }
 
-    let info = lock_info("up");
+    let info = lock_info(if rotation == Rotation::default() {
+        "up"
+    } else {
+        "pki rotate"
+    });
     acquire(&aws, &info, printer).await?;
-    let result = locked(ctx, &config, &aws, &args, saved, started).await;
+    let result = locked(ctx, &config, &aws, &args, saved, started, rotation).await;
     let released = aws.unlock(&info.id).await;
     let code = result?;
     released.context("releasing the env lock")?;
@@ -88,9 +98,10 @@ async fn locked(
     args: &UpArgs,
     saved: Option<Plan>,
     started: Instant,
+    rotation: Rotation,
 ) -> Result<u8> {
     let printer = &ctx.printer;
-    let obs = observe_and_plan(Some(aws), config).await?;
+    let obs = observe_and_plan_with(Some(aws), config, rotation).await?;
     let plan = match saved {
         Some(saved) => {
             if saved.fingerprint != obs.plan.fingerprint {

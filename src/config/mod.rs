@@ -63,6 +63,11 @@ pub struct ClusterConfig {
     /// filter pattern). With the default, only Ubuntu LTS releases count.
     pub image_owner: String,
     pub image_name: String,
+    /// The API server's address for kubeconfigs, when not the API load
+    /// balancer's DNS name (a DNS alias); also a SAN of its certificate.
+    pub api_endpoint: Option<String>,
+    /// More names and addresses for the API server certificate.
+    pub extra_sans: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -132,6 +137,23 @@ fn assign_node_ports(services: &mut BTreeMap<String, ServiceConfig>) {
         taken.push(port);
         s.node_port = Some(port);
     }
+}
+
+/// A DNS name (letters, digits, `-`, `.`, an optional leading `*.`) or an IP address.
+fn valid_san(s: &str) -> bool {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = s.strip_prefix("*.").unwrap_or(s);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// Reads `path` and resolves `env` into a validated [`Config`].
@@ -352,11 +374,59 @@ impl FileLayer {
             .domain
             .map(Spanned::into_inner)
             .unwrap_or_else(|| "cluster.local".into());
+        let kubernetes_version = match &cluster.kubernetes_version {
+            None => "1.31".to_string(),
+            Some(v) => {
+                let minor = v
+                    .get_ref()
+                    .strip_prefix("1.")
+                    .and_then(|m| m.parse::<u32>().ok());
+                if minor.is_none_or(|m| m < 31) {
+                    return Err(src.at(
+                        v,
+                        format!("cluster.kubernetes_version `{}` is not supported", v.get_ref()),
+                        "use a minor version 1.31 or newer, like \"1.31\" (kubeadm's v1beta4 config, with ECDSA keys)",
+                    ));
+                }
+                v.get_ref().clone()
+            }
+        };
+        let mut extra_sans = Vec::new();
+        for san in cluster
+            .extra_sans
+            .as_ref()
+            .map(|v| v.get_ref().as_slice())
+            .unwrap_or_default()
+        {
+            if !valid_san(san.get_ref()) {
+                return Err(src.at(
+                    san,
+                    format!(
+                        "cluster.extra_sans entry `{}` is neither a DNS name nor an IP address",
+                        san.get_ref()
+                    ),
+                    "write a host name like \"api.example.com\" or an address like \"10.0.0.10\"",
+                ));
+            }
+            extra_sans.push(san.get_ref().clone());
+        }
+        let api_endpoint =
+            match &cluster.api_endpoint {
+                None => None,
+                Some(e) if valid_san(e.get_ref()) => Some(e.get_ref().clone()),
+                Some(e) => return Err(src.at(
+                    e,
+                    format!(
+                        "cluster.api_endpoint `{}` is not a host name or IP address",
+                        e.get_ref()
+                    ),
+                    "write the host only, like \"api.staging.example.com\" (port 443 is implied)",
+                )),
+            };
         let cluster = ClusterConfig {
-            kubernetes_version: cluster
-                .kubernetes_version
-                .map(Spanned::into_inner)
-                .unwrap_or_else(|| "1.30".into()),
+            kubernetes_version,
+            api_endpoint,
+            extra_sans,
             service_cidr,
             pod_cidr,
             domain,

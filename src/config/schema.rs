@@ -72,6 +72,8 @@ layer!(ClusterLayer {
     domain: String,
     image_owner: String,
     image_name: String,
+    api_endpoint: String,
+    extra_sans: Vec<Spanned<String>>,
 } nested { masters: GroupLayer, nodes: GroupLayer });
 layer!(NetworkLayer {
     placement: String,

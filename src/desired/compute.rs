@@ -54,15 +54,25 @@ pub fn load_balancer_name(cluster: &str, name: &str) -> String {
 /// Kubernetes AWS cloud provider needs for the role.
 fn policy(config: &Config, role: &str) -> String {
     let state = format!(
-        "arn:aws:ssm:{}:*:parameter/scopectl/{}/{}/*",
+        "arn:aws:ssm:{}:*:parameter/scopectl/{}/{}/",
         config.aws.region, config.project, config.env
     );
+    // Masters read the whole PKI; nodes only the CA certificates and the
+    // join token, never a key.
+    let readable: Vec<String> = if role == "master" {
+        vec![format!("{state}pki/*")]
+    } else {
+        vec![
+            format!("{state}pki/ca.crt"),
+            format!("{state}pki/{}", crate::pki::BOOTSTRAP_TOKEN),
+        ]
+    };
     let mut statements = vec![
         serde_json::json!({
             "Sid": "StateStore",
             "Effect": "Allow",
-            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-            "Resource": [state],
+            "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+            "Resource": readable,
         }),
         serde_json::json!({
             "Sid": "StateStoreDecrypt",

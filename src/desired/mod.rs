@@ -3,10 +3,12 @@
 mod compute;
 mod facts;
 mod network;
+mod pki;
 
 pub use compute::{canonical_json, load_balancer_name};
 pub use facts::*;
 pub use network::to_database_name;
+pub use pki::{next_stage, settle, Rotation};
 
 use crate::config::{Config, Location, Provider};
 use crate::model::Desired;
@@ -37,6 +39,7 @@ pub fn desired(config: &Config, facts: &Facts) -> Result<Desired, DesiredError> 
     if config.provider == Provider::Aws {
         let zones = network::network(config, facts, &mut d)?;
         compute::compute(config, facts, &zones, &mut d)?;
+        pki::pki(config, &mut d);
     }
     Ok(d)
 }

@@ -78,6 +78,14 @@ pub enum Kind {
     K8sLoadBalancer,
     /// The `k8s-elb-*` group beside such an ELB; only deleted.
     K8sSecurityGroup,
+    /// A certificate authority in the state store (one or two generations).
+    Ca,
+    /// A leaf certificate and its key in the state store.
+    Certificate,
+    /// The service-account signing key pair.
+    KeyPair,
+    /// The bootstrap token nodes join with.
+    Token,
 }
 
 impl Kind {
@@ -97,6 +105,10 @@ impl Kind {
         Kind::Registration,
         Kind::K8sLoadBalancer,
         Kind::K8sSecurityGroup,
+        Kind::Ca,
+        Kind::Certificate,
+        Kind::KeyPair,
+        Kind::Token,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -116,6 +128,10 @@ impl Kind {
             Kind::Registration => "elb/registration",
             Kind::K8sLoadBalancer => "elb/k8s-load-balancer",
             Kind::K8sSecurityGroup => "ec2/k8s-security-group",
+            Kind::Ca => "pki/ca",
+            Kind::Certificate => "pki/cert",
+            Kind::KeyPair => "pki/key",
+            Kind::Token => "pki/token",
         }
     }
 
@@ -162,7 +178,30 @@ impl Kind {
             Kind::LoadBalancer => &["name", "listeners", "scheme"],
             Kind::Registration => &["load_balancer", "instance"],
             Kind::K8sLoadBalancer | Kind::K8sSecurityGroup => &[],
+            // Generations change in place: that is how a CA rotates in stages.
+            Kind::Ca => &["subject"],
+            Kind::Certificate => &[
+                "subject",
+                "usage",
+                "ca",
+                "issuer",
+                "sans",
+                "load_balancer",
+                "masters",
+                "renewal",
+            ],
+            Kind::KeyPair => &["algorithm"],
+            Kind::Token => &["purpose"],
         }
+    }
+
+    /// Items of the state store: secret material that `down` deletes last
+    /// (or keeps), and whose replacement overwrites in place.
+    pub fn is_pki(self) -> bool {
+        matches!(
+            self,
+            Kind::Ca | Kind::Certificate | Kind::KeyPair | Kind::Token
+        )
     }
 
     /// A replacement creates the new one before deleting the old: capacity

@@ -196,10 +196,16 @@ pub fn plan(
                 after: want.resolve_partial(&lookup),
             });
             if reason.is_none() && immutable.contains(&field.as_str()) {
+                let pki = r.kind().is_pki();
                 reason = Some(match (resolved, want) {
                     (None, Value::Ref(t)) => {
                         format!("{field} refers to {}, which is replaced", t.target)
                     }
+                    _ if pki && field == "renewal" => match obs.props.get(field) {
+                        Some(Value::Str(s)) => format!("{s}: reissue"),
+                        _ => "renewal requested: reissue".into(),
+                    },
+                    _ if pki => format!("{field} changed: reissue"),
                     _ => format!("{field} cannot change in place"),
                 });
             }

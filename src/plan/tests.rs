@@ -43,7 +43,7 @@ fn from_nothing_everything_is_created_in_a_stable_order() {
     assert_eq!(
         p.summary,
         Summary {
-            create: 25,
+            create: 40,
             ..Summary::default()
         }
     );
@@ -78,7 +78,7 @@ fn after_apply_the_plan_is_empty() {
     let a = applied(&d);
     let p = run(&d, &a);
     assert!(p.is_empty(), "{:#?}", p.changes);
-    assert_eq!(p.summary.unchanged, 25);
+    assert_eq!(p.summary.unchanged, 40);
 }
 
 #[test]
@@ -110,8 +110,8 @@ fn immutable_fields_replace_and_their_dependents_follow() {
     assert_eq!(
         p.summary,
         Summary {
-            replace: 8,
-            unchanged: 17,
+            replace: 9,
+            unchanged: 31,
             ..Summary::default()
         }
     );
@@ -138,7 +138,7 @@ fn mutable_fields_update_in_place() {
         p.summary,
         Summary {
             update: 2,
-            unchanged: 23,
+            unchanged: 38,
             ..Summary::default()
         }
     );
@@ -213,7 +213,7 @@ fn deleting_a_referenced_resource_replaces_its_referrers() {
 fn destroy_deletes_everything_with_references() {
     let a = applied(&staging());
     let p = destroy("scope", "staging", &a, "sha256:x".into());
-    assert_eq!(p.summary.delete, 25);
+    assert_eq!(p.summary.delete, 40);
     let assoc = p
         .changes
         .iter()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::apply::{execute, Options, Provider, ProviderError, Reporter};
 use crate::desired::Facts;
-use crate::model::{Actual, Owner, ResourceId};
+use crate::model::{Actual, Kind, Owner, ResourceId};
 use crate::plan::{destroy, fingerprint};
 
 /// A provider that can also list everything an env owns.
@@ -23,6 +23,11 @@ pub struct TeardownOptions {
     pub max_stalls: usize,
     pub pause: Duration,
     pub apply: Options,
+    /// Kinds deleted only once nothing else is left (the PKI: a cluster
+    /// half torn down can still be reached and debugged).
+    pub last: Vec<Kind>,
+    /// Kinds never deleted (`down --keep-pki`).
+    pub keep: Vec<Kind>,
 }
 
 impl Default for TeardownOptions {
@@ -35,6 +40,8 @@ impl Default for TeardownOptions {
                 tolerate_dependencies: true,
                 ..Options::default()
             },
+            last: Vec::new(),
+            keep: Vec::new(),
         }
     }
 }
@@ -67,6 +74,24 @@ pub enum TeardownError {
     Observe(#[from] ProviderError),
 }
 
+/// What this wave may delete: never `keep` kinds, and `last` kinds only
+/// when nothing else remains.
+pub fn select(mut actual: Actual, opts: &TeardownOptions) -> Actual {
+    let of = |id: &ResourceId, kinds: &[Kind]| id.kind().is_some_and(|k| kinds.contains(&k));
+    actual.resources.retain(|id, _| !of(id, &opts.keep));
+    actual.duplicates.retain(|o| !of(&o.id, &opts.keep));
+    let others = actual
+        .resources
+        .keys()
+        .chain(actual.duplicates.iter().map(|o| &o.id))
+        .any(|id| !of(id, &opts.last));
+    if others {
+        actual.resources.retain(|id, _| !of(id, &opts.last));
+        actual.duplicates.retain(|o| !of(&o.id, &opts.last));
+    }
+    actual
+}
+
 fn list(ids: &[ResourceId]) -> String {
     let mut s: Vec<String> = ids.iter().take(8).map(ToString::to_string).collect();
     if ids.len() > 8 {
@@ -89,10 +114,13 @@ pub async fn teardown<I: Inventory, R: Reporter>(
     let mut stalls = 0;
     let mut first = first;
     loop {
-        let actual = match first.take() {
-            Some(a) => a,
-            None => inventory.inventory().await?,
-        };
+        let actual = select(
+            match first.take() {
+                Some(a) => a,
+                None => inventory.inventory().await?,
+            },
+            opts,
+        );
         let remaining = || {
             actual
                 .resources

@@ -1,6 +1,8 @@
 //! AWS: the only module that touches `aws-sdk-*` types. One file per kind,
 //! each holding that kind's observe, find, create, update and delete.
 
+mod ca;
+mod certificate;
 mod error;
 pub mod facts;
 mod instance;
@@ -8,7 +10,9 @@ mod instance_profile;
 mod internet_gateway;
 mod k8s_load_balancer;
 mod k8s_security_group;
+mod key_pair;
 mod load_balancer;
+pub mod pki_store;
 mod registration;
 mod route;
 mod route_table;
@@ -17,6 +21,7 @@ mod security_group;
 mod security_group_ingress;
 pub mod state;
 mod subnet;
+mod token;
 mod vpc;
 mod vpc_peering;
 
@@ -155,11 +160,12 @@ impl Aws {
                     instance::observe(self, None),
                     instance_profile::observe(self),
                     load_balancer::describe_all(self),
+                    pki_store::observe(self, None),
                 )
             },
         )?;
         let (vpcs, subnets, tables, groups, rules, gateways, peerings) = network;
-        let (instances, profiles, balancers) = compute;
+        let (instances, profiles, balancers, pki) = compute;
         let balancers = load_balancer::from_descriptions(self, &balancers);
         let by_instance: std::collections::BTreeMap<String, ResourceId> = instances
             .iter()
@@ -179,6 +185,7 @@ impl Aws {
             profiles,
             balancers.into_iter().map(|(o, _)| o).collect(),
             registrations,
+            pki,
         ];
         for o in all.into_iter().flatten() {
             actual.insert(o);
@@ -320,6 +327,9 @@ impl Provider for Aws {
             Kind::Instance => instance::find(self, r).await,
             Kind::LoadBalancer => load_balancer::find(self, r).await,
             Kind::Registration => registration::find(self, r).await,
+            Kind::Ca | Kind::Certificate | Kind::KeyPair | Kind::Token => {
+                pki_store::find(self, r).await
+            }
         }
     }
 
@@ -338,6 +348,10 @@ impl Provider for Aws {
             Kind::Instance => instance::create(self, r).await,
             Kind::LoadBalancer => load_balancer::create(self, r).await,
             Kind::Registration => registration::create(self, r).await,
+            Kind::Ca => ca::create(self, r).await,
+            Kind::Certificate => certificate::create(self, r).await,
+            Kind::KeyPair => key_pair::create(self, r).await,
+            Kind::Token => token::create(self, r).await,
             k @ (Kind::K8sLoadBalancer | Kind::K8sSecurityGroup) => Err(ProviderError::fatal(
                 format!("scopectl never creates a {}", k.label()),
             )),
@@ -354,6 +368,7 @@ impl Provider for Aws {
             Kind::InstanceProfile => instance_profile::finish(self, r, physical_id).await,
             Kind::LoadBalancer => load_balancer::finish(self, r, physical_id).await,
             Kind::Instance | Kind::Registration => Ok(()),
+            Kind::Ca | Kind::Certificate | Kind::KeyPair | Kind::Token => Ok(()),
             Kind::RouteTable
             | Kind::RouteTableAssociation
             | Kind::Route
@@ -378,6 +393,7 @@ impl Provider for Aws {
             Kind::InternetGateway => internet_gateway::update(self, r, physical_id, before).await,
             Kind::VpcPeering => vpc_peering::update(self, r, physical_id, before).await,
             Kind::Route => route::update(self, r).await,
+            Kind::Ca => ca::update(self, r, physical_id, before).await,
             k => Err(ProviderError::fatal(format!(
                 "{} has no in-place update",
                 k.label()
@@ -410,6 +426,10 @@ impl Provider for Aws {
             Kind::Registration => registration::delete(self, before).await,
             Kind::K8sLoadBalancer => k8s_load_balancer::delete(self, physical_id).await,
             Kind::K8sSecurityGroup => k8s_security_group::delete(self, physical_id).await,
+            Kind::Ca => ca::delete(self, physical_id).await,
+            Kind::Certificate | Kind::KeyPair | Kind::Token => {
+                pki_store::delete(self, physical_id).await
+            }
         };
         match result {
             Err(e) if e.kind == crate::apply::ErrorKind::NotFound => Ok(()),

@@ -1,0 +1,155 @@
+//! `scopectl kubeconfig`: an admin kubeconfig from the state store, so a CI
+//! job with only AWS credentials can reach the cluster. Never printed: the
+//! file holds the admin key, and is written 0600.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{connect, Ctx};
+use crate::cli::KubeconfigArgs;
+use crate::config::Provider;
+use crate::desired::load_balancer_name;
+use crate::error::{UserError, EXIT_OK};
+use crate::pki::{self, KubeconfigParts};
+use crate::providers::aws::pki_store;
+
+pub async fn run(ctx: &Ctx, args: KubeconfigArgs) -> Result<u8> {
+    let config = ctx.config()?;
+    if config.provider == Provider::Local {
+        return Err(UserError::usage(
+            format!(
+                "env {} uses provider \"local\": it has no PKI of scopectl's",
+                config.env
+            ),
+            "use the kubeconfig context named in kube_context",
+        )
+        .into());
+    }
+    let aws = connect(&config).await;
+    let cluster = format!("{}-{}", config.project, config.env);
+    let prefix = aws.pki_prefix();
+    let (ca, admin) = (format!("{prefix}ca.crt"), format!("{prefix}admin"));
+    let values = pki_store::values(&aws, &[ca.clone(), admin.clone()])
+        .await
+        .context("reading the state store")?;
+    let (Some(ca_pem), Some(admin_value)) = (values.get(&ca), values.get(&admin)) else {
+        return Err(UserError::failed(
+            format!("the state store of {cluster} holds no admin certificate"),
+            "run `scopectl up` first",
+        )
+        .into());
+    };
+    let host = match &config.cluster.api_endpoint {
+        Some(h) => h.clone(),
+        None => {
+            let name = load_balancer_name(&cluster, "api");
+            aws.load_balancers()
+                .await?
+                .into_iter()
+                .find(|o| o.physical_id == name)
+                .and_then(|o| {
+                    o.props
+                        .get("dns_name")
+                        .and_then(|v| v.as_str().map(str::to_string))
+                })
+                .ok_or_else(|| {
+                    UserError::failed(
+                        format!("{cluster} has no API load balancer"),
+                        "run `scopectl up` first, or set cluster.api_endpoint",
+                    )
+                })?
+        }
+    };
+    let server = format!("https://{host}:443");
+    let cert = pki::pem_blocks(admin_value, "CERTIFICATE");
+    let key = pki::pem_blocks(admin_value, "PRIVATE KEY");
+    let (Some(cert), Some(key)) = (cert.first(), key.first()) else {
+        return Err(UserError::failed(
+            "the stored admin certificate is incomplete",
+            "reissue it with `scopectl pki rotate`",
+        )
+        .into());
+    };
+    let parts = KubeconfigParts {
+        name: &cluster,
+        server: &server,
+        ca_pem,
+        cert_pem: cert,
+        key_pem: key,
+    };
+    let (path, text) = if args.merge {
+        let path = merge_target();
+        let existing = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let merged = pki::merge_kubeconfig(&existing, &parts).map_err(|e| {
+            UserError::failed(
+                format!("cannot merge into {}: {e}", path.display()),
+                "pass --out FILE to write a separate kubeconfig",
+            )
+        })?;
+        (path, merged)
+    } else {
+        (
+            args.out
+                .unwrap_or_else(|| PathBuf::from(format!("{cluster}.kubeconfig"))),
+            pki::admin_kubeconfig(&parts),
+        )
+    };
+    write_private(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    ctx.printer.info(&format!(
+        "Wrote the admin kubeconfig for {cluster} (server {server}) to {}; context `{cluster}`.",
+        path.display()
+    ));
+    Ok(EXIT_OK)
+}
+
+/// The file kubectl reads first: `$KUBECONFIG`'s first entry, or ~/.kube/config.
+fn merge_target() -> PathBuf {
+    if let Some(first) = std::env::var_os("KUBECONFIG")
+        .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
+    {
+        return first;
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".kube").join("config")
+}
+
+/// Writes through a 0600 temporary file renamed into place: the key is never
+/// readable by others, not even for a moment.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("kubeconfig"),
+        std::process::id()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,105 @@
+//! A leaf certificate and its key, signed by its CA's signing generation.
+//! Names known only once things exist (the API load balancer's DNS name, the
+//! masters' private addresses) are looked up when it is issued.
+
+use aws_sdk_ec2::types::Instance;
+
+use super::{classify, pki_store, read_existing, str_prop, Aws};
+use crate::apply::ProviderError;
+use crate::model::{Resource, Value};
+use crate::pki;
+
+async fn extra_names(aws: &Aws, r: &Resource) -> Result<Vec<String>, ProviderError> {
+    let mut names = Vec::new();
+    if let Some(lb) = r.props.get("load_balancer").and_then(Value::as_str) {
+        let out = read_existing(|| async move {
+            aws.elb
+                .describe_load_balancers()
+                .load_balancer_names(lb)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeLoadBalancers", e))
+        })
+        .await?;
+        names.extend(
+            out.load_balancer_descriptions()
+                .iter()
+                .filter_map(|d| d.dns_name().map(str::to_string)),
+        );
+    }
+    let masters: Vec<String> = r
+        .props
+        .get("masters")
+        .map(|v| {
+            v.as_list()
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if !masters.is_empty() {
+        let ids = &masters;
+        let out = read_existing(|| async move {
+            aws.ec2
+                .describe_instances()
+                .set_instance_ids(Some(ids.clone()))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeInstances", e))
+        })
+        .await?;
+        names.extend(
+            out.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter_map(Instance::private_ip_address)
+                .map(str::to_string),
+        );
+    }
+    Ok(names)
+}
+
+pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+    let spec = pki::leaf_spec(r.id.name())
+        .ok_or_else(|| ProviderError::fatal(format!("{} is not a known certificate", r.id)))?;
+    let ca_name = str_prop(&r.props, "ca")?;
+    let ca_value = pki_store::value(aws, &ca_name).await?;
+    let ca = pki::CaMaterial {
+        cert_pem: pki::pem_blocks(&ca_value, "CERTIFICATE")
+            .into_iter()
+            .next()
+            .ok_or_else(|| ProviderError::fatal(format!("{ca_name} holds no certificate")))?,
+        key_pem: pki::pem_blocks(&ca_value, "PRIVATE KEY")
+            .into_iter()
+            .next()
+            .ok_or_else(|| ProviderError::fatal(format!("{ca_name} holds no key")))?,
+    };
+    let mut sans: Vec<String> = r
+        .props
+        .get("sans")
+        .map(|v| {
+            v.as_list()
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    sans.extend(extra_names(aws, r).await?);
+    sans.sort();
+    sans.dedup();
+    let issued = pki::new_leaf(spec, &sans, &ca)
+        .map_err(|e| ProviderError::fatal(format!("{}: {e}", r.id)))?;
+    let name = aws.pki_parameter(&r.id);
+    let value = format!("{}{}", issued.cert_pem, issued.key_pem);
+    pki_store::put(
+        aws,
+        &r.id,
+        &name,
+        &value,
+        &pki_store::facts(r, Some(issued.not_after)),
+    )
+    .await?;
+    Ok(name)
+}

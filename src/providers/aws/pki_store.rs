@@ -1,0 +1,236 @@
+//! PKI items in SSM Parameter Store: one SecureString parameter per item
+//! under `<state prefix>pki/`, its public facts as JSON in the description.
+//! Observation lists descriptions only (DescribeParameters): planning never
+//! decrypts a key. Shared by the CA, certificate, key pair and token kinds.
+
+use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, Tag};
+
+use super::{classify, read, read_existing, Aws};
+use crate::apply::{ErrorKind, ProviderError};
+use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
+use crate::pki;
+
+/// SSM's limit on a parameter description.
+const DESCRIPTION_MAX: usize = 1024;
+
+impl Aws {
+    pub fn pki_prefix(&self) -> String {
+        format!("{}pki/", self.state_prefix())
+    }
+
+    /// The parameter that holds `id`.
+    pub fn pki_parameter(&self, id: &ResourceId) -> String {
+        format!("{}{}", self.pki_prefix(), id.name())
+    }
+}
+
+/// The item a parameter name holds, if it is one of ours.
+fn id_for(stem: &str) -> Option<ResourceId> {
+    let kind = if pki::ca_spec(stem).is_some() {
+        Kind::Ca
+    } else if pki::leaf_spec(stem).is_some() {
+        Kind::Certificate
+    } else if stem == pki::SERVICE_ACCOUNT {
+        Kind::KeyPair
+    } else if stem == pki::BOOTSTRAP_TOKEN {
+        Kind::Token
+    } else {
+        return None;
+    };
+    Some(ResourceId::new(kind, stem))
+}
+
+/// The observed props of an item from its description; a leaf's `renewal`
+/// is worked out from its recorded expiry against the clock now.
+fn props_from(id: &ResourceId, description: &str) -> Props {
+    let mut props: Props = serde_json::from_str(description).unwrap_or_default();
+    if id.kind() == Some(Kind::Certificate) {
+        let expires = props.get("expires").and_then(Value::as_str);
+        let now = time::OffsetDateTime::now_utc();
+        props.insert("renewal".into(), Value::str(pki::renewal(expires, now).0));
+    }
+    props
+}
+
+/// Every PKI item of the env, or only the one named `only`.
+pub async fn observe(aws: &Aws, only: Option<&str>) -> Result<Vec<Observed>, ProviderError> {
+    let prefix = aws.pki_prefix();
+    let filter = match only {
+        Some(name) => ParameterStringFilter::builder()
+            .key("Name")
+            .option("Equals")
+            .values(name)
+            .build(),
+        None => ParameterStringFilter::builder()
+            .key("Path")
+            .option("Recursive")
+            .values(prefix.trim_end_matches('/'))
+            .build(),
+    }
+    .map_err(|e| ProviderError::fatal(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let (f, t) = (&filter, &token);
+        let page = read(|| async move {
+            aws.ssm
+                .describe_parameters()
+                .parameter_filters(f.clone())
+                .max_results(50)
+                .set_next_token(t.clone())
+                .send()
+                .await
+                .map_err(|e| classify("DescribeParameters", e))
+        })
+        .await?;
+        for p in page.parameters() {
+            let Some(name) = p.name() else { continue };
+            let Some(id) = name.strip_prefix(&prefix).and_then(id_for) else {
+                continue;
+            };
+            let props = props_from(&id, p.description().unwrap_or_default());
+            out.push(Observed {
+                id,
+                physical_id: name.to_string(),
+                props,
+            });
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+/// The item as it is now, if it satisfies `r` (an interrupted run may have
+/// issued it already; a stale one is not a find).
+pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+    let name = aws.pki_parameter(&r.id);
+    let found = observe(aws, Some(&name)).await?.into_iter().next();
+    Ok(found.and_then(|o| {
+        let same = r
+            .kind()
+            .immutable()
+            .iter()
+            .all(|f| r.props.get(*f) == o.props.get(*f));
+        same.then_some(o.physical_id)
+    }))
+}
+
+/// Decrypted values of `names` (missing ones are left out).
+pub async fn values(
+    aws: &Aws,
+    names: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, ProviderError> {
+    let mut out = std::collections::BTreeMap::new();
+    for chunk in names.chunks(10) {
+        let res = read(|| async move {
+            aws.ssm
+                .get_parameters()
+                .set_names(Some(chunk.to_vec()))
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| classify("GetParameters", e))
+        })
+        .await?;
+        for p in res.parameters() {
+            if let (Some(n), Some(v)) = (p.name(), p.value()) {
+                out.insert(n.to_string(), v.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One decrypted value that must exist (a CA a leaf is signed by).
+pub async fn value(aws: &Aws, name: &str) -> Result<String, ProviderError> {
+    read_existing(|| async move {
+        values(aws, &[name.to_string()])
+            .await?
+            .remove(name)
+            .ok_or_else(|| {
+                ProviderError::new(
+                    ErrorKind::NotFound,
+                    None,
+                    format!("{name} is not in the state store"),
+                )
+            })
+    })
+    .await
+}
+
+/// Writes an item: created with the owner's tags, or overwritten when it
+/// exists (a reissue). `facts` become the description.
+pub async fn put(
+    aws: &Aws,
+    id: &ResourceId,
+    name: &str,
+    value: &str,
+    facts: &Props,
+) -> Result<(), ProviderError> {
+    let description =
+        serde_json::to_string(facts).map_err(|e| ProviderError::fatal(e.to_string()))?;
+    if description.len() > DESCRIPTION_MAX {
+        return Err(ProviderError::fatal(format!(
+            "{id}: its facts take {} characters, more than a parameter description holds ({DESCRIPTION_MAX}); use fewer cluster.extra_sans",
+            description.len()
+        )));
+    }
+    let tags: Vec<Tag> = aws
+        .owner
+        .tags_for(id)
+        .into_iter()
+        .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+        .collect();
+    let created = aws
+        .ssm
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(ParameterType::SecureString)
+        .description(&description)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(|e| classify("PutParameter", e));
+    match created {
+        Ok(_) => Ok(()),
+        // Tags cannot go with an overwrite; the existing parameter has them.
+        Err(e) if e.code.as_deref() == Some("ParameterAlreadyExists") => {
+            aws.ssm
+                .put_parameter()
+                .name(name)
+                .value(value)
+                .r#type(ParameterType::SecureString)
+                .description(&description)
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(|e| classify("PutParameter", e))?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn delete(aws: &Aws, name: &str) -> Result<(), ProviderError> {
+    aws.ssm
+        .delete_parameter()
+        .name(name)
+        .send()
+        .await
+        .map_err(|e| classify("DeleteParameter", e))?;
+    Ok(())
+}
+
+/// The facts stored beside an item: its desired props (references resolved)
+/// without `renewal`, which observation derives, plus `expires`.
+pub fn facts(r: &Resource, expires: Option<time::OffsetDateTime>) -> Props {
+    let mut p = r.props.clone();
+    p.remove("renewal");
+    if let Some(t) = expires {
+        p.insert("expires".into(), Value::str(pki::rfc3339(t)));
+    }
+    p
+}

@@ -1,0 +1,13 @@
+//! The bootstrap token nodes join with (masters register it with kubeadm).
+
+use super::{pki_store, Aws};
+use crate::apply::ProviderError;
+use crate::model::Resource;
+use crate::pki;
+
+pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+    let token = pki::new_token().map_err(|e| ProviderError::fatal(e.to_string()))?;
+    let name = aws.pki_parameter(&r.id);
+    pki_store::put(aws, &r.id, &name, &token, &pki_store::facts(r, None)).await?;
+    Ok(name)
+}
