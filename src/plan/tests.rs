@@ -246,3 +246,39 @@ fn the_json_plan_round_trips() {
     let back: Plan = serde_json::from_str(&text).unwrap();
     assert_eq!(back, p);
 }
+
+#[test]
+fn a_leaf_near_expiry_or_with_new_names_is_reissued_and_nothing_else() {
+    let mut d = staging();
+    let mut a = applied(&d);
+    let admin = ResourceId::new(Kind::Certificate, "admin");
+    a.resources.get_mut(&admin).unwrap().props.insert(
+        "renewal".into(),
+        Value::str("due: expires 2026-12-20T00:00:00Z (within 30 days)"),
+    );
+    let api = ResourceId::new(Kind::Certificate, "apiserver");
+    d.resources.get_mut(&api).unwrap().props.insert(
+        "sans".into(),
+        Value::list(vec![
+            Value::str("kubernetes"),
+            Value::str("api.example.com"),
+        ]),
+    );
+    let p = run(&d, &a);
+    let by = |id: &ResourceId| p.changes.iter().find(|c| &c.address == id).unwrap();
+    assert_eq!(p.summary.replace, 2, "{:?}", p.changes);
+    assert_eq!(by(&admin).action, Action::Replace);
+    assert_eq!(
+        by(&admin).reason.as_deref(),
+        Some("due: expires 2026-12-20T00:00:00Z (within 30 days): reissue")
+    );
+    assert_eq!(by(&api).reason.as_deref(), Some("sans changed: reissue"));
+    // A reissue is one overwrite: no delete step, never a moment without it.
+    let (steps, _) = crate::apply::steps(&p.changes);
+    let ops: Vec<_> = steps
+        .iter()
+        .filter(|s| s.address == admin)
+        .map(|s| s.op)
+        .collect();
+    assert_eq!(ops, [crate::apply::Op::Create]);
+}
