@@ -225,3 +225,34 @@ fn missing_env_and_missing_file_are_usage_errors() {
     let out = run(&["plan", "--bogus-flag"]);
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn pki_commands_refuse_a_local_env_without_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scope.toml");
+    let text =
+        format!("{BASE}\n[env.laptop]\nprovider = \"local\"\nkube_context = \"kind-scope\"\n");
+    std::fs::write(&path, text).unwrap();
+    let (url, connections) = listener();
+    for args in [
+        &["kubeconfig", "--out", "k"][..],
+        &["pki", "status"],
+        &["pki", "rotate", "--yes"],
+        &["pki", "rotate", "--ca", "--yes"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_scopectl"))
+            .current_dir(dir.path())
+            .args(["-c", path.to_str().unwrap(), "--env", "laptop"])
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &url)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {err}");
+        assert!(err.contains("has no PKI of scopectl's"), "{args:?}: {err}");
+        assert!(err.contains("hint:"), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("k").exists());
+    assert_eq!(connections.load(Ordering::SeqCst), 0);
+}

@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 
 use super::{connect, Ctx};
 use crate::cli::KubeconfigArgs;
-use crate::config::Provider;
 use crate::desired::load_balancer_name;
 use crate::error::{UserError, EXIT_OK};
 use crate::pki::{self, KubeconfigParts};
@@ -16,16 +15,7 @@ use crate::providers::aws::pki_store;
 
 pub async fn run(ctx: &Ctx, args: KubeconfigArgs) -> Result<u8> {
     let config = ctx.config()?;
-    if config.provider == Provider::Local {
-        return Err(UserError::usage(
-            format!(
-                "env {} uses provider \"local\": it has no PKI of scopectl's",
-                config.env
-            ),
-            "use the kubeconfig context named in kube_context",
-        )
-        .into());
-    }
+    super::require_own_pki(&config, "use the kubeconfig context named in kube_context")?;
     let aws = connect(&config).await;
     let cluster = format!("{}-{}", config.project, config.env);
     let prefix = aws.pki_prefix();

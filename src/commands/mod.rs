@@ -92,6 +92,22 @@ pub async fn connect(config: &Config) -> Aws {
     .await
 }
 
+/// Refuses an env whose cluster is not scopectl's (`provider = "local"`):
+/// it has no PKI in a state store.
+pub fn require_own_pki(config: &Config, hint: &str) -> Result<()> {
+    if config.provider == Provider::Local {
+        return Err(UserError::usage(
+            format!(
+                "env {} uses provider \"local\": it has no PKI of scopectl's",
+                config.env
+            ),
+            hint,
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// One observation of reality and the plan it leads to.
 pub struct Observation {
     pub facts: Facts,

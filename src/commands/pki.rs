@@ -4,7 +4,6 @@ use anyhow::{Context, Result};
 
 use super::{connect, Ctx};
 use crate::cli::{PkiCommand, UpArgs};
-use crate::config::Provider;
 use crate::desired::Rotation;
 use crate::error::{UserError, EXIT_OK};
 use crate::pki;
@@ -15,6 +14,10 @@ pub async fn run(ctx: &Ctx, command: PkiCommand) -> Result<u8> {
     match command {
         PkiCommand::Status => status(ctx).await,
         PkiCommand::Rotate(a) => {
+            super::require_own_pki(
+                &ctx.config()?,
+                "pki rotate reissues an AWS env's certificates",
+            )?;
             let rotation = Rotation {
                 leaves: !a.ca,
                 ca: a.ca,
@@ -39,16 +42,7 @@ struct Row {
 /// Reads every certificate (decrypting, then dropping the keys) and lists it.
 async fn status(ctx: &Ctx) -> Result<u8> {
     let config = ctx.config()?;
-    if config.provider == Provider::Local {
-        return Err(UserError::usage(
-            format!(
-                "env {} uses provider \"local\": it has no PKI of scopectl's",
-                config.env
-            ),
-            "pki status reads an AWS env's state store",
-        )
-        .into());
-    }
+    super::require_own_pki(&config, "pki status reads an AWS env's state store")?;
     let aws = connect(&config).await;
     let prefix = aws.pki_prefix();
     let mut names: Vec<String> = pki::CAS

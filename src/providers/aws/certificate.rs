@@ -27,17 +27,7 @@ async fn extra_names(aws: &Aws, r: &Resource) -> Result<Vec<String>, ProviderErr
                 .filter_map(|d| d.dns_name().map(str::to_string)),
         );
     }
-    let masters: Vec<String> = r
-        .props
-        .get("masters")
-        .map(|v| {
-            v.as_list()
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let masters = string_list(r, "masters");
     if !masters.is_empty() {
         let ids = &masters;
         let out = read_existing(|| async move {
@@ -75,17 +65,7 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
             .next()
             .ok_or_else(|| ProviderError::fatal(format!("{ca_name} holds no key")))?,
     };
-    let mut sans: Vec<String> = r
-        .props
-        .get("sans")
-        .map(|v| {
-            v.as_list()
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut sans = string_list(r, "sans");
     sans.extend(extra_names(aws, r).await?);
     sans.sort();
     sans.dedup();
@@ -102,4 +82,18 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
     )
     .await?;
     Ok(name)
+}
+
+/// A list prop's strings (resolved references are strings by now).
+fn string_list(r: &Resource, key: &str) -> Vec<String> {
+    r.props
+        .get(key)
+        .map(|v| {
+            v.as_list()
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
