@@ -4,7 +4,7 @@
 
 use aws_sdk_ec2::types::Instance;
 
-use super::{classify, pki_store, read_existing, str_prop, Aws};
+use super::{classify, pki_store, read_existing, str_list_prop, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Resource, Value};
 use crate::pki;
@@ -27,7 +27,7 @@ async fn extra_names(aws: &Aws, r: &Resource) -> Result<Vec<String>, ProviderErr
                 .filter_map(|d| d.dns_name().map(str::to_string)),
         );
     }
-    let masters = string_list(r, "masters");
+    let masters = str_list_prop(&r.props, "masters");
     if !masters.is_empty() {
         let ids = &masters;
         let out = read_existing(|| async move {
@@ -65,7 +65,7 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
             .next()
             .ok_or_else(|| ProviderError::fatal(format!("{ca_name} holds no key")))?,
     };
-    let mut sans = string_list(r, "sans");
+    let mut sans = str_list_prop(&r.props, "sans");
     sans.extend(extra_names(aws, r).await?);
     sans.sort();
     sans.dedup();
@@ -82,18 +82,4 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
     )
     .await?;
     Ok(name)
-}
-
-/// A list prop's strings (resolved references are strings by now).
-fn string_list(r: &Resource, key: &str) -> Vec<String> {
-    r.props
-        .get(key)
-        .map(|v| {
-            v.as_list()
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::{IamInstanceProfileSpecification, Instance, ResourceType};
 use base64::Engine as _;
 
-use super::{classify, owned_id, read, read_existing, str_prop, tag, Aws};
+use super::{classify, owned_id, read, read_existing, str_list_prop, str_prop, tag, Aws};
 use crate::apply::{ErrorKind, ProviderError};
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
@@ -114,14 +114,7 @@ pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderErr
 pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
     let text = str_prop(&r.props, "user_data_text")?;
     let digest = str_prop(&r.props, "user_data")?;
-    let groups: Vec<String> = r
-        .props
-        .get("security_groups")
-        .map(Value::as_list)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
+    let groups = str_list_prop(&r.props, "security_groups");
     let instance_type = str_prop(&r.props, "instance_type")?;
     let result = aws
         .ec2

@@ -9,7 +9,7 @@ use aws_sdk_elasticloadbalancing::types::{
     LoadBalancerDescription, Tag,
 };
 
-use super::{classify, owned_id, read, str_prop, Aws};
+use super::{classify, owned_id, read, str_list_prop, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, Value};
 
@@ -212,16 +212,6 @@ pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderErr
     Ok(found.then_some(name))
 }
 
-fn list(r: &Resource, key: &str) -> Vec<String> {
-    r.props
-        .get(key)
-        .map(Value::as_list)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect()
-}
-
 fn int(m: &BTreeMap<String, Value>, key: &str) -> i32 {
     m.get(key).and_then(Value::as_int).unwrap_or_default() as i32
 }
@@ -260,8 +250,8 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
         .create_load_balancer()
         .load_balancer_name(&name)
         .set_listeners(Some(listeners))
-        .set_subnets(Some(list(r, "subnets")))
-        .set_security_groups(Some(list(r, "security_groups")))
+        .set_subnets(Some(str_list_prop(&r.props, "subnets")))
+        .set_security_groups(Some(str_list_prop(&r.props, "security_groups")))
         .set_tags(Some(tags));
     if str_prop(&r.props, "scheme")? == "internal" {
         call = call.scheme("internal");
@@ -345,14 +335,8 @@ pub async fn update(
     name: &str,
     before: &Props,
 ) -> Result<(), ProviderError> {
-    let had: Vec<String> = before
-        .get("subnets")
-        .map(Value::as_list)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    let want = list(r, "subnets");
+    let had = str_list_prop(before, "subnets");
+    let want = str_list_prop(&r.props, "subnets");
     let attach: Vec<String> = want.iter().filter(|s| !had.contains(s)).cloned().collect();
     let detach: Vec<String> = had.iter().filter(|s| !want.contains(s)).cloned().collect();
     if !attach.is_empty() {
@@ -380,7 +364,7 @@ pub async fn update(
         aws.elb
             .apply_security_groups_to_load_balancer()
             .load_balancer_name(name)
-            .set_security_groups(Some(list(r, "security_groups")))
+            .set_security_groups(Some(str_list_prop(&r.props, "security_groups")))
             .send()
             .await
             .map_err(|e| classify("ApplySecurityGroupsToLoadBalancer", e))?;

@@ -38,7 +38,7 @@ use backon::{ExponentialBuilder, Retryable};
 
 use crate::apply::{ErrorKind, Provider, ProviderError};
 use crate::model::{
-    Actual, Kind, Observed, Owner, Props, Resource, ResourceId, TAG_ENV, TAG_ID, TAG_PROJECT,
+    Actual, Kind, Observed, Owner, Props, Resource, ResourceId, Value, TAG_ENV, TAG_ID, TAG_PROJECT,
 };
 
 /// Clients for one region, and whose resources they act on.
@@ -280,6 +280,18 @@ pub(crate) fn str_prop(props: &Props, key: &str) -> Result<String, ProviderError
         .and_then(|v| v.as_str())
         .map(str::to_string)
         .ok_or_else(|| ProviderError::fatal(format!("missing `{key}`")))
+}
+
+/// A list prop's strings (references are resolved to physical ids by now);
+/// empty when the prop is absent.
+pub(crate) fn str_list_prop(props: &Props, key: &str) -> Vec<String> {
+    props
+        .get(key)
+        .map(Value::as_list)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 pub(crate) fn observed(id: ResourceId, physical_id: impl Into<String>, props: Props) -> Observed {
