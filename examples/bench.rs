@@ -3,7 +3,7 @@
 //!
 //!     scripts/bench [--latency-ms 50] [--zones 3] [--placement beside-database|peered] [--nodes 3]
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -8,8 +8,17 @@ read-back helpers for the tests. Talks to the emulator at AWS_ENDPOINT_URL.
                                                      a Service's classic ELB and its k8s-elb-* group
   sandbox.py plant-instance --subnet S [--sg G] [--public]   an instance
   sandbox.py snapshot                                everything, as JSON
+  sandbox.py moto --port P                           the emulator, until standard input closes
+  sandbox.py serve                                   the commands above, one JSON line each on
+                                                     standard input, answered on standard output
+
+SCOPECTL_MOTO_ACCOUNT=123456789012 picks the emulator's account (moto's
+x-moto-account-id header), so tests sharing one emulator never see each
+other's resources.
 """
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -17,15 +26,31 @@ import sys
 import boto3
 
 REGION = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+# One boto3 client per (service, account, endpoint): `serve` answers many
+# commands in one process, and building a client costs more than most calls.
+_CLIENTS = {}
+
+
+def client(service):
+    account = os.environ.get("SCOPECTL_MOTO_ACCOUNT")
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    key = (service, account, endpoint)
+    if key not in _CLIENTS:
+        c = boto3.client(service, region_name=REGION, endpoint_url=endpoint)
+        if account:
+            def add_header(request, **_kw):
+                request.headers["x-moto-account-id"] = account
+            c.meta.events.register("before-sign.*.*", add_header)
+        _CLIENTS[key] = c
+    return _CLIENTS[key]
 
 
 def clients():
-    kw = dict(region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    return boto3.client("ec2", **kw), boto3.client("rds", **kw)
+    return client("ec2"), client("rds")
 
 
 def elb_client():
-    return boto3.client("elb", region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    return client("elb")
 
 
 def default_vpc(ec2):
@@ -191,7 +216,7 @@ def snapshot(_args):
 
 
 def iam_client():
-    return boto3.client("iam", region_name=REGION, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    return client("iam")
 
 
 def roles():
@@ -220,6 +245,58 @@ def load_balancers():
             for lb in lbs]
 
 
+def moto(args):
+    """The emulator in this process, stopped when standard input closes: a
+    test harness that dies, however it dies, takes the emulator with it."""
+    import functools
+    import logging
+
+    import moto.backends
+    import moto.core.responses
+    from moto.server import ThreadedMotoServer
+
+    # Work moto repeats on every request, done once (same answers, a third
+    # less CPU in the test suite): the list of its service packages (a
+    # directory scan, under the dispatcher's lock), each response class's
+    # method names (inspect.getmembers), and a log line per request.
+    modules = tuple(moto.backends.list_of_moto_modules())
+    moto.backends.list_of_moto_modules = lambda: modules
+    moto.core.responses.method_names_from_class = functools.lru_cache(maxsize=None)(
+        moto.core.responses.method_names_from_class)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+    server.start()
+    print("ready", flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+def serve(parser):
+    """Answers commands read from standard input, one JSON line each
+    ({"account": ..., "args": [...]}), with one JSON line each ({"ok": ...,
+    "out": ...}): boto3 is imported once, not once per check."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        if req.get("account"):
+            os.environ["SCOPECTL_MOTO_ACCOUNT"] = req["account"]
+        else:
+            os.environ.pop("SCOPECTL_MOTO_ACCOUNT", None)
+        out = io.StringIO()
+        try:
+            args = parser.parse_args(req["args"])
+            with contextlib.redirect_stdout(out):
+                args.func(args)
+            answer = {"ok": True, "out": out.getvalue()}
+        except SystemExit as e:
+            answer = {"ok": False, "out": out.getvalue(), "err": f"exit {e.code}"}
+        except Exception as e:  # reported to the test, which fails with it
+            answer = {"ok": False, "out": out.getvalue(), "err": f"{type(e).__name__}: {e}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -245,7 +322,13 @@ def main():
     a.add_argument("--public", action="store_true")
     a.set_defaults(func=plant_instance)
     sub.add_parser("snapshot").set_defaults(func=snapshot)
+    a = sub.add_parser("moto")
+    a.add_argument("--port", type=int, required=True)
+    a.set_defaults(func=moto)
+    sub.add_parser("serve").set_defaults(func=lambda _args: serve(p))
     args = p.parse_args()
+    if args.cmd == "moto":
+        return moto(args)
     if "AWS_ENDPOINT_URL" not in os.environ:
         sys.exit("AWS_ENDPOINT_URL is not set: this script only talks to the local emulator")
     args.func(args)

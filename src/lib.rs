@@ -16,4 +16,5 @@ pub mod plan;
 pub mod providers;
 pub mod render;
 pub mod teardown;
+pub mod timing;
 pub mod ui;

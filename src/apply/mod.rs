@@ -125,11 +125,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
+        let t = crate::timing::Timing::current();
         Options {
             concurrency: 8,
             max_attempts: 8,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(5),
+            min_delay: t.min_delay,
+            max_delay: t.max_delay,
             tolerate_dependencies: false,
         }
     }

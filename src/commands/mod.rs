@@ -32,6 +32,8 @@ pub struct Ctx {
 }
 
 pub async fn run(cli: Cli) -> Result<u8> {
+    // Before anything waits: a bad value is a usage error, nothing touched.
+    crate::timing::Timing::from_env()?.install();
     let color =
         !cli.no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
     let ctx = Ctx {

@@ -35,7 +35,7 @@ impl Default for TeardownOptions {
         TeardownOptions {
             deadline: Duration::from_secs(20 * 60),
             max_stalls: 5,
-            pause: Duration::from_secs(2),
+            pause: crate::timing::Timing::current().teardown_pause,
             apply: Options {
                 tolerate_dependencies: true,
                 ..Options::default()

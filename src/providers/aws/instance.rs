@@ -171,7 +171,8 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
         .await
         .map_err(|e| classify("TerminateInstances", e))?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut delay = Duration::from_millis(200);
+    let timing = crate::timing::Timing::current();
+    let mut delay = timing.next(timing.min_delay);
     loop {
         let out = read_existing(|| async move {
             aws.ec2
@@ -205,6 +206,6 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
             ));
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        delay = timing.next(delay);
     }
 }

@@ -212,11 +212,13 @@ impl Aws {
     }
 }
 
-/// Jittered exponential backoff for reads: 100 ms doubling to 5 s, 8 retries.
+/// Jittered exponential backoff for reads: 100 ms doubling to 5 s (see
+/// `timing`), 8 retries.
 fn backoff() -> ExponentialBuilder {
+    let t = crate::timing::Timing::current();
     ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
+        .with_min_delay(t.min_delay)
+        .with_max_delay(t.max_delay)
         .with_max_times(8)
         .with_jitter()
 }

@@ -89,7 +89,8 @@ pub async fn update(
 /// DNS resolution on both sides (AWS refuses the options before that).
 pub async fn converge(aws: &Aws, r: &Resource, id: &str) -> Result<(), ProviderError> {
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut delay = Duration::from_millis(100);
+    let timing = crate::timing::Timing::current();
+    let mut delay = timing.min_delay;
     loop {
         let out = read_existing(|| async move {
             aws.ec2
@@ -134,7 +135,7 @@ pub async fn converge(aws: &Aws, r: &Resource, id: &str) -> Result<(), ProviderE
             ));
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        delay = timing.next(delay);
     }
     let want = r
         .props

@@ -2,7 +2,7 @@
 //! needlessly, rotated (leaves; the CA in three stages), read back as a
 //! kubeconfig, kept or deleted by `down`, and never printed.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! not one network connection: the recording proxy sees no call and no
 //! connection, and neither does the listener behind it.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -63,7 +63,7 @@ pub enum Fault {
     DropBefore,
     /// The request is applied, then the connection closes unanswered.
     DropAfter,
-    /// Up to half a second more.
+    /// Up to `Faults::max_latency` more.
     Latency,
     /// A just-created resource named in the request is not found yet.
     NotYetVisible,
@@ -92,11 +92,16 @@ pub struct Faults {
     /// Also fault the first call of every (service, action), so every kind
     /// of call is hit whatever the seed.
     pub first_of_each_action: bool,
+    /// The longest delay a `Latency` fault adds (it adds a fifth to all of it).
+    pub max_latency: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct ProxyConfig {
     pub upstream: Option<SocketAddr>,
+    /// The emulator's account to act in (`x-moto-account-id` on every
+    /// request sent upstream): tests sharing one emulator stay apart.
+    pub account: Option<String>,
     pub latency: Duration,
     pub strict: bool,
     /// How long terminated instances and deleted ELBs keep their dependants.
@@ -365,7 +370,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// splitmix64: a fault sequence that a seed reproduces.
-fn mix(mut x: u64) -> u64 {
+pub fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -438,7 +443,9 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
                     ),
                     Fault::DropBefore => Verdict::Drop(kind),
                     Fault::Latency => {
-                        tokio::time::sleep(Duration::from_millis(100 + (r >> 40) % 400)).await;
+                        let max = f.max_latency.as_millis().max(5) as u64;
+                        let ms = max / 5 + (r >> 40) % (max - max / 5);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
                         Verdict::Forward
                     }
                     _ => Verdict::Forward,
@@ -455,7 +462,11 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
                 }
             }
         }
-        let upstream = config.upstream.expect("an upstream address");
+        let upstream = Upstream {
+            addr: config.upstream.expect("an upstream address"),
+            account: config.account.clone(),
+        };
+        let upstream = &upstream;
         if matches!(verdict, Verdict::Forward) && config.strict {
             if let Some((code, message)) =
                 rules::check(&req, &action, upstream, ctl, config.hold).await
@@ -665,15 +676,30 @@ fn response(status: u16, service: &str, body: &[u8]) -> Vec<u8> {
     )
 }
 
+/// Where requests go: the emulator, and the account in it.
+#[derive(Clone, Debug)]
+pub(crate) struct Upstream {
+    pub addr: SocketAddr,
+    pub account: Option<String>,
+}
+
 /// Sends the request upstream on a fresh connection. Returns the status, the
 /// body as text, and the response rewritten for a kept-alive client.
-async fn forward(req: &Request, upstream: SocketAddr) -> std::io::Result<(u16, String, Vec<u8>)> {
-    let mut up = TcpStream::connect(upstream).await?;
+async fn forward(req: &Request, upstream: &Upstream) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut up = TcpStream::connect(upstream.addr).await?;
+    let account = upstream
+        .account
+        .as_ref()
+        .map(|a| format!("x-moto-account-id: {a}"));
     let mut head: Vec<&str> = req
         .head
         .lines()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("connection:") && !l.starts_with("x-moto-account-id:")
+        })
         .collect();
+    head.extend(account.as_deref());
     head.push("Connection: close");
     let mut out = head.join("\r\n").into_bytes();
     out.extend_from_slice(b"\r\n\r\n");
@@ -699,7 +725,7 @@ async fn forward(req: &Request, upstream: SocketAddr) -> std::io::Result<(u16, S
 /// The proxy's own reads of the emulator's state: a query-protocol call,
 /// unsigned (moto does not check signatures), answered as XML text.
 pub(crate) async fn query(
-    upstream: SocketAddr,
+    upstream: &Upstream,
     service: &str,
     version: &str,
     params: &[(&str, &str)],
@@ -714,7 +740,8 @@ pub(crate) async fn query(
     };
     let head = format!(
         "POST / HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nX-Amz-Date: 20260101T000000Z\r\nContent-Length: {}",
-        body.len()
+        body.len(),
+        upstream = upstream.addr
     );
     let req = Request {
         head,

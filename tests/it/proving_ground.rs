@@ -3,7 +3,7 @@
 //! faults from a seed, and that can freeze after the k-th write so a test can
 //! SIGKILL scopectl at a known point.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -107,8 +107,9 @@ fn proxy_refuses_what_aws_refuses() {
     let sb = Sandbox::start();
     sb.prepare_db("rules-db");
     // Through the proxy, as any AWS client would be.
+    let hold = format!("{:.2}", support::HOLD.as_secs_f64() + 0.1);
     let out = sb.python_via_proxy(
-        r#"
+        &r#"
 import boto3, json, time
 ec2 = boto3.client("ec2")
 elb = boto3.client("elb")
@@ -135,12 +136,12 @@ r["vpc_with_contents"] = code(ec2.delete_vpc, VpcId=vpc)
 ec2.terminate_instances(InstanceIds=[inst])
 r["subnet_while_shutting_down"] = code(ec2.delete_subnet, SubnetId=subnet)
 elb.create_load_balancer(LoadBalancerName="lb", Subnets=[subnet], SecurityGroups=[referrer], Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 80, "InstancePort": 80}])
-time.sleep(2.2)
+time.sleep(HOLD_SECONDS)
 r["subnet_with_elb"] = code(ec2.delete_subnet, SubnetId=subnet)
 r["group_of_elb"] = code(ec2.delete_security_group, GroupId=referrer)
 elb.delete_load_balancer(LoadBalancerName="lb")
 r["group_while_elb_interfaces_linger"] = code(ec2.delete_security_group, GroupId=referrer)
-time.sleep(2.2)
+time.sleep(HOLD_SECONDS)
 r["group_after_linger"] = code(ec2.delete_security_group, GroupId=referrer)
 r["subnet_after_all"] = code(ec2.delete_subnet, SubnetId=subnet)
 r["unused_group"] = code(ec2.delete_security_group, GroupId=used)
@@ -150,7 +151,8 @@ t2 = ec2.create_route_table(VpcId=vpc, ClientToken="tok-1")["RouteTable"]["Route
 t3 = ec2.create_route_table(VpcId=vpc, ClientToken="tok-2")["RouteTable"]["RouteTableId"]
 r["client_token_replayed"] = "ok" if t1 == t2 and t1 != t3 else "no"
 print(json.dumps(r))
-"#,
+"#
+        .replace("HOLD_SECONDS", &hold),
     );
     let r: Value = serde_json::from_str(out.trim()).unwrap();
     for refused in [
@@ -339,6 +341,8 @@ fn faulted(seed: u64) -> ProxyConfig {
             rate: 0.25,
             invisible_for: 2,
             first_of_each_action: true,
+            // Slow enough to overlap other calls, no slower.
+            max_latency: Duration::from_millis(100),
         }),
         ..support::strict()
     }
@@ -445,50 +449,123 @@ fn kill_after_write(sb: &Sandbox, cfg: &Path, args: &[&str], k: u64) -> bool {
     killed
 }
 
-/// Kills `up` (SIGKILL) right after its k-th write reached AWS, for every k
-/// until an `up` runs to the end; each time the next `up` converges without
-/// duplicates (breaking the dead run's lock). Then `down` is killed after
-/// its k-th write too, and the next `down` leaves nothing owned.
-#[test]
-fn up_and_down_killed_after_every_write_converge() {
-    // Terminated instances hold their subnet for a second.
-    let sb = Sandbox::with(ProxyConfig {
-        hold: Duration::from_secs(1),
-        ..support::strict()
-    });
-    let env = "pg-crash";
-    sb.prepare_db("pg-crash-db");
+/// The write points a crash test tries, out of `total`: every one when
+/// `SCOPECTL_CRASH_POINTS=all` (`scripts/soak`), else `n` of them
+/// (`SCOPECTL_CRASH_POINTS=N`, default 6): always the first and the last,
+/// the rest drawn from `seed`.
+fn crash_points(total: u64, seed: u64, salt: u64) -> Vec<u64> {
+    let want = match std::env::var("SCOPECTL_CRASH_POINTS").as_deref() {
+        Ok("all") => return (1..=total).collect(),
+        Ok(n) => n
+            .parse::<u64>()
+            .unwrap_or_else(|_| panic!("SCOPECTL_CRASH_POINTS={n:?}: a number or `all`")),
+        Err(_) => 6,
+    };
+    let mut points = BTreeSet::from([1, total]);
+    let mut r = seed ^ salt;
+    while (points.len() as u64) < want.min(total) {
+        r = support::proxy::mix(r);
+        points.insert(1 + r % total);
+    }
+    points.into_iter().collect()
+}
+
+/// The seed of this run's sample: `SCOPECTL_SEED` replays one.
+fn seed() -> u64 {
+    match std::env::var("SCOPECTL_SEED") {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("SCOPECTL_SEED={s:?} is not a number")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64 % 1_000_000)
+            .unwrap_or(1),
+    }
+}
+
+/// Kills `up` (SIGKILL) right after its k-th write reached AWS, at a sample
+/// of the write points (every one in `scripts/soak`); each time the next `up`
+/// converges without duplicates (breaking the dead run's lock). Then `down`
+/// is killed after its k-th write, and the next `down` leaves nothing owned.
+fn killed_at_write_points_converge(placement: &str) {
+    let sb = Sandbox::start();
+    let env = format!("pg-crash-{placement}");
+    let env = env.as_str();
+    let db = format!("{env}-db");
+    sb.prepare_db(&db);
     // One master and one node keep the number of writes (and the run) small.
-    let text = peered(env, "pg-crash-db").replace(
-        "network.cidr = \"10.20.0.0/16\"",
-        "network.cidr = \"10.20.0.0/16\"\ncluster.nodes.count = 1",
-    );
+    let text = if placement == "peered" {
+        peered(env, &db).replace(
+            "network.cidr = \"10.20.0.0/16\"",
+            "network.cidr = \"10.20.0.0/16\"\ncluster.nodes.count = 1",
+        )
+    } else {
+        config_text(env, &db, "cluster.nodes.count = 1")
+    };
     let cfg = sb.config("scope.toml", &text);
+    let seed = seed();
+    eprintln!("crash points ({placement}): seed {seed} (replay with SCOPECTL_SEED={seed})");
     let started = Instant::now();
-    let (mut up_points, mut down_points, mut stale_locks) = (0, 0, 0);
-    for k in 1.. {
-        if !kill_after_write(&sb, &cfg, &["--env", env, "up", "--yes"], k) {
-            break;
+
+    // How many writes a whole `up` and a whole `down` make.
+    let before = sb.proxy.writes();
+    sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
+    let up_writes = sb.proxy.writes() - before;
+    assert_converged(&sb, &cfg, env);
+    let before = sb.proxy.writes();
+    sb.expect(0, &cfg, &["--env", env, "down", "--yes"]);
+    let down_writes = sb.proxy.writes() - before;
+    assert_nothing_owned(&sb, env);
+
+    let up_points = crash_points(up_writes, seed, 1);
+    let down_points = crash_points(down_writes, seed, 2);
+    let mut stale_locks = 0;
+    for i in 0..up_points.len().max(down_points.len()) {
+        let up = ["--env", env, "up", "--yes"];
+        if let Some(&k) = up_points.get(i) {
+            assert!(
+                kill_after_write(&sb, &cfg, &up, k),
+                "up ended before its write {k} of {up_writes} (seed {seed})"
+            );
         }
-        up_points += 1;
-        let (_, err) = sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
+        let (_, err) = sb.expect(0, &cfg, &up);
         if err.contains("breaking a stale lock") {
             stale_locks += 1;
         }
         assert_converged(&sb, &cfg, env);
-        if kill_after_write(&sb, &cfg, &["--env", env, "down", "--yes"], k) {
-            down_points += 1;
+        let down = ["--env", env, "down", "--yes"];
+        if let Some(&k) = down_points.get(i) {
+            assert!(
+                kill_after_write(&sb, &cfg, &down, k),
+                "down ended before its write {k} of {down_writes} (seed {seed})"
+            );
         }
-        sb.expect(0, &cfg, &["--env", env, "down", "--yes"]);
+        sb.expect(0, &cfg, &down);
         assert_nothing_owned(&sb, env);
     }
     eprintln!(
-        "crash points: up killed after write 1..={up_points}, down after write 1..={down_points}; {stale_locks} stale locks broken; {:.1}s",
+        "crash points ({placement}, seed {seed}): up killed after writes {up_points:?} of {up_writes}, down after {down_points:?} of {down_writes}: {} points; {stale_locks} stale locks broken; {:.1}s",
+        up_points.len() + down_points.len(),
         started.elapsed().as_secs_f64()
     );
-    assert!(up_points >= 20, "only {up_points} crash points in up");
-    assert!(down_points >= 20, "only {down_points} crash points in down");
+    assert!(up_writes >= 20, "only {up_writes} writes in up");
+    assert!(down_writes >= 20, "only {down_writes} writes in down");
+    assert!(
+        up_points.len() + down_points.len() >= 12,
+        "only {} crash points",
+        up_points.len() + down_points.len()
+    );
     assert!(stale_locks > 0);
+}
+
+#[test]
+fn peered_up_and_down_killed_at_write_points_converge() {
+    killed_at_write_points_converge("peered");
+}
+
+#[test]
+fn beside_up_and_down_killed_at_write_points_converge() {
+    killed_at_write_points_converge("beside");
 }
 
 #[test]

@@ -2,10 +2,9 @@
 //! emulator's state (with the proxy's own unsigned Describe calls) before the
 //! request is forwarded, and returns the refusal AWS would give.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{query, until, Control, Request};
+use super::{query, until, Control, Request, Upstream};
 
 const EC2: &str = "2016-11-15";
 const ELB: &str = "2012-06-01";
@@ -95,8 +94,14 @@ fn all_items<'a>(doc: &'a roxmltree::Document<'a>, set: &str) -> Vec<roxmltree::
         .collect()
 }
 
-async fn ec2(upstream: SocketAddr, action: &str) -> Option<String> {
-    match query(upstream, "ec2", EC2, &[("Action", action)]).await {
+async fn ec2(upstream: &Upstream, action: &str) -> Option<String> {
+    ec2_with(upstream, action, &[]).await
+}
+
+async fn ec2_with(upstream: &Upstream, action: &str, extra: &[(&str, &str)]) -> Option<String> {
+    let mut params = vec![("Action", action)];
+    params.extend_from_slice(extra);
+    match query(upstream, "ec2", EC2, &params).await {
         Ok(t) => Some(t),
         Err(e) => {
             eprintln!("proxy: {action}: {e}");
@@ -105,8 +110,19 @@ async fn ec2(upstream: SocketAddr, action: &str) -> Option<String> {
     }
 }
 
-async fn instances(upstream: SocketAddr) -> Vec<Instance> {
-    let Some(xml) = ec2(upstream, "DescribeInstances").await else {
+/// Instances not yet terminated: terminated ones hold nothing (the `hold`
+/// records stand in for AWS's `shutting-down`), and moto keeps every one it
+/// ever ran, so an unfiltered describe grows with each test step.
+async fn instances(upstream: &Upstream) -> Vec<Instance> {
+    let live_states = [
+        ("Filter.1.Name", "instance-state-name"),
+        ("Filter.1.Value.1", "pending"),
+        ("Filter.1.Value.2", "running"),
+        ("Filter.1.Value.3", "shutting-down"),
+        ("Filter.1.Value.4", "stopping"),
+        ("Filter.1.Value.5", "stopped"),
+    ];
+    let Some(xml) = ec2_with(upstream, "DescribeInstances", &live_states).await else {
         return Vec::new();
     };
     let Ok(doc) = roxmltree::Document::parse(&xml) else {
@@ -133,7 +149,7 @@ async fn instances(upstream: SocketAddr) -> Vec<Instance> {
 /// Interfaces that still exist in AWS: moto keeps a terminated instance's
 /// primary interface, which AWS deletes with the instance (the `shutting-down`
 /// hold covers the time it takes).
-async fn interfaces(upstream: SocketAddr) -> Vec<Interface> {
+async fn interfaces(upstream: &Upstream) -> Vec<Interface> {
     let running: Vec<String> = instances(upstream)
         .await
         .into_iter()
@@ -149,7 +165,7 @@ async fn interfaces(upstream: SocketAddr) -> Vec<Interface> {
         .collect()
 }
 
-async fn all_interfaces(upstream: SocketAddr) -> Vec<Interface> {
+async fn all_interfaces(upstream: &Upstream) -> Vec<Interface> {
     let Some(xml) = ec2(upstream, "DescribeNetworkInterfaces").await else {
         return Vec::new();
     };
@@ -174,7 +190,7 @@ async fn all_interfaces(upstream: SocketAddr) -> Vec<Interface> {
         .collect()
 }
 
-async fn groups(upstream: SocketAddr) -> Vec<Group> {
+async fn groups(upstream: &Upstream) -> Vec<Group> {
     let Some(xml) = ec2(upstream, "DescribeSecurityGroups").await else {
         return Vec::new();
     };
@@ -202,7 +218,7 @@ async fn groups(upstream: SocketAddr) -> Vec<Group> {
         .collect()
 }
 
-async fn load_balancers(upstream: SocketAddr) -> Vec<LoadBalancer> {
+async fn load_balancers(upstream: &Upstream) -> Vec<LoadBalancer> {
     let xml = match query(
         upstream,
         "elasticloadbalancing",
@@ -240,7 +256,7 @@ async fn load_balancers(upstream: SocketAddr) -> Vec<LoadBalancer> {
 
 /// Ids listed under `set/item/field` in a whole-account Describe.
 async fn ids_in(
-    upstream: SocketAddr,
+    upstream: &Upstream,
     action: &str,
     set: &str,
     pick: fn(roxmltree::Node) -> Option<(String, String)>,
@@ -273,7 +289,7 @@ fn dependency(message: String) -> Option<(&'static str, String)> {
 pub(crate) async fn check(
     req: &Request,
     action: &str,
-    upstream: SocketAddr,
+    upstream: &Upstream,
     ctl: &Control,
     _hold: Duration,
 ) -> Option<(&'static str, String)> {
@@ -480,7 +496,7 @@ pub(crate) async fn check(
 pub(crate) async fn before_forward(
     req: &Request,
     action: &str,
-    upstream: SocketAddr,
+    upstream: &Upstream,
     ctl: &Control,
     hold: Duration,
 ) {

@@ -4,9 +4,12 @@
 
 pub mod proxy;
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use proxy::{Call, Proxy, ProxyConfig};
@@ -43,12 +46,25 @@ pub fn binary() -> PathBuf {
     }
 }
 
+/// How long the strict proxy keeps a terminated instance's or a deleted
+/// ELB's subnets and groups: long enough that `down` meets the refusal and
+/// waits it out in a later wave (scopectl pauses `TEARDOWN_PAUSE` between
+/// waves), short enough that no test idles.
+pub const HOLD: Duration = Duration::from_millis(500);
+
+/// scopectl's own waits in tests: retries start at 20 ms and stop doubling at
+/// 500 ms; teardown waves pause 150 ms. The logic (backoff, waves) is the same
+/// as with AWS's defaults; only the clock is faster.
+pub const RETRY_MIN_DELAY: &str = "20ms";
+pub const RETRY_MAX_DELAY: &str = "500ms";
+pub const TEARDOWN_PAUSE: &str = "150ms";
+
 /// The proxy as strict as AWS: dependency rules, and terminated instances and
-/// deleted load balancers holding their subnets and groups for two seconds.
+/// deleted load balancers holding their subnets and groups for [`HOLD`].
 pub fn strict() -> ProxyConfig {
     ProxyConfig {
         strict: true,
-        hold: Duration::from_secs(2),
+        hold: HOLD,
         ..ProxyConfig::default()
     }
 }
@@ -61,10 +77,82 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One emulator and one proxy, stopped on drop.
+/// One emulator and one helper process for the whole test binary: starting
+/// moto costs seconds of CPU, and tests keep apart by account (moto's
+/// `x-moto-account-id`), each its own default VPC and nothing else in
+/// common. Both children read their standard input until it closes, so they
+/// end with the test binary however it ends.
+struct Shared {
+    moto_addr: SocketAddr,
+    _moto: Child,
+    helper: Mutex<Helper>,
+}
+
+/// `sandbox.py serve`: boto3 imported once, a JSON line per command.
+struct Helper {
+    _child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+static ACCOUNTS: AtomicU64 = AtomicU64::new(0);
+
+fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        let port = free_port();
+        let mut moto = Command::new(venv_bin("python"))
+            .arg(repo().join("scripts/sandbox.py"))
+            .args(["moto", "--port", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the emulator");
+        let mut ready = String::new();
+        BufReader::new(moto.stdout.take().expect("emulator stdout"))
+            .read_line(&mut ready)
+            .expect("the emulator starts");
+        assert_eq!(ready.trim(), "ready", "the emulator did not start");
+        let moto_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(moto_addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the emulator did not listen on {moto_addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut child = Command::new(venv_bin("python"))
+            .arg(repo().join("scripts/sandbox.py"))
+            .arg("serve")
+            .env("AWS_ENDPOINT_URL", format!("http://{moto_addr}"))
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start sandbox.py serve");
+        let helper = Helper {
+            stdin: child.stdin.take().expect("helper stdin"),
+            stdout: BufReader::new(child.stdout.take().expect("helper stdout")),
+            _child: child,
+        };
+        Shared {
+            moto_addr,
+            _moto: moto,
+            helper: Mutex::new(helper),
+        }
+    })
+}
+
+/// One account of the shared emulator and one proxy in front of it.
 pub struct Sandbox {
-    moto: Child,
     pub moto_addr: SocketAddr,
+    /// The emulator's account this sandbox lives in.
+    pub account: String,
     pub proxy: Proxy,
     pub dir: tempfile::TempDir,
 }
@@ -83,29 +171,19 @@ impl Sandbox {
     }
 
     pub fn with(config: ProxyConfig) -> Sandbox {
-        let port = free_port();
-        let moto = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let moto_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(moto_addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start on {moto_addr}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let moto_addr = shared().moto_addr;
+        let account = format!(
+            "{:012}",
+            200_000_000_000 + ACCOUNTS.fetch_add(1, Ordering::SeqCst)
+        );
         let proxy = Proxy::spawn(ProxyConfig {
             upstream: Some(moto_addr),
+            account: Some(account.clone()),
             ..config
         });
         Sandbox {
-            moto,
             moto_addr,
+            account,
             proxy,
             dir: tempfile::tempdir().unwrap(),
         }
@@ -123,6 +201,9 @@ impl Sandbox {
             .env_remove("AWS_PROFILE")
             .env_remove("SCOPECTL_ENV")
             .env_remove("SCOPECTL_CONFIG")
+            .env("SCOPECTL_RETRY_MIN_DELAY", RETRY_MIN_DELAY)
+            .env("SCOPECTL_RETRY_MAX_DELAY", RETRY_MAX_DELAY)
+            .env("SCOPECTL_TEARDOWN_PAUSE", TEARDOWN_PAUSE)
             .env("NO_COLOR", "1");
     }
 
@@ -161,31 +242,38 @@ impl Sandbox {
         (out, err)
     }
 
+    /// Runs a `scripts/sandbox.py` command against this sandbox's account
+    /// of the emulator (directly, not through the proxy: the harness's calls
+    /// are not scopectl's), in the shared helper process.
     pub fn python(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new(venv_bin("python"));
-        self.aws_env(&mut cmd);
-        // The harness talks to moto directly: its calls are not scopectl's.
-        cmd.env("AWS_ENDPOINT_URL", format!("http://{}", self.moto_addr));
-        let out = cmd
-            .arg(repo().join("scripts/sandbox.py"))
-            .args(args)
-            .output()
-            .expect("run sandbox.py");
+        let mut helper = shared().helper.lock().unwrap_or_else(|e| e.into_inner());
+        let req = serde_json::json!({"account": self.account, "args": args});
+        writeln!(helper.stdin, "{req}").expect("write to sandbox.py serve");
+        helper.stdin.flush().expect("flush sandbox.py serve");
+        let mut line = String::new();
+        helper
+            .stdout
+            .read_line(&mut line)
+            .expect("read from sandbox.py serve");
+        let answer: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("sandbox.py {args:?}: {e}: {line:?}"));
         assert!(
-            out.status.success(),
+            answer["ok"] == true,
             "sandbox.py {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            answer["err"]
         );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        answer["out"].as_str().unwrap_or_default().to_string()
     }
 
     /// Runs a Python snippet against moto directly (not through the proxy),
-    /// with boto3 from the emulator's virtualenv.
+    /// with boto3 from the emulator's virtualenv, in this sandbox's account.
     pub fn python_code(&self, code: &str, args: &[&str]) -> bool {
         let mut cmd = Command::new(venv_bin("python"));
         self.aws_env(&mut cmd);
         cmd.env("AWS_ENDPOINT_URL", format!("http://{}", self.moto_addr));
-        cmd.arg("-c").arg(code).args(args);
+        cmd.arg("-c")
+            .arg(account_prelude(&self.account) + code)
+            .args(args);
         cmd.status().expect("run python").success()
     }
 
@@ -230,11 +318,11 @@ impl Sandbox {
     }
 }
 
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = self.moto.kill();
-        let _ = self.moto.wait();
-    }
+/// Makes every boto3 client of a snippet talk to `account` of the emulator.
+fn account_prelude(account: &str) -> String {
+    format!(
+        "import boto3 as _b\n_s = _b.session.Session.client\ndef _c(self, *a, **k):\n    c = _s(self, *a, **k)\n    c.meta.events.register('before-sign.*.*', lambda request, **_: request.headers.__setitem__('x-moto-account-id', '{account}'))\n    return c\n_b.session.Session.client = _c\n_b.setup_default_session()\n"
+    )
 }
 
 /// The emulator's state as JSON (see scripts/sandbox.py snapshot).

@@ -2,7 +2,7 @@
 //! roles, the API and service load balancers, rolling replacement and
 //! scaling, read back from the emulator.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::{config_text, Sandbox, Snapshot};

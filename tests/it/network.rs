@@ -1,7 +1,7 @@
 //! The network layer end to end: the real binary against the emulator,
 //! checked by reading the emulator back.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::{config_text, Sandbox};

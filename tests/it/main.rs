@@ -1,0 +1,12 @@
+//! The integration tests, in one binary: one build and one link for all of
+//! them, one emulator they share (each test in its own account, see
+//! `support`), and the test harness's threads kept busy across every file.
+//! `cargo test --test it network::` runs one file's tests.
+
+mod support;
+
+mod compute;
+mod config_errors;
+mod network;
+mod pki;
+mod proving_ground;
