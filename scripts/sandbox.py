@@ -200,8 +200,9 @@ def snapshot(_args):
                        "type": i.get("InstanceType"), "image": i.get("ImageId"), "tags": tagmap(i),
                        "private_ip": i.get("PrivateIpAddress"),
                        "launched": i["LaunchTime"].isoformat() if i.get("LaunchTime") else None}
-                      for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
-                      if i["State"]["Name"] != "terminated"],
+                      for r in ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": [
+                          "pending", "running", "shutting-down", "stopping", "stopped"]}])["Reservations"]
+                      for i in r["Instances"]],
         "roles": roles(),
         "instance_profiles": [{"id": p["InstanceProfileName"], "path": p["Path"],
                                "roles": [r["RoleName"] for r in p.get("Roles", [])],
@@ -253,6 +254,8 @@ def moto(args):
 
     import moto.backends
     import moto.core.responses
+    from moto.ec2.models.core import TaggedEC2Resource
+    from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
     from moto.server import ThreadedMotoServer
 
     # Work moto repeats on every request, done once (same answers, a third
@@ -264,6 +267,18 @@ def moto(args):
     moto.core.responses.method_names_from_class = functools.lru_cache(maxsize=None)(
         moto.core.responses.method_names_from_class)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+    # An EC2 resource's tags by its id, as moto's own get_tags returns them
+    # (an exact resource-id match over every tag of the account): a lookup,
+    # not a scan, so a tag-filtered Describe no longer grows with the square
+    # of what the account ever held (the soak runs a hundred up/down cycles).
+    def get_tags(self):
+        if not self.id:
+            return []
+        rtype = EC2_PREFIX_TO_RESOURCE.get(get_prefix(self.id), "")
+        return [{"resource_id": self.id, "key": k, "value": v, "resource_type": rtype}
+                for k, v in self.ec2_backend.tags.get(self.id, {}).items()]
+    TaggedEC2Resource.get_tags = get_tags
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     print("ready", flush=True)
