@@ -349,12 +349,35 @@ fn faulted(seed: u64) -> ProxyConfig {
 }
 
 fn up_down_under_faults(seed: u64, env: &str, text: &str) {
-    let sb = Sandbox::with(faulted(seed));
+    // A third of all calls fail here, and a create step may need up to four
+    // writes (a role, its policy, a profile, the role in it) to go through in
+    // one of its eight attempts. Measured: with the tests' 20 ms retries a
+    // step ran out of attempts in about one run in three; with scopectl's
+    // default delays, in none of 14. This test keeps AWS's clock.
+    let sb = Sandbox::with(faulted(seed)).with_retry_delays(support::AWS_RETRY_DELAYS);
     sb.prepare_db(&format!("{env}-db"));
     let cfg = sb.config("scope.toml", text);
     let started = Instant::now();
     let mark = sb.mark();
-    sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
+    let (code, out, err) = sb.run(&cfg, &["--env", env, "up", "--yes"]);
+    if code != 0 {
+        let calls: Vec<String> = sb
+            .proxy
+            .calls
+            .all()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} {} {:?} {}",
+                    c.service, c.action, c.status, c.fault, c.names
+                )
+            })
+            .collect();
+        panic!(
+            "up exited {code}\n--- calls\n{}\n--- stdout\n{out}\n--- stderr\n{err}",
+            calls.join("\n")
+        );
+    }
     let up = sb.calls_since(mark);
     assert_converged(&sb, &cfg, env);
     let mark = sb.mark();

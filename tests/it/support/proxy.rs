@@ -37,6 +37,9 @@ pub struct Call {
     pub status: u16,
     /// The fault injected into this call, if any.
     pub fault: Option<Fault>,
+    /// The ids and names the request carries (`…Id=`, `…Name=`), to tell
+    /// one step's retries apart in a failure report.
+    pub names: String,
 }
 
 impl Call {
@@ -389,12 +392,20 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
     while let Some(req) = read_request(&mut client, &mut buf).await? {
         let config = ctl.config.lock().unwrap().clone();
         let (service, action) = (req.service(), req.action());
+        let names = req
+            .params()
+            .into_iter()
+            .filter(|(k, _)| k.ends_with("Id") || k.ends_with("Name"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let record = |status: u16, fault: Option<Fault>| {
             calls.push(Call {
                 service: service.clone(),
                 action: action.clone(),
                 status,
                 fault,
+                names: names.clone(),
             })
         };
         if ctl.frozen.load(Ordering::SeqCst) {
