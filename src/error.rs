@@ -66,6 +66,12 @@ fn hint(err: &anyhow::Error) -> Option<String> {
                 "wait for it to finish; if it is stale (the holder died), break it with `scopectl unlock --env <env> {}`",
                 info.id
             ))
+        } else if let Some(e) = c.downcast_ref::<crate::apply::ProviderError>() {
+            e.hint.clone()
+        } else if let Some(LockError::Unreadable { name, .. }) = c.downcast_ref::<LockError>() {
+            Some(format!(
+                "another tool or an older scopectl may have written it; look at it with `aws ssm get-parameter --name {name}`, and once no run is in progress delete it with `aws ssm delete-parameter --name {name}`"
+            ))
         } else {
             None
         }

@@ -36,6 +36,8 @@ pub struct ProviderError {
     /// The service's error code, when it gave one.
     pub code: Option<String>,
     pub message: String,
+    /// What the operator can do about it, when scopectl knows.
+    pub hint: Option<String>,
 }
 
 impl ProviderError {
@@ -44,11 +46,17 @@ impl ProviderError {
             kind,
             code,
             message: message.into(),
+            hint: None,
         }
     }
 
     pub fn fatal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Fatal, None, message)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 }
 

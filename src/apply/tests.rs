@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -364,4 +364,62 @@ async fn teardown_gives_up_without_progress() {
         panic!("{err}")
     };
     assert_eq!(remaining, [ResourceId::new(Kind::SecurityGroup, "elb")]);
+}
+
+/// A delete that fails (an error, not "not yet") does not stop `down`:
+/// everything that does not depend on it still goes, and every failure is
+/// reported at the end.
+#[tokio::test]
+async fn teardown_goes_on_past_a_failed_delete_and_reports_every_failure() {
+    let actual = applied(&desired(&example("staging"), &sample_facts()).unwrap());
+    let total = actual.resources.len();
+    let fake = Fake::default();
+    for address in ["elb/load-balancer/api", "iam/instance-profile/node"] {
+        fake.fault(address, &[ErrorKind::Fatal; 1000]);
+    }
+    *fake.state.lock().unwrap() = actual.resources.clone();
+    let owner = crate::model::Owner {
+        project: "scope".into(),
+        env: "staging".into(),
+    };
+    let o = TeardownOptions {
+        pause: Duration::from_millis(1),
+        max_stalls: 3,
+        apply: Options {
+            tolerate_dependencies: true,
+            ..opts(8)
+        },
+        ..TeardownOptions::default()
+    };
+    let err = teardown(&owner, &fake, None, &NoReporter, &o)
+        .await
+        .unwrap_err();
+    let TeardownError::Failed {
+        failures,
+        remaining,
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    let failed: Vec<String> = failures.iter().map(|(a, _)| a.to_string()).collect();
+    assert_eq!(
+        failed.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            &"elb/load-balancer/api".to_string(),
+            &"iam/instance-profile/node".to_string()
+        ]),
+        "{err}"
+    );
+    // Nothing in this fake depends on the two: all the rest went.
+    let left: Vec<String> = fake
+        .state
+        .lock()
+        .unwrap()
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(left.len(), 2, "of {total}, left: {left:?}");
+    assert_eq!(remaining.len(), 2, "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with("deleting 2 resources failed: "), "{text}");
 }

@@ -203,13 +203,17 @@ pub fn lock_info(command: &str) -> LockInfo {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "unknown".into());
+    let pid = std::process::id();
     LockInfo {
         id: id[..16].to_string(),
-        holder: format!("{user}@{host} (pid {})", std::process::id()),
+        holder: format!("{user}@{host} (pid {pid})"),
         host,
-        pid: std::process::id(),
+        pid,
         command: command.into(),
         started: humantime::format_rfc3339_seconds(now).to_string(),
+        boot_id: Procfs.boot_id(),
+        pid_namespace: Procfs.pid_namespace(),
+        start_time: Procfs.start_time(pid),
     }
 }
 
@@ -218,9 +222,7 @@ pub fn lock_info(command: &str) -> LockInfo {
 pub async fn acquire(aws: &Aws, info: &LockInfo, printer: &Printer) -> Result<()> {
     use crate::providers::aws::state::LockError;
     match aws.lock(info).await {
-        Err(LockError::Held(held))
-            if held.host == info.host && held.pid != info.pid && !pid_alive(held.pid) =>
-        {
+        Err(LockError::Held(held)) if holder_is_gone(&held, info, &Procfs) => {
             printer.info(&format!(
                 "warning: breaking a stale lock {} left by {} (process {} is gone)",
                 held.id, held.holder, held.pid
@@ -233,10 +235,57 @@ pub async fn acquire(aws: &Aws, info: &LockInfo, printer: &Printer) -> Result<()
     }
 }
 
-fn pid_alive(pid: u32) -> bool {
-    let proc = std::path::Path::new("/proc");
-    // Without /proc we cannot tell: assume alive (never break a live lock).
-    !proc.exists() || proc.join(pid.to_string()).exists()
+/// What this machine says about its processes.
+pub trait Processes {
+    fn boot_id(&self) -> Option<String>;
+    fn pid_namespace(&self) -> Option<String>;
+    /// When `pid` started (clock ticks since boot), or None if no such process.
+    fn start_time(&self, pid: u32) -> Option<u64>;
+}
+
+/// Linux's /proc.
+pub struct Procfs;
+
+impl Processes for Procfs {
+    fn boot_id(&self) -> Option<String> {
+        let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        Some(id.trim().to_string()).filter(|s| !s.is_empty())
+    }
+
+    fn pid_namespace(&self) -> Option<String> {
+        let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        Some(link.to_string_lossy().into_owned())
+    }
+
+    fn start_time(&self, pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Field 22; the command name (field 2) may hold spaces and parentheses.
+        let after = &stat[stat.rfind(')')? + 1..];
+        after.split_whitespace().nth(19)?.parse().ok()
+    }
+}
+
+/// A lock's holder is gone beyond doubt only when it ran on this machine
+/// (same host name and kernel boot), in this pid namespace (a container with
+/// the same host name sees other pids), and its pid is free or now belongs to
+/// a process that started later. Anything unknown counts as alive: a live
+/// lock is never broken.
+pub fn holder_is_gone(held: &LockInfo, me: &LockInfo, procs: &impl Processes) -> bool {
+    let same = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
+    if held.host != me.host
+        || held.pid == me.pid
+        || !same(&held.boot_id, &me.boot_id)
+        || !same(&held.pid_namespace, &me.pid_namespace)
+    {
+        return false;
+    }
+    let Some(started) = held.start_time else {
+        return false;
+    };
+    match procs.start_time(held.pid) {
+        None => true,
+        Some(now) => now != started,
+    }
 }
 
 /// `name  dns-name` lines for the env's load balancers, from an observation.
@@ -260,5 +309,80 @@ pub fn emit_plan(printer: &Printer, plan: &Plan) {
     match printer.output {
         Output::Json => printer.json(plan),
         Output::Human => printer.data(&crate::ui::render_plan(plan, printer.color)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake(Option<u64>);
+
+    impl Processes for Fake {
+        fn boot_id(&self) -> Option<String> {
+            Some("boot-1".into())
+        }
+        fn pid_namespace(&self) -> Option<String> {
+            Some("pid:[1]".into())
+        }
+        fn start_time(&self, _pid: u32) -> Option<u64> {
+            self.0
+        }
+    }
+
+    fn lock(pid: u32, boot: &str, ns: &str, start: Option<u64>) -> LockInfo {
+        LockInfo {
+            id: format!("id-{pid}"),
+            holder: "me".into(),
+            host: "laptop".into(),
+            pid,
+            command: "up".into(),
+            started: "2026-11-26T00:00:00Z".into(),
+            boot_id: Some(boot.into()),
+            pid_namespace: Some(ns.into()),
+            start_time: start,
+        }
+    }
+
+    #[test]
+    fn only_a_holder_gone_from_this_machine_boot_and_namespace_is_stale() {
+        let me = lock(2, "boot-1", "pid:[1]", Some(500));
+        let dead = lock(1, "boot-1", "pid:[1]", Some(100));
+        assert!(holder_is_gone(&dead, &me, &Fake(None)), "pid free");
+        assert!(holder_is_gone(&dead, &me, &Fake(Some(400))), "pid reused");
+        assert!(
+            !holder_is_gone(&dead, &me, &Fake(Some(100))),
+            "still running"
+        );
+        // A container with the same host name: its pids are not ours to see.
+        let container = lock(1, "boot-1", "pid:[2]", Some(100));
+        assert!(!holder_is_gone(&container, &me, &Fake(None)));
+        // Another machine with the same host name, or this one before a reboot.
+        let other_boot = lock(1, "boot-0", "pid:[1]", Some(100));
+        assert!(!holder_is_gone(&other_boot, &me, &Fake(None)));
+        // A lock from before these fields: never taken over.
+        let old = LockInfo {
+            boot_id: None,
+            pid_namespace: None,
+            start_time: None,
+            ..dead.clone()
+        };
+        assert!(!holder_is_gone(&old, &me, &Fake(None)));
+        let other_host = LockInfo {
+            host: "ci".into(),
+            ..dead
+        };
+        assert!(!holder_is_gone(&other_host, &me, &Fake(None)));
+    }
+
+    #[test]
+    fn this_process_is_found_in_proc() {
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return;
+        }
+        let me = Procfs.start_time(std::process::id());
+        assert!(me.is_some_and(|t| t > 0), "{me:?}");
+        assert!(Procfs.boot_id().is_some());
+        assert!(Procfs.pid_namespace().is_some());
     }
 }

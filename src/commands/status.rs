@@ -18,7 +18,8 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         return Ok(EXIT_OK);
     }
     let aws = connect(&config).await;
-    let (actual, lock) = futures::try_join!(aws.observe(), aws.read_lock())?;
+    let (actual, lock) = futures::join!(aws.observe(), aws.read_lock());
+    let (actual, lock) = (actual?, lock?);
     if printer.output == Output::Json {
         let resources: Vec<_> = actual
             .resources

@@ -65,10 +65,12 @@ pub enum TeardownError {
         deadline: Duration,
         remaining: Vec<ResourceId>,
     },
-    #[error("deleting {address} failed: {message}")]
+    #[error("deleting {} failed: {}{}", plural(failures.len()), failures.iter().map(|(a, m)| format!("{a}: {m}")).collect::<Vec<_>>().join("; "), if remaining.is_empty() { String::new() } else { format!("; {} resources remain: {}", remaining.len(), list(remaining)) })]
     Failed {
-        address: ResourceId,
-        message: String,
+        /// Every delete that failed, in the order they failed: teardown went
+        /// on with everything else.
+        failures: Vec<(ResourceId, String)>,
+        remaining: Vec<ResourceId>,
     },
     #[error(transparent)]
     Observe(#[from] ProviderError),
@@ -92,6 +94,14 @@ pub fn select(mut actual: Actual, opts: &TeardownOptions) -> Actual {
     actual
 }
 
+fn plural(n: usize) -> String {
+    if n == 1 {
+        "1 resource".into()
+    } else {
+        format!("{n} resources")
+    }
+}
+
 fn list(ids: &[ResourceId]) -> String {
     let mut s: Vec<String> = ids.iter().take(8).map(ToString::to_string).collect();
     if ids.len() > 8 {
@@ -113,15 +123,19 @@ pub async fn teardown<I: Inventory, R: Reporter>(
     let mut out = TeardownOutcome::default();
     let mut stalls = 0;
     let mut first = first;
+    // Deletes that failed (not "not yet": an error) are not tried again this
+    // run; the rest of the env still goes, and all failures are reported.
+    let mut failures: Vec<(ResourceId, String)> = Vec::new();
     loop {
-        let actual = select(
+        let mut actual = select(
             match first.take() {
                 Some(a) => a,
                 None => inventory.inventory().await?,
             },
             opts,
         );
-        let remaining = || {
+        let failed = |id: &ResourceId| failures.iter().any(|(a, _)| a == id);
+        let remaining = |actual: &Actual| -> Vec<ResourceId> {
             actual
                 .resources
                 .keys()
@@ -129,21 +143,37 @@ pub async fn teardown<I: Inventory, R: Reporter>(
                 .cloned()
                 .collect()
         };
-        if actual.is_empty() {
-            out.elapsed = started.elapsed();
-            return Ok(out);
-        }
-        if started.elapsed() > opts.deadline {
-            return Err(TeardownError::Deadline {
+        let left = remaining(&actual);
+        actual.resources.retain(|id, _| !failed(id));
+        actual.duplicates.retain(|o| !failed(&o.id));
+        // Why to stop now, if at all: `Some(None)` when nothing is left to try.
+        let stop = if actual.is_empty() {
+            Some(None)
+        } else if started.elapsed() > opts.deadline {
+            Some(Some(TeardownError::Deadline {
                 deadline: opts.deadline,
-                remaining: remaining(),
-            });
-        }
-        if stalls >= opts.max_stalls {
-            return Err(TeardownError::NoProgress {
+                remaining: left.clone(),
+            }))
+        } else if stalls >= opts.max_stalls {
+            Some(Some(TeardownError::NoProgress {
                 waves: out.waves,
-                remaining: remaining(),
-            });
+                remaining: left.clone(),
+            }))
+        } else {
+            None
+        };
+        if let Some(reason) = stop {
+            if !failures.is_empty() {
+                return Err(TeardownError::Failed {
+                    failures,
+                    remaining: left,
+                });
+            }
+            out.elapsed = started.elapsed();
+            return match reason {
+                None => Ok(out),
+                Some(e) => Err(e),
+            };
         }
         let ids = actual
             .resources
@@ -159,10 +189,13 @@ pub async fn teardown<I: Inventory, R: Reporter>(
         let wave = execute(&plan, ids, inventory, reporter, &opts.apply).await;
         out.waves += 1;
         out.deleted += wave.deleted;
-        if let Some((address, _, message)) = wave.failures.into_iter().next() {
-            return Err(TeardownError::Failed { address, message });
-        }
-        if wave.deleted == 0 {
+        let failed_now = !wave.failures.is_empty();
+        failures.extend(
+            wave.failures
+                .into_iter()
+                .map(|(address, _, message)| (address, message)),
+        );
+        if wave.deleted == 0 && !failed_now {
             stalls += 1;
         } else {
             stalls = 0;

@@ -421,6 +421,69 @@ fn lock_held_exits_4_and_unlock_breaks_it() {
     no_owned_left(&sb, env);
 }
 
+/// A lock left on this machine is taken over only when its holder is gone
+/// beyond doubt: same host name, same kernel boot, same pid namespace, and
+/// its pid free. A container with this host name (another pid namespace)
+/// never breaks it, and a lock scopectl cannot read is an error, not a guess.
+#[test]
+fn stale_lock_takeover_needs_this_machine_boot_and_namespace() {
+    let sb = Sandbox::start();
+    let env = "it-stale-lock";
+    sb.prepare_db("stale-lock-db");
+    let cfg = sb.config("scope.toml", &config_text(env, "stale-lock-db", ""));
+    let put_lock = format!(
+        "import boto3,sys; boto3.client('ssm', region_name='us-east-1', endpoint_url='http://{}').put_parameter(Name='/scopectl/scope/{env}/lock', Value=sys.argv[1], Type='String', Overwrite=True)",
+        sb.moto_addr
+    );
+    let read = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let host = read("/proc/sys/kernel/hostname");
+    let boot = read("/proc/sys/kernel/random/boot_id");
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    // A pid no process has: past the kernel's pid_max.
+    let free_pid = read("/proc/sys/kernel/pid_max").parse::<u64>().unwrap() + 1;
+    let lock = |ns: &str| {
+        serde_json::json!({
+            "id": "0123456789abcdef", "holder": format!("ci@{host} (pid {free_pid})"),
+            "host": host, "pid": free_pid, "command": "up", "started": "2026-11-26T00:00:00Z",
+            "boot_id": boot, "pid_namespace": ns, "start_time": 12345,
+        })
+        .to_string()
+    };
+
+    // The same host name in another pid namespace: a container whose run may
+    // be alive. Exit 4, nothing touched.
+    assert!(sb.python_code(&put_lock, &[&lock("pid:[1]")]));
+    let (_, err) = sb.expect(4, &cfg, &["--env", env, "up", "--yes"]);
+    assert!(err.contains("0123456789abcdef"), "{err}");
+    assert!(sb.snapshot().owned(PROJECT, env).is_empty());
+
+    // A value that is not a lock: an error naming it, with a way out.
+    assert!(sb.python_code(&put_lock, &["held by the release pipeline"]));
+    let (_, err) = sb.expect(1, &cfg, &["--env", env, "up", "--yes"]);
+    assert!(
+        err.contains("/scopectl/scope/it-stale-lock/lock holds a value scopectl cannot read"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: ") && err.contains("delete-parameter"),
+        "{err}"
+    );
+    assert!(sb.snapshot().owned(PROJECT, env).is_empty());
+
+    // Left here, in this namespace, by a process that is gone: taken over.
+    assert!(sb.python_code(&put_lock, &[&lock(&ns)]));
+    let (_, err) = sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
+    assert!(
+        err.contains("breaking a stale lock 0123456789abcdef"),
+        "{err}"
+    );
+    sb.expect(0, &cfg, &["--env", env, "down", "--yes"]);
+    no_owned_left(&sb, env);
+}
+
 #[test]
 fn protected_env_needs_confirm_and_up_needs_yes_without_tty() {
     let sb = Sandbox::start();

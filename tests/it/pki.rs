@@ -366,3 +366,41 @@ fn issue_reuse_rotate_kubeconfig_and_teardown() {
     assert!(down.contains("pki/ca/ca"), "{down}");
     assert!(params(&sb, env).is_empty());
 }
+
+/// A PKI item whose description scopectl cannot read stops `plan` and `up`
+/// with an error naming the parameter and a hint; nothing is reissued (read
+/// as "nothing known", it would plan a new CA and break the cluster).
+#[test]
+fn an_unreadable_pki_description_is_an_error_never_a_new_ca() {
+    let sb = Sandbox::start();
+    let env = "it-pki-corrupt";
+    sb.prepare_db("pki-corrupt-db");
+    let cfg = sb.config("scope.toml", &config_text(env, "pki-corrupt-db", ""));
+    sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
+    let before = params(&sb, env);
+    let name = format!("/scopectl/scope/{env}/pki/ca");
+    sb.python_via_proxy(&format!(
+        r#"
+import boto3
+ssm = boto3.client("ssm", region_name="us-east-1")
+v = ssm.get_parameter(Name="{name}", WithDecryption=True)["Parameter"]["Value"]
+ssm.put_parameter(Name="{name}", Value=v, Type="SecureString", Overwrite=True, Description="edited by hand")
+"#
+    ));
+    for args in [&["plan"][..], &["up", "--yes"]] {
+        let mut full = vec!["--env", env];
+        full.extend_from_slice(args);
+        let (_, err) = sb.expect(1, &cfg, &full);
+        assert!(
+            err.contains(&format!(
+                "{name} (pki/ca/ca) has a description scopectl cannot read"
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("hint: ") && err.contains("restore it"),
+            "{err}"
+        );
+    }
+    assert_eq!(params(&sb, env), before, "the PKI changed");
+}

@@ -41,15 +41,24 @@ fn id_for(stem: &str) -> Option<ResourceId> {
 }
 
 /// The observed props of an item from its description; a leaf's `renewal`
-/// is worked out from its recorded expiry against the clock now.
-fn props_from(id: &ResourceId, description: &str) -> Props {
-    let mut props: Props = serde_json::from_str(description).unwrap_or_default();
+/// is worked out from its recorded expiry against the clock now. A
+/// description that is not scopectl's facts is an error: read as "nothing
+/// known", it would plan a new CA and break every certificate and token.
+fn props_from(id: &ResourceId, name: &str, description: &str) -> Result<Props, ProviderError> {
+    let mut props: Props = serde_json::from_str(description).map_err(|e| {
+        ProviderError::fatal(format!(
+            "the state store's {name} ({id}) has a description scopectl cannot read: {e}"
+        ))
+        .with_hint(format!(
+            "scopectl keeps each PKI item's public facts as JSON in its parameter's description; restore it (`aws ssm describe-parameters` shows it), or, to issue that item anew, delete the parameter {name} on purpose"
+        ))
+    })?;
     if id.kind() == Some(Kind::Certificate) {
         let expires = props.get("expires").and_then(Value::as_str);
         let now = time::OffsetDateTime::now_utc();
         props.insert("renewal".into(), Value::str(pki::renewal(expires, now).0));
     }
-    props
+    Ok(props)
 }
 
 /// Every PKI item of the env, or only the one named `only`.
@@ -88,7 +97,7 @@ pub async fn observe(aws: &Aws, only: Option<&str>) -> Result<Vec<Observed>, Pro
             let Some(id) = name.strip_prefix(&prefix).and_then(id_for) else {
                 continue;
             };
-            let props = props_from(&id, p.description().unwrap_or_default());
+            let props = props_from(&id, name, p.description().unwrap_or_default())?;
             out.push(Observed {
                 id,
                 physical_id: name.to_string(),

@@ -15,16 +15,28 @@ pub struct LockInfo {
     pub pid: u32,
     pub command: String,
     pub started: String,
+    /// Which process this is, beyond its pid (Linux; absent elsewhere and in
+    /// locks older than these fields): the kernel's boot id, the pid
+    /// namespace, and the process's start time in clock ticks since boot.
+    /// A lock is taken over only when all three say its holder is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("env is locked by {} ({} since {}, lock id {})", .0.holder, .0.command, .0.started, .0.id)]
-    Held(LockInfo),
+    Held(Box<LockInfo>),
     #[error("no lock with id {wanted} is held (the current lock is {current})")]
     Mismatch { wanted: String, current: String },
     #[error("the env is not locked")]
     NotLocked,
+    #[error("the env lock {name} holds a value scopectl cannot read: {reason}")]
+    Unreadable { name: String, reason: String },
     #[error(transparent)]
     Provider(#[from] ProviderError),
 }
@@ -62,7 +74,7 @@ impl Aws {
             Err(e) if e.code.as_deref() == Some("ParameterAlreadyExists") => {
                 match self.read_lock().await? {
                     Some(held) if held.id == info.id => Ok(()),
-                    Some(held) => Err(LockError::Held(held)),
+                    Some(held) => Err(LockError::Held(Box::new(held))),
                     // Released between our two calls: try once more.
                     None => Box::pin(self.lock(info)).await,
                 }
@@ -71,7 +83,7 @@ impl Aws {
         }
     }
 
-    pub async fn read_lock(&self) -> Result<Option<LockInfo>, ProviderError> {
+    pub async fn read_lock(&self) -> Result<Option<LockInfo>, LockError> {
         let name = self.lock_name();
         let raw = read(|| async {
             match self.ssm.get_parameter().name(&name).send().await {
@@ -92,16 +104,14 @@ impl Aws {
             }
         })
         .await?;
-        Ok(raw.map(|raw| {
-            serde_json::from_str(&raw).unwrap_or_else(|_| LockInfo {
-                id: raw.clone(),
-                holder: "unknown".into(),
-                host: String::new(),
-                pid: 0,
-                command: "unknown".into(),
-                started: "unknown".into(),
+        // Never guess at a lock: whoever wrote it may be running.
+        raw.map(|raw| {
+            serde_json::from_str(&raw).map_err(|e| LockError::Unreadable {
+                name: name.clone(),
+                reason: e.to_string(),
             })
-        }))
+        })
+        .transpose()
     }
 
     /// Releases the lock if it is still `id`'s; breaks it for `scopectl unlock`.
