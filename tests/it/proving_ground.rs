@@ -349,12 +349,7 @@ fn faulted(seed: u64) -> ProxyConfig {
 }
 
 fn up_down_under_faults(seed: u64, env: &str, text: &str) {
-    // A third of all calls fail here, and a create step may need up to four
-    // writes (a role, its policy, a profile, the role in it) to go through in
-    // one of its eight attempts. Measured: with the tests' 20 ms retries a
-    // step ran out of attempts in about one run in three; with scopectl's
-    // default delays, in none of 14. This test keeps AWS's clock.
-    let sb = Sandbox::with(faulted(seed)).with_retry_delays(support::AWS_RETRY_DELAYS);
+    let sb = Sandbox::with(faulted(seed));
     sb.prepare_db(&format!("{env}-db"));
     let cfg = sb.config("scope.toml", text);
     let started = Instant::now();

@@ -5,7 +5,7 @@
 
 use aws_sdk_iam::types::Tag;
 
-use super::{classify, read, str_prop, Aws};
+use super::{classify, idempotent, read, str_prop, Aws};
 use crate::apply::{ErrorKind, ProviderError};
 use crate::desired::canonical_json;
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
@@ -146,35 +146,49 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 /// The policy, the profile and the role in it: each step idempotent, so an
 /// interrupted create is completed here.
 pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderError> {
-    aws.iam
-        .put_role_policy()
-        .role_name(name)
-        .policy_name(POLICY_NAME)
-        .policy_document(str_prop(&r.props, "policy")?)
-        .send()
-        .await
-        .map_err(|e| classify("PutRolePolicy", e))?;
-    let created = aws
-        .iam
-        .create_instance_profile()
-        .instance_profile_name(name)
-        .path(str_prop(&r.props, "path")?)
-        .set_tags(Some(tags(aws, r)))
-        .send()
-        .await
-        .map_err(|e| classify("CreateInstanceProfile", e));
+    let policy = &str_prop(&r.props, "policy")?;
+    idempotent(|| async move {
+        aws.iam
+            .put_role_policy()
+            .role_name(name)
+            .policy_name(POLICY_NAME)
+            .policy_document(policy)
+            .send()
+            .await
+            .map_err(|e| classify("PutRolePolicy", e))
+    })
+    .await?;
+    // A repeat after a lost answer meets EntityAlreadyExists, accepted below.
+    let path = &str_prop(&r.props, "path")?;
+    let tags = tags(aws, r);
+    let created = idempotent(|| {
+        let tags = tags.clone();
+        async move {
+            aws.iam
+                .create_instance_profile()
+                .instance_profile_name(name)
+                .path(path)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(|e| classify("CreateInstanceProfile", e))
+        }
+    })
+    .await;
     match created {
         Err(e) if e.code.as_deref() != Some("EntityAlreadyExists") => return Err(e),
         _ => {}
     }
-    let added = aws
-        .iam
-        .add_role_to_instance_profile()
-        .instance_profile_name(name)
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| classify("AddRoleToInstanceProfile", e));
+    let added = idempotent(|| async move {
+        aws.iam
+            .add_role_to_instance_profile()
+            .instance_profile_name(name)
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| classify("AddRoleToInstanceProfile", e))
+    })
+    .await;
     match added {
         // Already in it; a profile holds at most one role.
         Err(e) if e.code.as_deref() != Some("LimitExceeded") => Err(e),
@@ -214,44 +228,62 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), ProviderError> {
         }
     })
     .await?;
+    // Each removal below is repeated on transient failures: a repeat of one
+    // that went through meets NotFound, which counts as done.
     if profile == Some(true) {
         gone(
-            aws.iam
-                .remove_role_from_instance_profile()
-                .instance_profile_name(name)
-                .role_name(name)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| classify("RemoveRoleFromInstanceProfile", e)),
+            idempotent(|| async move {
+                aws.iam
+                    .remove_role_from_instance_profile()
+                    .instance_profile_name(name)
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("RemoveRoleFromInstanceProfile", e))
+            })
+            .await,
         )?;
     }
     if profile.is_some() {
         gone(
-            aws.iam
-                .delete_instance_profile()
-                .instance_profile_name(name)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| classify("DeleteInstanceProfile", e)),
+            idempotent(|| async move {
+                aws.iam
+                    .delete_instance_profile()
+                    .instance_profile_name(name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify("DeleteInstanceProfile", e))
+            })
+            .await,
         )?;
     }
     gone(
-        aws.iam
-            .delete_role_policy()
-            .role_name(name)
-            .policy_name(POLICY_NAME)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| classify("DeleteRolePolicy", e)),
+        idempotent(|| async move {
+            aws.iam
+                .delete_role_policy()
+                .role_name(name)
+                .policy_name(POLICY_NAME)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify("DeleteRolePolicy", e))
+        })
+        .await,
     )?;
-    aws.iam
-        .delete_role()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(|e| classify("DeleteRole", e))?;
-    Ok(())
+    // The role last: the executor retries the step if something still
+    // holds it, and a repeat after a lost answer is NotFound, done.
+    gone(
+        idempotent(|| async move {
+            aws.iam
+                .delete_role()
+                .role_name(name)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify("DeleteRole", e))
+        })
+        .await,
+    )
 }

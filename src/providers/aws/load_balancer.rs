@@ -9,7 +9,7 @@ use aws_sdk_elasticloadbalancing::types::{
     LoadBalancerDescription, Tag,
 };
 
-use super::{classify, owned_id, read, str_list_prop, str_prop, Aws};
+use super::{classify, idempotent, owned_id, read, str_list_prop, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, Value};
 
@@ -292,13 +292,17 @@ pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderE
                 .build(),
         )
         .build();
-    aws.elb
-        .modify_load_balancer_attributes()
-        .load_balancer_name(name)
-        .load_balancer_attributes(attributes)
-        .send()
-        .await
-        .map_err(|e| classify("ModifyLoadBalancerAttributes", e))?;
+    let attributes = &attributes;
+    idempotent(|| async move {
+        aws.elb
+            .modify_load_balancer_attributes()
+            .load_balancer_name(name)
+            .load_balancer_attributes(attributes.clone())
+            .send()
+            .await
+            .map_err(|e| classify("ModifyLoadBalancerAttributes", e))
+    })
+    .await?;
     Ok(())
 }
 
@@ -317,13 +321,17 @@ async fn configure_health_check(aws: &Aws, r: &Resource, name: &str) -> Result<(
         .unhealthy_threshold(int(&h, "unhealthy"))
         .build()
         .map_err(|e| ProviderError::fatal(e.to_string()))?;
-    aws.elb
-        .configure_health_check()
-        .load_balancer_name(name)
-        .health_check(check)
-        .send()
-        .await
-        .map_err(|e| classify("ConfigureHealthCheck", e))?;
+    let check = &check;
+    idempotent(|| async move {
+        aws.elb
+            .configure_health_check()
+            .load_balancer_name(name)
+            .health_check(check.clone())
+            .send()
+            .await
+            .map_err(|e| classify("ConfigureHealthCheck", e))
+    })
+    .await?;
     Ok(())
 }
 

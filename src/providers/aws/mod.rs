@@ -235,6 +235,19 @@ where
         .await
 }
 
+/// Runs a write that is safe to repeat (an overwrite, an attribute set to a
+/// value, a delete or create whose NotFound or "already exists" the caller
+/// accepts), retrying throttling, 5xx and dropped connections within the
+/// step: a step of several such writes otherwise spends one of its attempts
+/// on each transient failure of any of them. Never for a create that a
+/// repeat could duplicate.
+pub(crate) async fn idempotent<T, Fut>(call: impl FnMut() -> Fut) -> Result<T, ProviderError>
+where
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    read(call).await
+}
+
 /// A read naming an id that AWS has just listed or returned: NotFound there
 /// is eventual consistency, retried like throttling.
 pub(crate) async fn read_existing<T, Fut>(call: impl FnMut() -> Fut) -> Result<T, ProviderError>

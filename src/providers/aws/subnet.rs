@@ -2,7 +2,7 @@
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 
-use super::{classify, observed, owned_id, read, str_prop, Aws};
+use super::{classify, observed, owned_id, read, read_existing, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
@@ -65,13 +65,18 @@ pub async fn update(aws: &Aws, r: &Resource, physical_id: &str) -> Result<(), Pr
         .get("public_ip")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    aws.ec2
-        .modify_subnet_attribute()
-        .subnet_id(physical_id)
-        .map_public_ip_on_launch(AttributeBooleanValue::builder().value(public).build())
-        .send()
-        .await
-        .map_err(|e| classify("ModifySubnetAttribute", e))?;
+    // Setting a value is safe to repeat; the id was just created or
+    // observed, so NotFound is eventual consistency.
+    read_existing(|| async move {
+        aws.ec2
+            .modify_subnet_attribute()
+            .subnet_id(physical_id)
+            .map_public_ip_on_launch(AttributeBooleanValue::builder().value(public).build())
+            .send()
+            .await
+            .map_err(|e| classify("ModifySubnetAttribute", e))
+    })
+    .await?;
     Ok(())
 }
 

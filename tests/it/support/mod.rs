@@ -57,8 +57,6 @@ pub const HOLD: Duration = Duration::from_millis(500);
 /// as with AWS's defaults; only the clock is faster.
 pub const RETRY_MIN_DELAY: &str = "20ms";
 pub const RETRY_MAX_DELAY: &str = "500ms";
-/// scopectl's defaults, for the fault tests (see `Sandbox::with_retry_delays`).
-pub const AWS_RETRY_DELAYS: (&str, &str) = ("100ms", "5s");
 pub const TEARDOWN_PAUSE: &str = "150ms";
 
 /// The proxy as strict as AWS: dependency rules, and terminated instances and
@@ -152,8 +150,6 @@ fn shared() -> &'static Shared {
 
 /// One account of the shared emulator and one proxy in front of it.
 pub struct Sandbox {
-    /// SCOPECTL_RETRY_MIN_DELAY and _MAX_DELAY for scopectl's runs.
-    retry_delays: (&'static str, &'static str),
     pub moto_addr: SocketAddr,
     /// The emulator's account this sandbox lives in.
     pub account: String,
@@ -186,18 +182,11 @@ impl Sandbox {
             ..config
         });
         Sandbox {
-            retry_delays: (RETRY_MIN_DELAY, RETRY_MAX_DELAY),
             moto_addr,
             account,
             proxy,
             dir: tempfile::tempdir().unwrap(),
         }
-    }
-
-    /// scopectl retries with these delays instead of the tests' short ones.
-    pub fn with_retry_delays(mut self, (min, max): (&'static str, &'static str)) -> Sandbox {
-        self.retry_delays = (min, max);
-        self
     }
 
     pub fn endpoint(&self) -> String {
@@ -212,8 +201,8 @@ impl Sandbox {
             .env_remove("AWS_PROFILE")
             .env_remove("SCOPECTL_ENV")
             .env_remove("SCOPECTL_CONFIG")
-            .env("SCOPECTL_RETRY_MIN_DELAY", self.retry_delays.0)
-            .env("SCOPECTL_RETRY_MAX_DELAY", self.retry_delays.1)
+            .env("SCOPECTL_RETRY_MIN_DELAY", RETRY_MIN_DELAY)
+            .env("SCOPECTL_RETRY_MAX_DELAY", RETRY_MAX_DELAY)
             .env("SCOPECTL_TEARDOWN_PAUSE", TEARDOWN_PAUSE)
             .env("NO_COLOR", "1");
     }
