@@ -313,19 +313,7 @@ async fn teardown_waits_out_dependencies_in_waves() {
         &[ErrorKind::DependencyViolation; 4],
     );
     *fake.state.lock().unwrap() = actual.resources.clone();
-    let owner = crate::model::Owner {
-        project: "scope".into(),
-        env: "staging".into(),
-    };
-    let o = TeardownOptions {
-        pause: Duration::from_millis(1),
-        max_stalls: 10,
-        apply: Options {
-            tolerate_dependencies: true,
-            ..opts(8)
-        },
-        ..TeardownOptions::default()
-    };
+    let (owner, o) = (staging(), teardown_opts(10));
     let out = teardown(&owner, &fake, None, &NoReporter, &o)
         .await
         .unwrap();
@@ -344,19 +332,7 @@ async fn teardown_gives_up_without_progress() {
         &[ErrorKind::DependencyViolation; 1000],
     );
     *fake.state.lock().unwrap() = actual.resources.clone();
-    let owner = crate::model::Owner {
-        project: "scope".into(),
-        env: "staging".into(),
-    };
-    let o = TeardownOptions {
-        pause: Duration::from_millis(1),
-        max_stalls: 3,
-        apply: Options {
-            tolerate_dependencies: true,
-            ..opts(8)
-        },
-        ..TeardownOptions::default()
-    };
+    let (owner, o) = (staging(), teardown_opts(3));
     let err = teardown(&owner, &fake, None, &NoReporter, &o)
         .await
         .unwrap_err();
@@ -378,19 +354,7 @@ async fn teardown_goes_on_past_a_failed_delete_and_reports_every_failure() {
         fake.fault(address, &[ErrorKind::Fatal; 1000]);
     }
     *fake.state.lock().unwrap() = actual.resources.clone();
-    let owner = crate::model::Owner {
-        project: "scope".into(),
-        env: "staging".into(),
-    };
-    let o = TeardownOptions {
-        pause: Duration::from_millis(1),
-        max_stalls: 3,
-        apply: Options {
-            tolerate_dependencies: true,
-            ..opts(8)
-        },
-        ..TeardownOptions::default()
-    };
+    let (owner, o) = (staging(), teardown_opts(3));
     let err = teardown(&owner, &fake, None, &NoReporter, &o)
         .await
         .unwrap_err();
@@ -422,4 +386,24 @@ async fn teardown_goes_on_past_a_failed_delete_and_reports_every_failure() {
     assert_eq!(remaining.len(), 2, "{err}");
     let text = err.to_string();
     assert!(text.starts_with("deleting 2 resources failed: "), "{text}");
+}
+
+fn staging() -> crate::model::Owner {
+    crate::model::Owner {
+        project: "scope".into(),
+        env: "staging".into(),
+    }
+}
+
+/// Teardown as `down` runs it, with a 1 ms pause between waves.
+fn teardown_opts(max_stalls: usize) -> TeardownOptions {
+    TeardownOptions {
+        pause: Duration::from_millis(1),
+        max_stalls,
+        apply: Options {
+            tolerate_dependencies: true,
+            ..opts(8)
+        },
+        ..TeardownOptions::default()
+    }
 }
