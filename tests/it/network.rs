@@ -380,6 +380,15 @@ fn saved_plan_applies_exactly_and_refuses_when_stale() {
     sb.expect(0, &cfg, &["--env", env, "down", "--yes"]);
 }
 
+/// Writes the env's lock parameter as another run (or tool) would.
+fn put_lock(sb: &Sandbox, env: &str, value: &str) {
+    let code = format!(
+        "import boto3,sys; boto3.client('ssm', region_name='us-east-1', endpoint_url='http://{}').put_parameter(Name='/scopectl/scope/{env}/lock', Value=sys.argv[1], Type='String', Overwrite=True)",
+        sb.moto_addr
+    );
+    assert!(sb.python_code(&code, &[value]));
+}
+
 #[test]
 fn lock_held_exits_4_and_unlock_breaks_it() {
     let sb = Sandbox::start();
@@ -388,11 +397,7 @@ fn lock_held_exits_4_and_unlock_breaks_it() {
     let cfg = sb.config("scope.toml", &config_text(env, "lock-db", ""));
     // Another machine's run holds the lock.
     let held = r#"{"id":"feedc0ffee123456","holder":"ci@runner-7 (pid 4242)","host":"runner-7","pid":4242,"command":"up","started":"2026-11-24T08:00:00Z"}"#;
-    let put_lock = format!(
-        "import boto3,sys; boto3.client('ssm', region_name='us-east-1', endpoint_url='http://{}').put_parameter(Name='/scopectl/scope/{env}/lock', Value=sys.argv[1], Type='String')",
-        sb.moto_addr
-    );
-    assert!(sb.python_code(&put_lock, &[held]));
+    put_lock(&sb, env, held);
     let (_, err) = sb.expect(4, &cfg, &["--env", env, "up", "--yes"]);
     assert!(err.contains("ci@runner-7"), "{err}");
     assert!(
@@ -409,7 +414,7 @@ fn lock_held_exits_4_and_unlock_breaks_it() {
     sb.expect(1, &cfg, &["--env", env, "unlock", "not-the-id"]);
     sb.expect(0, &cfg, &["--env", env, "unlock", "feedc0ffee123456"]);
     sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
-    assert!(sb.python_code(&put_lock, &[held]));
+    put_lock(&sb, env, held);
     let (_, err) = sb.expect(4, &cfg, &["--env", env, "down", "--yes"]);
     assert!(err.contains("locked by ci@runner-7"), "{err}");
     assert!(
@@ -431,10 +436,6 @@ fn stale_lock_takeover_needs_this_machine_boot_and_namespace() {
     let env = "it-stale-lock";
     sb.prepare_db("stale-lock-db");
     let cfg = sb.config("scope.toml", &config_text(env, "stale-lock-db", ""));
-    let put_lock = format!(
-        "import boto3,sys; boto3.client('ssm', region_name='us-east-1', endpoint_url='http://{}').put_parameter(Name='/scopectl/scope/{env}/lock', Value=sys.argv[1], Type='String', Overwrite=True)",
-        sb.moto_addr
-    );
     let read = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_string();
     let host = read("/proc/sys/kernel/hostname");
     let boot = read("/proc/sys/kernel/random/boot_id");
@@ -455,13 +456,13 @@ fn stale_lock_takeover_needs_this_machine_boot_and_namespace() {
 
     // The same host name in another pid namespace: a container whose run may
     // be alive. Exit 4, nothing touched.
-    assert!(sb.python_code(&put_lock, &[&lock("pid:[1]")]));
+    put_lock(&sb, env, &lock("pid:[1]"));
     let (_, err) = sb.expect(4, &cfg, &["--env", env, "up", "--yes"]);
     assert!(err.contains("0123456789abcdef"), "{err}");
     assert!(sb.snapshot().owned(PROJECT, env).is_empty());
 
     // A value that is not a lock: an error naming it, with a way out.
-    assert!(sb.python_code(&put_lock, &["held by the release pipeline"]));
+    put_lock(&sb, env, "held by the release pipeline");
     let (_, err) = sb.expect(1, &cfg, &["--env", env, "up", "--yes"]);
     assert!(
         err.contains("/scopectl/scope/it-stale-lock/lock holds a value scopectl cannot read"),
@@ -474,7 +475,7 @@ fn stale_lock_takeover_needs_this_machine_boot_and_namespace() {
     assert!(sb.snapshot().owned(PROJECT, env).is_empty());
 
     // Left here, in this namespace, by a process that is gone: taken over.
-    assert!(sb.python_code(&put_lock, &[&lock(&ns)]));
+    put_lock(&sb, env, &lock(&ns));
     let (_, err) = sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
     assert!(
         err.contains("breaking a stale lock 0123456789abcdef"),
