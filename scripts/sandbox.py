@@ -168,6 +168,7 @@ def snapshot(_args):
 
     def tagmap(x):
         return {t["Key"]: t["Value"] for t in x.get("Tags", []) or []}
+    role_list = roles()
     snap = {
         "vpcs": [{"id": v["VpcId"], "cidr": v["CidrBlock"], "default": v.get("IsDefault", False), "tags": tagmap(v)}
                  for v in ec2.describe_vpcs()["Vpcs"]],
@@ -203,11 +204,24 @@ def snapshot(_args):
                       for r in ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": [
                           "pending", "running", "shutting-down", "stopping", "stopped"]}])["Reservations"]
                       for i in r["Instances"]],
-        "roles": roles(),
-        "instance_profiles": [{"id": p["InstanceProfileName"], "path": p["Path"],
-                               "roles": [r["RoleName"] for r in p.get("Roles", [])],
-                               "tags": {t["Key"]: t["Value"] for t in p.get("Tags", [])}}
-                              for p in iam_client().list_instance_profiles()["InstanceProfiles"]],
+        "roles": role_list,
+        "instance_profiles": instance_profiles(role_list),
+        "parameters": parameters(),
+        "volumes": [{"id": v["VolumeId"], "zone": v["AvailabilityZone"], "size": v["Size"],
+                     "type": v.get("VolumeType"), "state": v["State"],
+                     "attachments": [{"instance": a.get("InstanceId"), "device": a.get("Device"),
+                                      "state": a.get("State")} for a in v.get("Attachments", [])],
+                     "tags": tagmap(v)}
+                    for page in ec2.get_paginator("describe_volumes").paginate() for v in page["Volumes"]],
+        # OwnerIds=['self'] is what AWS needs; moto ignores it (and lists the
+        # snapshots of its thousand stock AMIs), so the owner-id filter too.
+        "snapshots": [{"id": s["SnapshotId"], "volume": s.get("VolumeId"), "state": s["State"],
+                       "description": s.get("Description", ""), "tags": tagmap(s)}
+                      for page in ec2.get_paginator("describe_snapshots").paginate(
+                          OwnerIds=["self"], Filters=[{"Name": "owner-id", "Values": [account_id()]}])
+                      for s in page["Snapshots"]],
+        "images": [{"id": i["ImageId"], "name": i.get("Name"), "created": i.get("CreationDate"), "tags": tagmap(i)}
+                   for i in ec2.describe_images(Owners=["self"])["Images"]],
         "databases": [{"id": d["DBInstanceIdentifier"], "status": d["DBInstanceStatus"],
                        "vpc": (d.get("DBSubnetGroup") or {}).get("VpcId"),
                        "security_groups": [g["VpcSecurityGroupId"] for g in d.get("VpcSecurityGroups", [])]}
@@ -220,14 +234,67 @@ def iam_client():
     return client("iam")
 
 
+def account_id():
+    """The account the snapshot reads (moto's x-moto-account-id, else the
+    caller's)."""
+    account = os.environ.get("SCOPECTL_MOTO_ACCOUNT")
+    if account:
+        return account
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    if endpoint not in _ACCOUNTS:
+        _ACCOUNTS[endpoint] = client("sts").get_caller_identity()["Account"]
+    return _ACCOUNTS[endpoint]
+
+
+_ACCOUNTS = {}
+
+
 def roles():
+    """Every role with its tags and inline policies (names and documents):
+    GetAccountAuthorizationDetails holds what ListRoleTags, ListRolePolicies
+    and GetRolePolicy would give per role, in one call."""
     iam = iam_client()
     out = []
-    for r in iam.list_roles()["Roles"]:
-        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=r["RoleName"]).get("Tags", [])}
-        policies = iam.list_role_policies(RoleName=r["RoleName"])["PolicyNames"]
-        out.append({"id": r["RoleName"], "path": r["Path"], "tags": tags, "policies": policies})
+    for page in iam.get_paginator("get_account_authorization_details").paginate(Filter=["Role"]):
+        for r in page["RoleDetailList"]:
+            documents = {p["PolicyName"]: p["PolicyDocument"] for p in r.get("RolePolicyList", [])}
+            out.append({"id": r["RoleName"], "path": r["Path"],
+                        "tags": {t["Key"]: t["Value"] for t in r.get("Tags", [])},
+                        "policies": sorted(documents), "documents": documents})
     return out
+
+
+def instance_profiles(role_list):
+    """Every instance profile, with its roles' inline policy documents: a
+    change to a profile's permissions shows on the profile too."""
+    documents = {r["id"]: r["documents"] for r in role_list}
+    return [{"id": p["InstanceProfileName"], "path": p["Path"],
+             "roles": [r["RoleName"] for r in p.get("Roles", [])],
+             "role_policies": {r["RoleName"]: documents.get(r["RoleName"], {}) for r in p.get("Roles", [])},
+             "tags": {t["Key"]: t["Value"] for t in p.get("Tags", [])}}
+            for page in iam_client().get_paginator("list_instance_profiles").paginate()
+            for p in page["InstanceProfiles"]]
+
+
+def parameters():
+    """Every SSM parameter's name, type, description and tags, never its
+    value. Tags come from one GetResources (the tagging API, the same tags)
+    rather than a ListTagsForResource per parameter. A parameter's ARN
+    names it without its leading slash (`/a` and `a` are one parameter)."""
+    ssm = client("ssm")
+    params = [p for page in ssm.get_paginator("describe_parameters").paginate(PaginationConfig={"PageSize": 50})
+              for p in page["Parameters"]]
+    tags = {}
+    if params:
+        tagging = client("resourcegroupstaggingapi")
+        for page in tagging.get_paginator("get_resources").paginate(ResourceTypeFilters=["ssm:parameter"]):
+            for r in page["ResourceTagMappingList"]:
+                _, sep, name = r["ResourceARN"].partition(":parameter/")
+                if sep:
+                    tags[name] = {t["Key"]: t["Value"] for t in r.get("Tags", [])}
+    return [{"id": p["Name"], "name": p["Name"], "type": p["Type"], "description": p.get("Description", ""),
+             "tags": tags.get(p["Name"].removeprefix("/"), {})}
+            for p in params]
 
 
 def load_balancers():

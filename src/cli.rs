@@ -95,6 +95,9 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Plan moving running instances to the newest matching image.
+    #[arg(long)]
+    pub upgrade_image: bool,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +111,14 @@ pub struct UpArgs {
     /// How many changes may run at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
+    /// Move running instances to the newest image matching
+    /// `cluster.image_name` (replaced one at a time).
+    #[arg(long)]
+    pub upgrade_image: bool,
+    /// Allow replacing the only master (the API is down while it is, and
+    /// etcd comes back from its volume).
+    #[arg(long)]
+    pub allow_control_plane_replace: bool,
 }
 
 #[derive(Debug, Args)]

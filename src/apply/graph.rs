@@ -106,7 +106,7 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
         .collect();
     let mut create_first: std::collections::BTreeSet<&ResourceId> = replaced
         .keys()
-        .filter(|a| a.kind().is_some_and(|k| k.create_before_delete()))
+        .filter(|a| replaced[*a].create_before_delete)
         .copied()
         .collect();
     loop {
@@ -184,6 +184,24 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+    // Declared orders: a snapshot before the delete it guards, an attachment's
+    // delete after the instance it ends with.
+    for c in changes {
+        if let Some(&up) = ups.get(&c.address) {
+            for r in &c.before_deleting {
+                for &d in downs.get(r).into_iter().flatten() {
+                    edge(up, d);
+                }
+            }
+        }
+        for r in &c.after_deleting {
+            for &theirs in downs.get(r).into_iter().flatten() {
+                for &mine in downs.get(&c.address).into_iter().flatten() {
+                    edge(theirs, mine);
                 }
             }
         }

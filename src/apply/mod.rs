@@ -54,6 +54,24 @@ impl ProviderError {
         Self::new(ErrorKind::Fatal, None, message)
     }
 
+    /// Whether the call may have taken effect though it failed: its answer
+    /// was lost (a dropped connection, a timeout) or the service failed
+    /// after acting (a 5xx). A throttle or a refusal never acted.
+    pub fn may_have_applied(&self) -> bool {
+        self.kind == ErrorKind::Transient
+            && match self.code.as_deref() {
+                None => true,
+                Some(c) => [
+                    "InternalError",
+                    "InternalFailure",
+                    "InternalServerError",
+                    "ServiceUnavailable",
+                    "Unavailable",
+                ]
+                .contains(&c),
+            }
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
@@ -129,6 +147,10 @@ pub struct Options {
     pub max_delay: Duration,
     /// Teardown mode: a delete refused by a dependency is `Blocked`, not an error.
     pub tolerate_dependencies: bool,
+    /// After a create whose answer was lost, how many more times `find`
+    /// looks for it (backing off like retries) before creating again: a
+    /// resource just made may not show in tag-filtered reads yet.
+    pub lost_create_polls: usize,
 }
 
 impl Default for Options {
@@ -140,6 +162,7 @@ impl Default for Options {
             min_delay: t.min_delay,
             max_delay: t.max_delay,
             tolerate_dependencies: false,
+            lost_create_polls: 6,
         }
     }
 }
@@ -270,15 +293,34 @@ async fn run_step<P: Provider, R: Reporter>(
         .with_max_times(opts.max_attempts.saturating_sub(1))
         .with_jitter();
     let op = step.op;
-    let attempt = || async {
+    // Set when a create failed in a way that may have created it anyway.
+    let lost = std::sync::atomic::AtomicBool::new(false);
+    let lost = &lost;
+    let attempt = || async move {
         match op {
             Op::Create => {
                 let r = resolved(change, ids)?;
-                if let Some(pid) = provider.find(&r).await? {
+                let mut found = provider.find(&r).await?;
+                if found.is_none() && lost.load(std::sync::atomic::Ordering::SeqCst) {
+                    let mut delay = opts.min_delay;
+                    for _ in 0..opts.lost_create_polls {
+                        tokio::time::sleep(delay).await;
+                        found = provider.find(&r).await?;
+                        if found.is_some() {
+                            break;
+                        }
+                        delay = (delay * 2).min(opts.max_delay);
+                    }
+                }
+                if let Some(pid) = found {
                     provider.finish(&r, &pid).await?;
                     return Ok(StepResult::Found { physical_id: pid });
                 }
-                let pid = provider.create(&r).await?;
+                let pid = provider.create(&r).await.inspect_err(|e| {
+                    if e.may_have_applied() {
+                        lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                })?;
                 Ok(StepResult::Done {
                     physical_id: Some(pid),
                 })

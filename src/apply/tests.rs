@@ -24,6 +24,10 @@ struct Fake {
     /// Deletes refused while these ids still exist: (blocked, blocker).
     blocked_by: Vec<(String, String)>,
     next: AtomicUsize,
+    /// Creates applied and then answered with a dropped connection.
+    lose_answer: Mutex<std::collections::BTreeSet<String>>,
+    /// Per id: how many more finds miss it (eventual consistency).
+    invisible: Mutex<BTreeMap<ResourceId, usize>>,
 }
 
 impl Fake {
@@ -64,6 +68,12 @@ impl Fake {
 
 impl Provider for Fake {
     async fn find(&self, r: &Resource) -> Result<Option<String>, ProviderError> {
+        if let Some(n) = self.invisible.lock().unwrap().get_mut(&r.id) {
+            if *n > 0 {
+                *n -= 1;
+                return Ok(None);
+            }
+        }
         Ok(self
             .state
             .lock()
@@ -88,6 +98,14 @@ impl Provider for Fake {
                 props,
             },
         );
+        if self.lose_answer.lock().unwrap().remove(r.id.as_str()) {
+            self.invisible.lock().unwrap().insert(r.id.clone(), 3);
+            return Err(ProviderError::new(
+                ErrorKind::Transient,
+                None,
+                "connection closed before an answer",
+            ));
+        }
         Ok(pid)
     }
     async fn update(&self, r: &Resource, _pid: &str, _before: &Props) -> Result<(), ProviderError> {
@@ -166,7 +184,7 @@ async fn creates_follow_references_concurrently_within_the_bound() {
     let p = plan_for(&Actual::default());
     let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(3)).await;
     assert!(out.ok(), "{out:?}");
-    assert_eq!(out.created, 40);
+    assert_eq!(out.created, 42);
     let max = fake.max_in_flight.load(Ordering::SeqCst);
     assert!((2..=3).contains(&max), "max in flight {max}");
     for (before, after) in [
@@ -237,7 +255,7 @@ async fn transient_errors_are_retried_and_fatal_ones_skip_dependents() {
     )
     .await;
     assert!(out.ok(), "{out:?}");
-    assert_eq!(fake.state.lock().unwrap().len(), 40);
+    assert_eq!(fake.state.lock().unwrap().len(), 42);
 }
 
 #[tokio::test]
@@ -255,7 +273,7 @@ async fn a_create_finds_what_an_interrupted_run_left() {
     );
     let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(8)).await;
     assert!(out.ok());
-    assert_eq!((out.created, out.found), (39, 1));
+    assert_eq!((out.created, out.found), (41, 1));
     assert!(!fake
         .log
         .lock()
@@ -317,7 +335,7 @@ async fn teardown_waits_out_dependencies_in_waves() {
     let out = teardown(&owner, &fake, None, &NoReporter, &o)
         .await
         .unwrap();
-    assert_eq!(out.deleted, 40);
+    assert_eq!(out.deleted, 42);
     assert!(out.waves >= 2, "{out:?}");
     assert!(fake.state.lock().unwrap().is_empty());
     let _ = destroy("scope", "staging", &actual, "x".into());
@@ -405,5 +423,40 @@ fn teardown_opts(max_stalls: usize) -> TeardownOptions {
             ..opts(8)
         },
         ..TeardownOptions::default()
+    }
+}
+
+/// A create whose answer was lost, and which tag-filtered reads do not show
+/// for a while, is waited for, not made twice.
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_found_not_repeated() {
+    for polls in [6, 0] {
+        let fake = Fake::default();
+        for a in ["ec2/subnet/nodes-us-east-1a", "ec2/instance/master-0"] {
+            fake.lose_answer.lock().unwrap().insert(a.into());
+        }
+        let p = plan_for(&Actual::default());
+        let o = Options {
+            lost_create_polls: polls,
+            ..opts(8)
+        };
+        let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &o).await;
+        assert!(out.ok(), "{out:?}");
+        let creates = |a: &str| {
+            fake.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| *e == &format!("create {a}"))
+                .count()
+        };
+        // Without the wait, the second attempt misses it and creates again.
+        let want = if polls > 0 { 1 } else { 2 };
+        assert_eq!(
+            creates("ec2/subnet/nodes-us-east-1a"),
+            want,
+            "polls {polls}"
+        );
+        assert_eq!(creates("ec2/instance/master-0"), want, "polls {polls}");
     }
 }

@@ -118,15 +118,20 @@ pub struct Observation {
     pub plan: Plan,
 }
 
-pub async fn observe_and_plan(aws: Option<&Aws>, config: &Config) -> Result<Observation> {
-    observe_and_plan_with(aws, config, desired::Rotation::default()).await
+/// What a command asks of the plan beyond the config.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// What `pki rotate` asks of the PKI.
+    pub rotation: desired::Rotation,
+    /// Move running instances to the newest image.
+    pub upgrade_image: bool,
 }
 
-/// Observes and plans; `rotation` is what `pki rotate` asks of the PKI.
+/// Observes and plans.
 pub async fn observe_and_plan_with(
     aws: Option<&Aws>,
     config: &Config,
-    rotation: desired::Rotation,
+    asked: Asked,
 ) -> Result<Observation> {
     let (facts, actual) = match (aws, config.provider) {
         (Some(aws), Provider::Aws) => {
@@ -136,7 +141,13 @@ pub async fn observe_and_plan_with(
                     aws,
                     &config.database.rds_instance,
                     peered,
-                    (&config.cluster.image_owner, &config.cluster.image_name),
+                    match &config.cluster.image_id {
+                        Some(id) => crate::providers::aws::facts::ImageQuery::Pinned(id),
+                        None => crate::providers::aws::facts::ImageQuery::Newest {
+                            owner: &config.cluster.image_owner,
+                            pattern: &config.cluster.image_name,
+                        },
+                    },
                 ),
                 aws.observe(),
             )
@@ -146,9 +157,17 @@ pub async fn observe_and_plan_with(
         _ => (Facts::default(), Actual::default()),
     };
     let mut desired = desired::desired(config, &facts)?;
-    desired::settle(&mut desired, &actual, rotation);
+    desired::settle(&mut desired, &actual, asked.rotation);
+    let notice = desired::keep_images(
+        &mut desired,
+        &actual,
+        &facts,
+        config.cluster.image_id.is_some(),
+        asked.upgrade_image,
+    );
     let fp = planner::fingerprint(&facts, &actual);
-    let plan = planner::plan(&config.project, &config.env, &desired, &actual, fp)?;
+    let mut plan = planner::plan(&config.project, &config.env, &desired, &actual, fp)?;
+    plan.notices.extend(notice);
     Ok(Observation {
         facts,
         actual,

@@ -26,6 +26,8 @@ pub async fn run(ctx: &Ctx, command: PkiCommand) -> Result<u8> {
                 yes: a.yes,
                 plan: None,
                 parallelism: 8,
+                upgrade_image: false,
+                allow_control_plane_replace: false,
             };
             super::up::apply(ctx, args, rotation).await
         }

@@ -1,6 +1,6 @@
 use anyhow::{Context, Result};
 
-use super::{connect, emit_plan, observe_and_plan, Ctx};
+use super::{connect, emit_plan, observe_and_plan_with, Asked, Ctx};
 use crate::cli::PlanArgs;
 use crate::config::Provider;
 use crate::error::{EXIT_CHANGES, EXIT_OK};
@@ -11,7 +11,11 @@ pub async fn run(ctx: &Ctx, args: PlanArgs) -> Result<u8> {
         Provider::Aws => Some(connect(&config).await),
         Provider::Local => None,
     };
-    let obs = observe_and_plan(aws.as_ref(), &config).await?;
+    let asked = Asked {
+        upgrade_image: args.upgrade_image,
+        ..Asked::default()
+    };
+    let obs = observe_and_plan_with(aws.as_ref(), &config, asked).await?;
     emit_plan(&ctx.printer, &obs.plan);
     if let Some(path) = &args.out {
         let text = serde_json::to_string_pretty(&obs.plan)?;

@@ -3,7 +3,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::{acquire, confirm, connect, emit_plan, lock_info, observe_and_plan_with, Ctx};
+use super::{acquire, confirm, connect, emit_plan, lock_info, observe_and_plan_with, Asked, Ctx};
 use crate::apply::{execute, Options};
 use crate::cli::UpArgs;
 use crate::config::Provider;
@@ -11,6 +11,77 @@ use crate::desired::Rotation;
 use crate::error::{UserError, EXIT_OK};
 use crate::plan::{Action, Plan, FORMAT_VERSION};
 use crate::ui::{Output, StepReporter};
+
+/// AWS lists a resource made a moment ago only after a while (tag-filtered
+/// Describe calls are eventually consistent). Waits, bounded, until every
+/// resource this run made is listed, so that the next plan (or the next
+/// run's look for what exists) sees them instead of planning them again.
+async fn await_listed(
+    aws: &crate::providers::aws::Aws,
+    plan: &Plan,
+    outcome: &crate::apply::Outcome,
+    printer: &crate::ui::Printer,
+) {
+    let made: Vec<(&crate::model::ResourceId, &String)> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create | Action::Replace))
+        .filter_map(|c| outcome.ids.get(&c.address).map(|p| (&c.address, p)))
+        .collect();
+    if made.is_empty() {
+        return;
+    }
+    let timing = crate::timing::Timing::current();
+    let mut delay = timing.min_delay;
+    let mut missing = made.len();
+    for _ in 0..8 {
+        let Ok(actual) = aws.observe().await else {
+            return;
+        };
+        missing = made
+            .iter()
+            .filter(|(a, p)| actual.physical(a) != Some(p.as_str()))
+            .count();
+        if missing == 0 {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = timing.next(delay);
+    }
+    printer.info(&format!(
+        "note: AWS does not list {missing} of the resources this run made yet; a plan made right now may not show them"
+    ));
+}
+
+/// Replacing the only master takes the API down until its replacement is up
+/// (etcd comes back from its volume): only when asked for by name.
+fn control_plane_guard(plan: &Plan, config: &crate::config::Config, args: &UpArgs) -> Result<()> {
+    if args.allow_control_plane_replace || config.cluster.masters.count > 1 {
+        return Ok(());
+    }
+    let Some(c) = plan.changes.iter().find(|c| c.control_plane) else {
+        return Ok(());
+    };
+    Err(UserError::usage(
+        format!(
+            "this plan {} {}, part of the only master's control plane: the API is down until the new one is up",
+            match c.action {
+                Action::Delete => "deletes",
+                _ => "replaces",
+            },
+            c.address
+        ),
+        "review the plan (`scopectl plan`); pass --allow-control-plane-replace to go ahead (etcd is snapshotted first and comes back from its volume), or run three masters",
+    )
+    .into())
+}
+
+fn asked(args: &UpArgs, rotation: Rotation) -> Asked {
+    Asked {
+        rotation,
+        upgrade_image: args.upgrade_image,
+    }
+}
 
 pub async fn run(ctx: &Ctx, args: UpArgs) -> Result<u8> {
     apply(ctx, args, Rotation::default()).await
@@ -60,14 +131,23 @@ pub async fn apply(ctx: &Ctx, args: UpArgs, rotation: Rotation) -> Result<u8> {
         ));
         return Ok(EXIT_OK);
     }
+    if let Some(plan) = &saved {
+        control_plane_guard(plan, &config, &args)?;
+    }
     let aws = connect(&config).await;
 
     // A first look without the lock: an env that is up to date needs no write at all.
     if saved.is_none() {
-        let first = observe_and_plan_with(Some(&aws), &config, rotation).await?;
+        let first = observe_and_plan_with(Some(&aws), &config, asked(&args, rotation)).await?;
         if first.plan.is_empty() {
             emit_plan(printer, &first.plan);
             return Ok(EXIT_OK);
+        }
+        if let Err(e) = control_plane_guard(&first.plan, &config, &args) {
+            if printer.output == Output::Human {
+                emit_plan(printer, &first.plan);
+            }
+            return Err(e);
         }
         // Refuse before taking the lock: a refused run writes nothing.
         if !args.yes && !std::io::stdin().is_terminal() {
@@ -101,7 +181,7 @@ async fn locked(
     rotation: Rotation,
 ) -> Result<u8> {
     let printer = &ctx.printer;
-    let obs = observe_and_plan_with(Some(aws), config, rotation).await?;
+    let obs = observe_and_plan_with(Some(aws), config, asked(args, rotation)).await?;
     let plan = match saved {
         Some(saved) => {
             if saved.fingerprint != obs.plan.fingerprint {
@@ -122,6 +202,7 @@ async fn locked(
                 }
                 return Ok(EXIT_OK);
             }
+            control_plane_guard(&obs.plan, config, args)?;
             if printer.output == Output::Human {
                 emit_plan(printer, &obs.plan);
             }
@@ -156,6 +237,9 @@ async fn locked(
             ).into());
         }
     };
+    if outcome.failures.is_empty() {
+        await_listed(aws, &plan, &outcome, printer).await;
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let summary = serde_json::json!({
         "project": config.project, "env": config.env,

@@ -63,6 +63,9 @@ pub struct ClusterConfig {
     /// filter pattern). With the default, only Ubuntu LTS releases count.
     pub image_owner: String,
     pub image_name: String,
+    /// A pinned AMI: used as is, and a change replaces the instances. Without
+    /// it, running instances keep their image until `up --upgrade-image`.
+    pub image_id: Option<String>,
     /// The API server's address for kubeconfigs, when not the API load
     /// balancer's DNS name (a DNS alias); also a SAN of its certificate.
     pub api_endpoint: Option<String>,
@@ -423,7 +426,25 @@ impl FileLayer {
                     "write the host only, like \"api.staging.example.com\" (port 443 is implied)",
                 )),
             };
+        let image_id = match &cluster.image_id {
+            None => None,
+            Some(id)
+                if id.get_ref().strip_prefix("ami-").is_some_and(|h| {
+                    (8..=17).contains(&h.len()) && h.chars().all(|c| c.is_ascii_hexdigit())
+                }) =>
+            {
+                Some(id.get_ref().clone())
+            }
+            Some(id) => {
+                return Err(src.at(
+                    id,
+                    format!("cluster.image_id `{}` is not an AMI id", id.get_ref()),
+                    "write an id like \"ami-0abcdef1234567890\", or remove it to follow cluster.image_name",
+                ))
+            }
+        };
         let cluster = ClusterConfig {
+            image_id,
             kubernetes_version,
             api_endpoint,
             extra_sans,

@@ -72,6 +72,7 @@ layer!(ClusterLayer {
     domain: String,
     image_owner: String,
     image_name: String,
+    image_id: String,
     api_endpoint: String,
     extra_sans: Vec<Spanned<String>>,
 } nested { masters: GroupLayer, nodes: GroupLayer });

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use super::network::{ELB, MASTERS, NODES};
 use super::{DesiredError, Facts};
 use crate::config::{Config, Expose};
-use crate::model::{Desired, Kind, Ownership, Props, ResourceId, Value};
+use crate::model::{Actual, Desired, Kind, Ownership, Props, ResourceId, Value};
 use crate::render::{user_data, UserData};
 
 fn props<const N: usize>(items: [(&str, Value); N]) -> Props {
@@ -130,6 +130,79 @@ fn policy(config: &Config, role: &str) -> String {
     )
 }
 
+/// A master's etcd data lives on its own volume in the master's zone: it
+/// outlives the instance and is attached to its replacement.
+fn etcd_volume(d: &mut Desired, master: &str, zone: &str, instance: &ResourceId) {
+    let name = format!("etcd-{master}");
+    let volume = d.add(
+        ResourceId::new(Kind::Volume, &name),
+        Ownership::Owned,
+        props([
+            ("zone", Value::str(zone)),
+            ("size_gib", Value::Int(ETCD_VOLUME_GIB)),
+            ("volume_type", Value::str("gp3")),
+            ("encrypted", Value::Bool(true)),
+        ]),
+    );
+    d.add(
+        ResourceId::new(Kind::VolumeAttachment, &name),
+        Ownership::Owned,
+        props([
+            ("volume", Value::reference(&volume)),
+            ("instance", Value::reference(instance)),
+            ("device", Value::str(ETCD_DEVICE)),
+        ]),
+    );
+}
+
+/// etcd's own guidance is a few GiB of data at most (8 GiB quota by default);
+/// 20 GiB of gp3 gives its baseline 3000 IOPS with room to compact.
+pub const ETCD_VOLUME_GIB: i64 = 20;
+/// The device name the etcd volume is attached as (the user data finds it
+/// by volume id on Nitro instances, where it shows as NVMe).
+pub const ETCD_DEVICE: &str = "/dev/sdf";
+
+/// Running instances keep the image they run: a newer image of the name
+/// pattern replaces nothing unless asked (`up --upgrade-image`) or pinned
+/// (`cluster.image_id`). Returns the notice for the plan when one is waiting.
+pub fn keep_images(
+    d: &mut Desired,
+    actual: &Actual,
+    facts: &Facts,
+    pinned: bool,
+    upgrade: bool,
+) -> Option<String> {
+    let image = facts.image.as_ref()?;
+    if pinned {
+        return None;
+    }
+    let mut behind = 0;
+    for r in d.resources.values_mut() {
+        if r.kind() != Kind::Instance {
+            continue;
+        }
+        let Some(running) = actual.resources.get(&r.id).and_then(|o| o.props.get("ami")) else {
+            continue;
+        };
+        if r.props.get("ami") == Some(running) {
+            continue;
+        }
+        behind += 1;
+        if !upgrade {
+            r.props.insert("ami".into(), running.clone());
+        }
+    }
+    (behind > 0 && !upgrade).then(|| {
+        format!(
+            "image update available: {} ({}, {}) for {behind} instance{}; `scopectl up --upgrade-image` replaces them one at a time",
+            image.id,
+            image.name,
+            image.created,
+            if behind == 1 { "" } else { "s" }
+        )
+    })
+}
+
 pub fn compute(
     config: &Config,
     facts: &Facts,
@@ -138,15 +211,20 @@ pub fn compute(
 ) -> Result<(), DesiredError> {
     let owned = Ownership::Owned;
     let cluster = format!("{}-{}", config.project, config.env);
-    let image = facts.image.as_ref().ok_or_else(|| {
-        DesiredError::new(
+    let image = facts.image.as_ref().ok_or_else(|| match &config.cluster.image_id {
+        Some(id) => DesiredError::new(
+            format!("the pinned image {id} does not exist in {} or is not available", config.aws.region),
+            "set cluster.image_id to an AMI of this region, or remove it to follow cluster.image_name",
+            None,
+        ),
+        None => DesiredError::new(
             format!(
                 "no available image of owner {} is named like `{}`",
                 config.cluster.image_owner, config.cluster.image_name
             ),
             "set cluster.image_owner and cluster.image_name to an image this region has",
             None,
-        )
+        ),
     })?;
     let api_name = load_balancer_name(&cluster, "api");
     let state_prefix = format!("/scopectl/{}/{}/", config.project, config.env);
@@ -184,13 +262,19 @@ pub fn compute(
                 service_cidr: config.cluster.service_cidr.to_string(),
                 pod_cidr: config.cluster.pod_cidr.to_string(),
                 domain: config.cluster.domain.clone(),
+                etcd_volume: if role == "master" {
+                    ResourceId::new(Kind::Volume, &format!("etcd-{name}")).to_string()
+                } else {
+                    String::new()
+                },
             })
             .map_err(|e| DesiredError::new(e.to_string(), "this is a bug in a template", None))?;
             let digest: String = Sha256::digest(text.as_bytes())
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            d.add(
+            let zone = &zones[i as usize % zones.len()];
+            let instance = d.add(
                 ResourceId::new(Kind::Instance, &name),
                 owned,
                 props([
@@ -212,6 +296,9 @@ pub fn compute(
                     ("user_data_text", Value::str(text)),
                 ]),
             );
+            if role == "master" {
+                etcd_volume(d, &name, zone, &instance);
+            }
         }
     }
 

@@ -5,7 +5,7 @@ mod facts;
 mod network;
 mod pki;
 
-pub use compute::{canonical_json, load_balancer_name};
+pub use compute::{canonical_json, keep_images, load_balancer_name, ETCD_DEVICE};
 pub use facts::*;
 pub use network::to_database_name;
 pub use pki::{next_stage, settle, Rotation};

@@ -244,7 +244,7 @@ fn instances_spread_over_zones_and_register_with_their_balancers() {
     let master = instance("master-0").props["user_data_text"]
         .as_str()
         .unwrap();
-    assert!(master.contains("kubeadm, init"));
+    assert!(master.contains("kubeadm init --config"));
     assert!(master.contains("clusterName: scope-staging"));
 }
 

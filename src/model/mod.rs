@@ -86,6 +86,13 @@ pub enum Kind {
     KeyPair,
     /// The bootstrap token nodes join with.
     Token,
+    /// An EBS volume (a master's etcd data): outlives its instance.
+    Volume,
+    /// A volume attached to an instance.
+    VolumeAttachment,
+    /// An EBS snapshot taken before a master's replacement; only `down`
+    /// deletes it.
+    Snapshot,
 }
 
 impl Kind {
@@ -109,6 +116,9 @@ impl Kind {
         Kind::Certificate,
         Kind::KeyPair,
         Kind::Token,
+        Kind::Volume,
+        Kind::VolumeAttachment,
+        Kind::Snapshot,
     ];
 
     pub fn prefix(self) -> &'static str {
@@ -132,6 +142,9 @@ impl Kind {
             Kind::Certificate => "pki/cert",
             Kind::KeyPair => "pki/key",
             Kind::Token => "pki/token",
+            Kind::Volume => "ec2/volume",
+            Kind::VolumeAttachment => "ec2/volume-attachment",
+            Kind::Snapshot => "ec2/snapshot",
         }
     }
 
@@ -192,6 +205,11 @@ impl Kind {
             ],
             Kind::KeyPair => &["algorithm"],
             Kind::Token => &["purpose"],
+            // Size and type change in place (ModifyVolume): replacing a
+            // volume would lose the etcd data on it.
+            Kind::Volume => &["zone", "encrypted"],
+            Kind::VolumeAttachment => &["volume", "instance", "device"],
+            Kind::Snapshot => &["volume"],
         }
     }
 
@@ -214,6 +232,22 @@ impl Kind {
     /// up to its last `-`: `node-3` is in `node`), in index order.
     pub fn one_at_a_time(self) -> bool {
         self == Kind::Instance
+    }
+
+    /// Kept when no longer desired: only `down` deletes it (a snapshot is
+    /// the way back, not state to converge).
+    pub fn kept_until_down(self) -> bool {
+        self == Kind::Snapshot
+    }
+
+    /// The field naming the resource whose deletion also ends this one: its
+    /// delete runs after that one's (a volume comes off an instance when the
+    /// instance is gone, never from under a running etcd).
+    pub fn ended_by(self) -> Option<&'static str> {
+        match self {
+            Kind::VolumeAttachment => Some("instance"),
+            _ => None,
+        }
     }
 }
 

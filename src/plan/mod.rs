@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::desired::Facts;
-use crate::model::{Actual, Desired, Observed, Ownership, Props, Resource, ResourceId, Value};
+use crate::model::{
+    Actual, Desired, Kind, Observed, Ownership, Props, Resource, ResourceId, Value,
+};
 
 /// Bumped on any incompatible change to the JSON plan (a public contract).
 pub const FORMAT_VERSION: &str = "1";
@@ -24,6 +26,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// `replaced`, `deleted`, …: for reasons.
+    pub fn past(self) -> &'static str {
+        match self {
+            Action::Create => "created",
+            Action::Update => "updated",
+            Action::Replace => "replaced",
+            Action::Delete => "deleted",
+        }
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             Action::Create => "+",
@@ -56,6 +68,22 @@ pub struct Change {
     /// Resources the existing version references: it goes before them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<ResourceId>,
+    /// A replace that creates the new one before deleting the old (capacity
+    /// never drops); otherwise the old one goes first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_before_delete: bool,
+    /// Replaces or deletes part of the control plane (a master, its etcd
+    /// volume): shown as `[control plane]`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub control_plane: bool,
+    /// This change's delete waits for the deletes of these (a volume comes
+    /// off an instance once the instance is gone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_deleting: Vec<ResourceId>,
+    /// This change's create runs before the deletes of these (a snapshot of
+    /// a master's etcd before the master goes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before_deleting: Vec<ResourceId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,6 +111,9 @@ pub struct Plan {
     pub fingerprint: String,
     pub changes: Vec<Change>,
     pub summary: Summary,
+    /// One-line notes that change nothing (a newer image is available).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 impl Plan {
@@ -135,6 +166,17 @@ pub fn plan(
     actual: &Actual,
     fingerprint: String,
 ) -> Result<Plan, PlanError> {
+    plan_inner(project, env, desired, actual, fingerprint, false)
+}
+
+fn plan_inner(
+    project: &str,
+    env: &str,
+    desired: &Desired,
+    actual: &Actual,
+    fingerprint: String,
+    destroying: bool,
+) -> Result<Plan, PlanError> {
     let mut changes: Vec<Change> = Vec::new();
     let mut summary = Summary::default();
     // Ids that get a new physical id in this plan: references to them are unknown.
@@ -168,6 +210,10 @@ pub fn plan(
                 changed: Vec::new(),
                 depends_on: deps,
                 references: Vec::new(),
+                create_before_delete: false,
+                control_plane: false,
+                after_deleting: Vec::new(),
+                before_deleting: Vec::new(),
             });
             continue;
         };
@@ -263,6 +309,10 @@ pub fn plan(
             changed,
             depends_on: deps,
             references,
+            create_before_delete: false,
+            control_plane: false,
+            after_deleting: Vec::new(),
+            before_deleting: Vec::new(),
         });
     }
 
@@ -279,10 +329,15 @@ pub fn plan(
             changed: Vec::new(),
             depends_on: Vec::new(),
             references: actual.deps_of(o).into_iter().collect(),
+            create_before_delete: false,
+            control_plane: false,
+            after_deleting: Vec::new(),
+            before_deleting: Vec::new(),
         });
     };
     for o in actual.resources.values() {
-        if !desired.resources.contains_key(&o.id) {
+        let kept = !destroying && o.id.kind().is_some_and(|k| k.kept_until_down());
+        if !desired.resources.contains_key(&o.id) && !kept {
             delete(o, "no longer in the config".into());
         }
     }
@@ -290,6 +345,13 @@ pub fn plan(
         let kept = actual.physical(&o.id).unwrap_or_default().to_string();
         delete(o, format!("duplicate of {kept}"));
     }
+
+    if !destroying {
+        let snapshots = control_plane_snapshots(desired, actual, &changes, &fingerprint);
+        summary.create += snapshots.len();
+        changes.extend(snapshots);
+    }
+    order_volume_changes(desired, actual, &mut changes);
 
     changes.sort_by(|a, b| {
         (&a.address, a.action, &a.physical_id).cmp(&(&b.address, b.action, &b.physical_id))
@@ -301,12 +363,136 @@ pub fn plan(
         fingerprint,
         changes,
         summary,
+        notices: Vec::new(),
     })
+}
+
+/// The volume a desired instance holds through an attachment, if any.
+fn held_volume<'a>(desired: &'a Desired, instance: &ResourceId) -> Option<&'a ResourceId> {
+    desired.resources.values().find_map(|r| {
+        if r.kind() != Kind::VolumeAttachment {
+            return None;
+        }
+        let target = |f: &str| match r.props.get(f) {
+            Some(Value::Ref(t)) => Some(&t.target),
+            _ => None,
+        };
+        (target("instance") == Some(instance))
+            .then(|| target("volume"))
+            .flatten()
+    })
+}
+
+/// Sets each replace's order and marks the control plane:
+/// - an instance holding a volume is replaced delete-first (a volume has
+///   one instance; etcd never runs twice on it), others create-first where
+///   their kind does;
+/// - a master or an etcd volume that goes is `[control plane]`;
+/// - an attachment's delete waits for its instance's (it ends with it) and
+///   does not count the instance among what it goes before.
+fn order_volume_changes(desired: &Desired, actual: &Actual, changes: &mut [Change]) {
+    let going: BTreeSet<ResourceId> = changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Replace | Action::Delete))
+        .map(|c| c.address.clone())
+        .collect();
+    for c in changes.iter_mut() {
+        let Some(kind) = c.address.kind() else {
+            continue;
+        };
+        if c.action == Action::Replace {
+            c.create_before_delete =
+                kind.create_before_delete() && held_volume(desired, &c.address).is_none();
+        }
+        let control_plane = match kind {
+            Kind::Instance => c.address.name().starts_with("master-"),
+            Kind::Volume => c.address.name().starts_with("etcd-"),
+            _ => false,
+        };
+        c.control_plane = control_plane && matches!(c.action, Action::Replace | Action::Delete);
+        if let (Some(field), Some(before)) = (kind.ended_by(), &c.before) {
+            let pid = before.get(field).and_then(Value::as_str);
+            let ended_by = actual
+                .resources
+                .values()
+                .find(|o| Some(o.physical_id.as_str()) == pid)
+                .map(|o| o.id.clone());
+            if let Some(owner) = ended_by {
+                c.references.retain(|r| *r != owner);
+                if going.contains(&owner) {
+                    c.after_deleting.push(owner);
+                }
+            }
+        }
+    }
+}
+
+/// Before a master that holds an etcd volume is replaced, or the volume
+/// itself goes, a snapshot of the volume: created before either's delete,
+/// named after the plan so each plan's is its own.
+fn control_plane_snapshots(
+    desired: &Desired,
+    actual: &Actual,
+    changes: &[Change],
+    fingerprint: &str,
+) -> Vec<Change> {
+    let short: String = fingerprint
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(8)
+        .collect();
+    let mut out: BTreeMap<ResourceId, Change> = BTreeMap::new();
+    for c in changes {
+        let (volume, why) = match (c.address.kind(), c.action) {
+            (Some(Kind::Instance), Action::Replace) => match held_volume(desired, &c.address) {
+                Some(v) => (
+                    v.clone(),
+                    format!("before {} is replaced", c.address.name()),
+                ),
+                None => continue,
+            },
+            (Some(Kind::Volume), Action::Replace | Action::Delete) => (
+                c.address.clone(),
+                format!("before {} is {}", c.address.name(), c.action.past()),
+            ),
+            _ => continue,
+        };
+        if actual.physical(&volume).is_none() {
+            continue;
+        }
+        let id = ResourceId::new(Kind::Snapshot, &format!("{}-{short}", volume.name()));
+        let entry = out.entry(id.clone()).or_insert_with(|| Change {
+            address: id.clone(),
+            action: Action::Create,
+            reason: Some(format!("a copy of {volume} {why}")),
+            ownership: Ownership::Owned,
+            physical_id: None,
+            before: None,
+            after: Some(Props::from([
+                ("volume".to_string(), Value::reference(&volume)),
+                (
+                    "description".to_string(),
+                    Value::str(format!("scopectl: {} {why}", volume.name())),
+                ),
+            ])),
+            changed: Vec::new(),
+            // The volume exists (checked above); waiting for a replaced
+            // volume's new create would wait on its own delete.
+            depends_on: Vec::new(),
+            references: Vec::new(),
+            create_before_delete: false,
+            control_plane: false,
+            after_deleting: Vec::new(),
+            before_deleting: Vec::new(),
+        });
+        entry.before_deleting.push(c.address.clone());
+    }
+    out.into_values().collect()
 }
 
 /// A plan that removes everything observed (for `down`).
 pub fn destroy(project: &str, env: &str, actual: &Actual, fingerprint: String) -> Plan {
-    let mut p = plan(project, env, &Desired::default(), actual, fingerprint)
+    let mut p = plan_inner(project, env, &Desired::default(), actual, fingerprint, true)
         .expect("an empty desired state cannot fail");
     for c in p
         .changes

@@ -43,7 +43,7 @@ fn from_nothing_everything_is_created_in_a_stable_order() {
     assert_eq!(
         p.summary,
         Summary {
-            create: 40,
+            create: 42,
             ..Summary::default()
         }
     );
@@ -78,7 +78,7 @@ fn after_apply_the_plan_is_empty() {
     let a = applied(&d);
     let p = run(&d, &a);
     assert!(p.is_empty(), "{:#?}", p.changes);
-    assert_eq!(p.summary.unchanged, 40);
+    assert_eq!(p.summary.unchanged, 42);
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn immutable_fields_replace_and_their_dependents_follow() {
         p.summary,
         Summary {
             replace: 9,
-            unchanged: 31,
+            unchanged: 33,
             ..Summary::default()
         }
     );
@@ -138,7 +138,7 @@ fn mutable_fields_update_in_place() {
         p.summary,
         Summary {
             update: 2,
-            unchanged: 38,
+            unchanged: 40,
             ..Summary::default()
         }
     );
@@ -213,7 +213,7 @@ fn deleting_a_referenced_resource_replaces_its_referrers() {
 fn destroy_deletes_everything_with_references() {
     let a = applied(&staging());
     let p = destroy("scope", "staging", &a, "sha256:x".into());
-    assert_eq!(p.summary.delete, 40);
+    assert_eq!(p.summary.delete, 42);
     let assoc = p
         .changes
         .iter()
@@ -281,4 +281,197 @@ fn a_leaf_near_expiry_or_with_new_names_is_reissued_and_nothing_else() {
         .map(|s| s.op)
         .collect();
     assert_eq!(ops, [crate::apply::Op::Create]);
+}
+
+/// Replacing a master: a snapshot of its etcd volume first, the old master
+/// gone before the new one (one instance per volume), the attachment off
+/// once the old master is gone, and `[control plane]` on both.
+#[test]
+fn a_master_replacement_snapshots_etcd_and_goes_delete_first() {
+    let d = staging();
+    let mut a = applied(&d);
+    let master = ResourceId::new(Kind::Instance, "master-0");
+    a.resources
+        .get_mut(&master)
+        .unwrap()
+        .props
+        .insert("instance_type".into(), Value::str("t3.small"));
+    let p = run(&d, &a);
+    let get = |id: &ResourceId| p.changes.iter().find(|c| &c.address == id).unwrap();
+    let m = get(&master);
+    assert_eq!(m.action, Action::Replace);
+    assert!(m.control_plane && !m.create_before_delete, "{m:#?}");
+    let attachment = get(&ResourceId::new(Kind::VolumeAttachment, "etcd-master-0"));
+    assert_eq!(attachment.action, Action::Replace);
+    assert_eq!(attachment.after_deleting, std::slice::from_ref(&master));
+    assert!(!attachment.references.contains(&master));
+    let snap = p
+        .changes
+        .iter()
+        .find(|c| c.address.kind() == Some(Kind::Snapshot))
+        .expect("a snapshot of the etcd volume");
+    assert_eq!(snap.action, Action::Create);
+    assert_eq!(snap.before_deleting, std::slice::from_ref(&master));
+    assert!(snap.address.name().starts_with("etcd-master-0-"));
+    // A node's replacement keeps its capacity-first order.
+    let mut a2 = applied(&d);
+    let node = ResourceId::new(Kind::Instance, "node-0");
+    a2.resources
+        .get_mut(&node)
+        .unwrap()
+        .props
+        .insert("instance_type".into(), Value::str("t3.small"));
+    let p2 = run(&d, &a2);
+    let n = p2.changes.iter().find(|c| c.address == node).unwrap();
+    assert!(n.create_before_delete && !n.control_plane);
+    assert!(!p2
+        .changes
+        .iter()
+        .any(|c| c.address.kind() == Some(Kind::Snapshot)));
+
+    // The steps run: snapshot, old master gone, then the volume comes off
+    // (while the new master boots) and goes onto the new master.
+    let (steps, graph) = crate::apply::steps(&p.changes);
+    let at = |kind: Kind, op: crate::apply::Op| {
+        steps
+            .iter()
+            .position(|s| {
+                s.address.kind() == Some(kind)
+                    && s.op == op
+                    && (kind != Kind::Instance || s.address == master)
+            })
+            .unwrap()
+    };
+    use crate::apply::Op;
+    let chains = [
+        [
+            at(Kind::Snapshot, Op::Create),
+            at(Kind::Instance, Op::Delete),
+            at(Kind::VolumeAttachment, Op::Delete),
+            at(Kind::VolumeAttachment, Op::Create),
+        ],
+        [
+            at(Kind::Snapshot, Op::Create),
+            at(Kind::Instance, Op::Delete),
+            at(Kind::Instance, Op::Create),
+            at(Kind::VolumeAttachment, Op::Create),
+        ],
+    ];
+    // Each waits (transitively) on the one before it.
+    let before = |a: usize, b: usize| {
+        let mut todo = vec![b];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(x) = todo.pop() {
+            if x == a {
+                return true;
+            }
+            if seen.insert(x) {
+                todo.extend(graph.waits_on(x));
+            }
+        }
+        false
+    };
+    for order in chains {
+        for w in order.windows(2) {
+            assert!(
+                before(w[0], w[1]),
+                "{:?} before {:?}",
+                steps[w[0]],
+                steps[w[1]]
+            );
+        }
+    }
+}
+
+#[test]
+fn snapshots_stay_until_down() {
+    let d = staging();
+    let mut a = applied(&d);
+    a.insert(Observed {
+        id: ResourceId::new(Kind::Snapshot, "etcd-master-0-abcdef12"),
+        physical_id: "snap-1".into(),
+        props: Props::new(),
+    });
+    assert!(run(&d, &a).is_empty());
+    let gone = destroy("scope", "staging", &a, "f".into());
+    assert!(gone
+        .changes
+        .iter()
+        .any(|c| c.physical_id.as_deref() == Some("snap-1")));
+}
+
+/// A newer image changes nothing until asked: the plan says so in one line.
+#[test]
+fn a_newer_image_is_a_notice_until_asked_for() {
+    let facts = sample_facts();
+    let d = desired(&example("staging"), &facts).unwrap();
+    let a = applied(&d);
+    let mut newer = facts.clone();
+    newer.image = Some(crate::desired::ImageFacts {
+        id: "ami-0newer".into(),
+        name: "ubuntu-noble-24.04-amd64-server-20261201".into(),
+        created: "2026-12-01T00:00:00.000Z".into(),
+    });
+    let mut d2 = desired(&example("staging"), &newer).unwrap();
+    let notice = crate::desired::keep_images(&mut d2, &a, &newer, false, false);
+    let p = run(&d2, &a);
+    assert!(p.is_empty(), "{:#?}", p.changes);
+    let notice = notice.expect("a notice");
+    assert!(
+        notice.starts_with("image update available: ami-0newer (ubuntu-noble-24.04-amd64-server-20261201, 2026-12-01"),
+        "{notice}"
+    );
+    // Asked for: every instance is replaced (one at a time, by the executor).
+    let mut d3 = desired(&example("staging"), &newer).unwrap();
+    assert_eq!(
+        crate::desired::keep_images(&mut d3, &a, &newer, false, true),
+        None
+    );
+    let p = run(&d3, &a);
+    let instances = d3
+        .resources
+        .keys()
+        .filter(|k| k.kind() == Some(Kind::Instance))
+        .count();
+    assert_eq!(
+        p.changes
+            .iter()
+            .filter(|c| c.address.kind() == Some(Kind::Instance) && c.action == Action::Replace)
+            .count(),
+        instances
+    );
+    // Pinned: the pin decides, no notice.
+    let mut d4 = desired(&example("staging"), &newer).unwrap();
+    assert_eq!(
+        crate::desired::keep_images(&mut d4, &a, &newer, true, false),
+        None
+    );
+}
+
+/// IAM policies read as pretty, key-sorted JSON, and a change names the
+/// statements it touches.
+#[test]
+fn policies_show_pretty_and_by_statement() {
+    let d = staging();
+    let mut a = applied(&d);
+    let profile = ResourceId::new(Kind::InstanceProfile, "node");
+    let old = a.resources[&profile].props["policy"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut doc: serde_json::Value = serde_json::from_str(&old).unwrap();
+    doc["Statement"][0]["Action"] = serde_json::json!(["ssm:GetParameter"]);
+    a.resources
+        .get_mut(&profile)
+        .unwrap()
+        .props
+        .insert("policy".into(), Value::str(doc.to_string()));
+    let p = run(&d, &a);
+    let text = crate::ui::render_plan(&p, false);
+    insta::assert_snapshot!("policy-statement-diff", text);
+    let created = crate::ui::render_plan(&run(&d, &Actual::default()), false);
+    assert!(
+        created.contains("      policy =\n        {\n          \"Statement\": ["),
+        "{created}"
+    );
 }

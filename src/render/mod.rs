@@ -14,6 +14,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/install.sh.j2"),
     ),
     ("state.sh.j2", include_str!("../../templates/state.sh.j2")),
+    ("etcd.sh.j2", include_str!("../../templates/etcd.sh.j2")),
     (
         "kubeadm-init.yaml.j2",
         include_str!("../../templates/kubeadm-init.yaml.j2"),
@@ -43,6 +44,9 @@ pub struct UserData {
     pub service_cidr: String,
     pub pod_cidr: String,
     pub domain: String,
+    /// The `scopectl:id` of a master's etcd volume (`ec2/volume/etcd-master-N`),
+    /// which its user data finds, mounts and keeps etcd on; empty for nodes.
+    pub etcd_volume: String,
 }
 
 #[derive(Debug, thiserror::Error)]

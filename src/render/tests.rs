@@ -5,23 +5,97 @@ use crate::config;
 use crate::desired::{desired, tests::sample_facts};
 use crate::model::{Kind, Value};
 
-/// The rendered user data of every instance of every example env that runs
-/// on AWS, by `env/instance`.
-fn rendered() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scope.toml"))
-        .unwrap();
-    let mut out = Vec::new();
-    for env in ["staging", "prod", "sandbox", "sandbox-peered"] {
-        let config = config::parse(Path::new("examples/scope.toml"), &text, env).unwrap();
-        let d = desired(&config, &sample_facts()).unwrap();
-        for r in d.resources.values().filter(|r| r.kind() == Kind::Instance) {
+fn example() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scope.toml")).unwrap()
+}
+
+/// The rendered user data of every instance of `env` in config `text`, by
+/// `label/instance`.
+fn instances(text: &str, env: &str, label: &str) -> Vec<(String, String)> {
+    let config = config::parse(Path::new("examples/scope.toml"), text, env).unwrap();
+    let d = desired(&config, &sample_facts()).unwrap();
+    d.resources
+        .values()
+        .filter(|r| r.kind() == Kind::Instance)
+        .map(|r| {
             let Some(Value::Str(t)) = r.props.get("user_data_text") else {
                 panic!("{} has no user data", r.id);
             };
-            out.push((format!("{env}/{}", r.id.name()), t.clone()));
-        }
-    }
-    out
+            (format!("{label}/{}", r.id.name()), t.clone())
+        })
+        .collect()
+}
+
+/// The rendered user data of every instance of every example env that runs
+/// on AWS, by `env/instance`.
+fn rendered() -> Vec<(String, String)> {
+    let text = example();
+    ["staging", "prod", "sandbox", "sandbox-peered"]
+        .into_iter()
+        .flat_map(|env| instances(&text, env, env))
+        .collect()
+}
+
+/// `rendered()` and a staging with three masters (as `staging-ha/...`): the
+/// examples have one master, and the others' user data differs (they join).
+fn rendered_with_ha() -> Vec<(String, String)> {
+    let text = example();
+    let ha = text.replace("masters = { count = 1,", "masters = { count = 3,");
+    assert_ne!(
+        ha, text,
+        "examples/scope.toml no longer has `masters = {{ count = 1, ...`"
+    );
+    let mut all = rendered();
+    all.extend(instances(&ha, "staging", "staging-ha"));
+    all
+}
+
+/// The `write_files` entries of a user data that are scripts (`#!`), as
+/// (path, content).
+fn scripts(text: &str) -> Vec<(String, String)> {
+    let doc: serde_norway::Value = serde_norway::from_str(text).unwrap();
+    doc["write_files"]
+        .as_sequence()
+        .expect("user data has write_files")
+        .iter()
+        .filter_map(|f| {
+            let content = f["content"].as_str()?;
+            let path = f["path"].as_str().expect("a write_files entry has a path");
+            content
+                .starts_with("#!")
+                .then(|| (path.to_string(), content.to_string()))
+        })
+        .collect()
+}
+
+/// The user data's runcmd, each command joined with spaces.
+fn runcmd(text: &str) -> Vec<String> {
+    let doc: serde_norway::Value = serde_norway::from_str(text).unwrap();
+    doc["runcmd"]
+        .as_sequence()
+        .expect("user data has runcmd")
+        .iter()
+        .map(|c| match c.as_sequence() {
+            Some(args) => args
+                .iter()
+                .map(|a| {
+                    a.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("{a:?}"))
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => c
+                .as_str()
+                .expect("a runcmd entry is a list or a string")
+                .to_string(),
+        })
+        .collect()
+}
+
+/// CI must run every check: a missing tool there is a failure, not a skip.
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
 }
 
 #[test]
@@ -62,16 +136,17 @@ fn an_undefined_variable_is_an_error() {
 #[test]
 fn user_data_passes_cloud_init_schema() {
     let version = Command::new("cloud-init").arg("--version").output();
-    if version.is_err() && std::env::var_os("SCOPECTL_SKIP_CLOUD_INIT").is_some() {
+    if version.is_err() && !in_ci() && std::env::var_os("SCOPECTL_SKIP_CLOUD_INIT").is_some() {
         eprintln!("cloud-init is not installed; SCOPECTL_SKIP_CLOUD_INIT is set: skipped");
         return;
     }
     assert!(
         version.is_ok(),
-        "cloud-init is not installed: run scripts/test (it installs Debian's cloud-init)"
+        "cloud-init is not installed: run scripts/test (it installs Debian's cloud-init); \
+         SCOPECTL_SKIP_CLOUD_INIT skips this test, except where CI is set"
     );
     let dir = tempfile::tempdir().unwrap();
-    for (name, text) in rendered() {
+    for (name, text) in rendered_with_ha() {
         let path = dir.path().join(format!("{}.yaml", name.replace('/', "-")));
         std::fs::write(&path, &text).unwrap();
         let out = Command::new("cloud-init")
@@ -91,4 +166,164 @@ fn user_data_passes_cloud_init_schema() {
             "{name}"
         );
     }
+}
+
+/// Every script the user data writes passes `sh -n` and `shellcheck -s sh`
+/// (ShellCheck: Debian's, installed by scripts/test).
+#[test]
+fn user_data_scripts_pass_sh_and_shellcheck() {
+    let shellcheck = Command::new("shellcheck").arg("--version").output().is_ok();
+    if !shellcheck {
+        assert!(
+            !in_ci(),
+            "shellcheck is not installed: run scripts/test (it installs Debian's shellcheck)"
+        );
+        eprintln!("shellcheck is not installed: only `sh -n` runs (scripts/test installs it)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in rendered_with_ha() {
+        let found = scripts(&text);
+        // install and state everywhere, and the etcd volume's on masters.
+        let expected = if name.contains("/master-") { 3 } else { 2 };
+        assert_eq!(found.len(), expected, "{name}: {found:?}");
+        for (path, content) in found {
+            let file = dir.path().join(format!(
+                "{}-{}",
+                name.replace('/', "-"),
+                path.rsplit('/').next().unwrap()
+            ));
+            std::fs::write(&file, &content).unwrap();
+            let mut checks = vec![Command::new("sh").arg("-n").arg(&file).output().unwrap()];
+            if shellcheck {
+                checks.push(
+                    Command::new("shellcheck")
+                        .args(["-s", "sh"])
+                        .arg(&file)
+                        .output()
+                        .unwrap(),
+                );
+            }
+            for out in checks {
+                assert!(
+                    out.status.success(),
+                    "{name}: {path}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+/// Masters keep etcd on their own volume: the user data mounts it at
+/// /var/lib/etcd before kubeadm runs, formats it only when blkid finds
+/// nothing on it, and restarts on data it finds there; nodes have none of it.
+#[test]
+fn masters_keep_etcd_on_their_volume_and_nodes_do_not() {
+    let (mut masters, mut joining_masters, mut nodes) = (0, 0, 0);
+    for (name, text) in rendered_with_ha() {
+        let instance = name.rsplit('/').next().unwrap();
+        let commands = runcmd(&text);
+        if !instance.starts_with("master-") {
+            nodes += 1;
+            for etcd in [
+                "scopectl-etcd",
+                "/var/lib/etcd",
+                "mkfs",
+                "blkid",
+                "etcd-master",
+            ] {
+                assert!(!text.contains(etcd), "{name} has etcd logic: {etcd}");
+            }
+            assert_eq!(
+                commands.last().map(String::as_str),
+                Some("kubeadm join --config /etc/kubernetes/scopectl/kubeadm.yaml"),
+                "{name}"
+            );
+            continue;
+        }
+        masters += 1;
+        // mount, then kubeadm only through `start`, last.
+        let at = |c: &str| commands.iter().position(|x| x == c);
+        let mount = at("/usr/local/sbin/scopectl-etcd mount").expect(&name);
+        let start = at("/usr/local/sbin/scopectl-etcd start").expect(&name);
+        assert!(
+            mount < start && start == commands.len() - 1,
+            "{name}: {commands:?}"
+        );
+        assert!(
+            !commands.iter().any(|c| c.starts_with("kubeadm")),
+            "{name}: {commands:?}"
+        );
+
+        let (_, script) = scripts(&text)
+            .into_iter()
+            .find(|(p, _)| p == "/usr/local/sbin/scopectl-etcd")
+            .unwrap_or_else(|| panic!("{name} writes no scopectl-etcd"));
+        assert!(
+            script.contains(&format!("tag='ec2/volume/etcd-{instance}'\n")),
+            "{name}"
+        );
+        for line in [
+            "mnt=/var/lib/etcd\n",
+            "data=$mnt/data\n",
+            "mountpoint -q \"$mnt\" || mount \"$mnt\"\n",
+            "echo \"UUID=$uuid $mnt ext4 defaults,nofail 0 2\" >> /etc/fstab\n",
+            "blkid -p \"$dev\" >/dev/null 2>&1 || rc=$?\n",
+        ] {
+            assert!(script.contains(line), "{name}: no {line:?}");
+        }
+        // One mkfs, never forced, in the branch where blkid found nothing.
+        let lines: Vec<&str> = script.lines().map(str::trim).collect();
+        let mkfs: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].contains("mkfs"))
+            .collect();
+        assert_eq!(mkfs.len(), 1, "{name}: {mkfs:?}");
+        assert!(
+            !lines[mkfs[0]].contains(" -F"),
+            "{name}: {}",
+            lines[mkfs[0]]
+        );
+        let guard = lines[..mkfs[0]]
+            .iter()
+            .rev()
+            .find(|l| l.starts_with("if ") || l.starts_with("elif ") || l.starts_with("else"))
+            .unwrap();
+        assert!(
+            guard.starts_with("if [ \"$rc\" = 2 ]"),
+            "{name}: mkfs under {guard:?}"
+        );
+
+        let data_dir = "/var/lib/etcd/data";
+        let ignore = format!(
+            "--ignore-preflight-errors=DirAvailable-{}",
+            data_dir.replace('/', "-")
+        );
+        if instance == "master-0" {
+            // kubeadm's etcd data dir is the one the script looks at, and the
+            // restart ignores exactly its preflight check.
+            assert!(text.contains(&format!("dataDir: {data_dir}\n")), "{name}");
+            assert!(
+                script.contains(&format!("kubeadm init --config \"$config\" {ignore}\n")),
+                "{name}"
+            );
+            assert!(
+                script.contains("kubeadm init --config \"$config\"\n"),
+                "{name}"
+            );
+            assert!(!script.contains("kubeadm join"), "{name}");
+        } else {
+            joining_masters += 1;
+            assert!(script.contains("remove_member \"$member\""), "{name}");
+            assert!(
+                script.contains("kubeadm join --config \"$config\"\n"),
+                "{name}"
+            );
+            assert!(!script.contains("kubeadm init"), "{name}");
+        }
+    }
+    assert!(
+        masters >= 5 && joining_masters >= 2 && nodes > 0,
+        "{masters} {joining_masters} {nodes}"
+    );
 }

@@ -64,9 +64,98 @@ fn rule(v: &Value) -> String {
     format!("{ports} from {}", s("source").unwrap_or_default())
 }
 
+/// A JSON document held in a string (an IAM policy), parsed.
+fn json_doc(v: &Value) -> Option<serde_json::Value> {
+    let s = v.as_str()?;
+    if !s.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(&crate::desired::canonical_json(s)).ok()
+}
+
+/// Pretty-printed with sorted keys (the canonical text's order), one line each.
+fn pretty(v: &serde_json::Value) -> Vec<String> {
+    serde_json::to_string_pretty(v)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A policy's statements by `Sid` (or position, for statements without one).
+fn statements(doc: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    let list = match doc.get("Statement") {
+        Some(serde_json::Value::Array(a)) => a.clone(),
+        Some(one) => vec![one.clone()],
+        None => Vec::new(),
+    };
+    list.into_iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let key = st
+                .get("Sid")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("#{}", i + 1));
+            (key, st)
+        })
+        .collect()
+}
+
+/// Which statements of a policy changed: removed (`-`), added (`+`), or
+/// changed (`~`, with its old and new text); the rest are counted.
+fn policy_diff(
+    out: &mut String,
+    field: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    indent: &str,
+) {
+    let (old, new) = (statements(old), statements(new));
+    let _ = writeln!(out, "{indent}{field}: statements");
+    let mut same = 0;
+    for (k, st) in &old {
+        match new.iter().find(|(n, _)| n == k) {
+            None => {
+                let _ = writeln!(out, "{indent}  - {k}");
+                for l in pretty(st) {
+                    let _ = writeln!(out, "{indent}      - {l}");
+                }
+            }
+            Some((_, now)) if now == st => same += 1,
+            Some((_, now)) => {
+                let _ = writeln!(out, "{indent}  ~ {k}");
+                let (a, b) = (pretty(st), pretty(now));
+                for l in a.iter().filter(|l| !b.contains(l)) {
+                    let _ = writeln!(out, "{indent}      - {l}");
+                }
+                for l in b.iter().filter(|l| !a.contains(l)) {
+                    let _ = writeln!(out, "{indent}      + {l}");
+                }
+            }
+        }
+    }
+    for (k, st) in new.iter().filter(|(k, _)| !old.iter().any(|(o, _)| o == k)) {
+        let _ = writeln!(out, "{indent}  + {k}");
+        for l in pretty(st) {
+            let _ = writeln!(out, "{indent}      + {l}");
+        }
+    }
+    if same > 0 {
+        let _ = writeln!(out, "{indent}  ({same} unchanged)");
+    }
+}
+
 fn props_block(out: &mut String, props: &Props, indent: &str) {
     // Rule descriptions repeat the rules; they are sent, not shown.
     for (k, v) in props.iter().filter(|(k, _)| k.as_str() != "descriptions") {
+        if let Some(doc) = json_doc(v) {
+            let _ = writeln!(out, "{indent}{k} =");
+            for l in pretty(&doc) {
+                let _ = writeln!(out, "{indent}  {l}");
+            }
+            continue;
+        }
         match v {
             Value::List(items) if !items.is_empty() => {
                 let _ = writeln!(out, "{indent}{k}:");
@@ -93,6 +182,9 @@ fn header(c: &Change, color: bool) -> String {
     if c.ownership == Ownership::OnAdopted {
         h.push_str("  [on an adopted resource]");
     }
+    if c.control_plane {
+        h.push_str("  [control plane]");
+    }
     h
 }
 
@@ -102,11 +194,24 @@ fn change(out: &mut String, c: &Change, color: bool) {
     if let Some(reason) = &c.reason {
         let _ = writeln!(out, "{indent}# {reason}");
     }
+    if c.action == Action::Replace {
+        let order = if c.create_before_delete {
+            "the new one is created before the old one is deleted"
+        } else {
+            "the old one is deleted before the new one is created"
+        };
+        let _ = writeln!(out, "{indent}# {order}");
+    }
     match c.action {
         Action::Create => props_block(out, c.after.as_ref().unwrap_or(&Props::new()), indent),
         Action::Delete => {}
         Action::Update | Action::Replace => {
             for f in &c.changed {
+                let docs = f.before.as_ref().and_then(json_doc).zip(json_doc(&f.after));
+                if let Some((old, new)) = docs {
+                    policy_diff(out, &f.field, &old, &new, indent);
+                    continue;
+                }
                 match (&f.before, &f.after) {
                     (Some(Value::List(old)), Value::List(new)) => {
                         let _ = writeln!(out, "{indent}{}:", f.field);
@@ -130,6 +235,9 @@ fn change(out: &mut String, c: &Change, color: bool) {
 /// The whole plan as text for stdout.
 pub fn render_plan(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
+    for n in &plan.notices {
+        let _ = writeln!(out, "{n}");
+    }
     if plan.is_empty() {
         let _ = writeln!(
             out,

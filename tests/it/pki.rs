@@ -355,7 +355,25 @@ fn issue_reuse_rotate_kubeconfig_and_teardown() {
     // down --keep-pki leaves the PKI; down deletes it last.
     sb.expect(0, &cfg, &["--env", env, "down", "--yes", "--keep-pki"]);
     assert_eq!(params(&sb, env), s3);
-    assert!(sb.snapshot().owned("scope", env).is_empty());
+    // What is still owned is the PKI's parameters, every one, and nothing else.
+    let mut left: Vec<(String, String)> = sb
+        .snapshot()
+        .owned("scope", env)
+        .into_iter()
+        .map(|(k, v)| (k, v["id"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    left.sort();
+    let mut kept: Vec<(String, String)> = s3
+        .keys()
+        .map(|k| {
+            (
+                "parameters".to_string(),
+                format!("/scopectl/scope/{env}/pki/{k}"),
+            )
+        })
+        .collect();
+    kept.sort();
+    assert_eq!(left, kept, "down --keep-pki must leave the PKI and only it");
     let (out, _) = sb.expect(2, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
     // The kept CAs are reused; only certificates naming the new load
     // balancer and masters are reissued.

@@ -50,13 +50,24 @@ fn ids(snap: &Snapshot, kind: &str) -> BTreeSet<String> {
 
 /// Everything in the emulator that is not this env's, as comparable text:
 /// resources, their tags, and the rules of groups that are not ours.
+/// This env's are what `Snapshot::owned` counts: scopectl's tags for it
+/// (our peerings keep theirs once deleted, and AWS keeps deleted peerings
+/// visible; a foreign peering, untagged, is compared whatever its status),
+/// and Kubernetes' load balancers and groups of its cluster. The env's lock
+/// parameter is untagged: it must be gone again after `up` and `down`.
 fn foreign(snap: &Snapshot, env: &str) -> Vec<String> {
-    let mine =
-        |x: &Value| x["tags"]["scopectl:project"] == PROJECT && x["tags"]["scopectl:env"] == env;
+    let cluster_tag = format!("kubernetes.io/cluster/{PROJECT}-{env}");
+    let mine = |kind: &str, x: &Value| {
+        let t = &x["tags"];
+        (t["scopectl:project"] == PROJECT && t["scopectl:env"] == env)
+            || (matches!(kind, "load_balancers" | "security_groups")
+                && t[cluster_tag.as_str()] == "owned"
+                && t["scopectl:project"].is_null())
+    };
     let our_groups: BTreeSet<String> = snap
         .list("security_groups")
         .iter()
-        .filter(|g| mine(g))
+        .filter(|g| mine("security_groups", g))
         .map(|g| g["id"].as_str().unwrap_or_default().to_string())
         .collect();
     let mut out = Vec::new();
@@ -67,12 +78,18 @@ fn foreign(snap: &Snapshot, env: &str) -> Vec<String> {
         "security_groups",
         "rules",
         "internet_gateways",
+        "peerings",
         "load_balancers",
         "instances",
+        "volumes",
+        "snapshots",
+        "roles",
+        "instance_profiles",
+        "parameters",
         "databases",
     ] {
         for x in snap.list(kind) {
-            if mine(&x) {
+            if mine(kind, &x) {
                 continue;
             }
             if kind == "rules" && our_groups.contains(x["group"].as_str().unwrap_or_default()) {
@@ -343,6 +360,7 @@ fn faulted(seed: u64) -> ProxyConfig {
             first_of_each_action: true,
             // Slow enough to overlap other calls, no slower.
             max_latency: Duration::from_millis(100),
+            lose_first_create: true,
         }),
         ..support::strict()
     }

@@ -33,6 +33,7 @@ where
             Some(c) if TRANSIENT_CODES.contains(&c) => ErrorKind::Transient,
             Some("DependencyViolation")
             | Some("InvalidDBInstanceState")
+            | Some("VolumeInUse")
             | Some("DeleteConflict") => ErrorKind::DependencyViolation,
             Some(c)
                 if c == "NoSuchEntity"

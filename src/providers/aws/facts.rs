@@ -12,13 +12,10 @@ pub async fn gather(
     aws: &Aws,
     rds_instance: &str,
     route_tables: bool,
-    image: (&str, &str),
+    image: ImageQuery<'_>,
 ) -> Result<Facts, ProviderError> {
-    let (zones, database, image) = futures::try_join!(
-        zones(aws),
-        database(aws, rds_instance),
-        images(aws, image.0, image.1)
-    )?;
+    let (zones, database, image) =
+        futures::try_join!(zones(aws), database(aws, rds_instance), images(aws, image))?;
     let database_vpc = match &database {
         Some(db) => Some(vpc(aws, &db.vpc_id, route_tables).await?),
         None => None,
@@ -31,27 +28,41 @@ pub async fn gather(
     })
 }
 
-/// The newest available image of `owner` named like `pattern`.
-async fn images(
-    aws: &Aws,
-    owner: &str,
-    pattern: &str,
-) -> Result<Option<ImageFacts>, ProviderError> {
-    let filters = vec![
-        Aws::filter("name", [pattern]),
-        Aws::filter("state", ["available"]),
-    ];
+/// Which machine image the config asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum ImageQuery<'a> {
+    /// The newest available image of `owner` named like `pattern`.
+    Newest { owner: &'a str, pattern: &'a str },
+    /// Exactly this AMI.
+    Pinned(&'a str),
+}
+
+async fn images(aws: &Aws, query: ImageQuery<'_>) -> Result<Option<ImageFacts>, ProviderError> {
+    let (owner, pattern, pinned) = match query {
+        ImageQuery::Newest { owner, pattern } => (Some(owner), pattern, None),
+        ImageQuery::Pinned(id) => (None, "", Some(id)),
+    };
+    let mut filters = vec![Aws::filter("state", ["available"])];
+    if pinned.is_none() {
+        filters.push(Aws::filter("name", [pattern]));
+    }
     let filters = &filters;
     let out = read(|| async move {
         aws.ec2
             .describe_images()
-            .owners(owner)
+            .set_owners(owner.map(|o| vec![o.to_string()]))
+            .set_image_ids(pinned.map(|i| vec![i.to_string()]))
             .set_filters(Some(filters.clone()))
             .send()
             .await
             .map_err(|e| classify("DescribeImages", e))
     })
-    .await?;
+    .await;
+    // A pinned id that does not exist is no image: `desired` says so.
+    let out = match (out, pinned) {
+        (Err(e), Some(_)) if e.kind == ErrorKind::NotFound => return Ok(None),
+        (other, _) => other?,
+    };
     let candidates: Vec<ImageFacts> = out
         .images()
         .iter()

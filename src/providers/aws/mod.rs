@@ -19,9 +19,12 @@ mod route_table;
 mod route_table_association;
 mod security_group;
 mod security_group_ingress;
+mod snapshot;
 pub mod state;
 mod subnet;
 mod token;
+mod volume;
+mod volume_attachment;
 mod vpc;
 mod vpc_peering;
 
@@ -161,11 +164,13 @@ impl Aws {
                     instance_profile::observe(self),
                     load_balancer::describe_all(self),
                     pki_store::observe(self, None),
+                    volume::observe(self),
+                    snapshot::observe(self, None),
                 )
             },
         )?;
         let (vpcs, subnets, tables, groups, rules, gateways, peerings) = network;
-        let (instances, profiles, balancers, pki) = compute;
+        let (instances, profiles, balancers, pki, volumes, snapshots) = compute;
         let balancers = load_balancer::from_descriptions(self, &balancers);
         let by_instance: std::collections::BTreeMap<String, ResourceId> = instances
             .iter()
@@ -186,6 +191,8 @@ impl Aws {
             balancers.into_iter().map(|(o, _)| o).collect(),
             registrations,
             pki,
+            volumes,
+            snapshots,
         ];
         for o in all.into_iter().flatten() {
             actual.insert(o);
@@ -357,6 +364,9 @@ impl Provider for Aws {
             Kind::Ca | Kind::Certificate | Kind::KeyPair | Kind::Token => {
                 pki_store::find(self, r).await
             }
+            Kind::Volume => volume::find(self, r).await,
+            Kind::VolumeAttachment => volume_attachment::find(self, r).await,
+            Kind::Snapshot => snapshot::find(self, r).await,
         }
     }
 
@@ -379,6 +389,9 @@ impl Provider for Aws {
             Kind::Certificate => certificate::create(self, r).await,
             Kind::KeyPair => key_pair::create(self, r).await,
             Kind::Token => token::create(self, r).await,
+            Kind::Volume => volume::create(self, r).await,
+            Kind::VolumeAttachment => volume_attachment::create(self, r).await,
+            Kind::Snapshot => snapshot::create(self, r).await,
             k @ (Kind::K8sLoadBalancer | Kind::K8sSecurityGroup) => Err(ProviderError::fatal(
                 format!("scopectl never creates a {}", k.label()),
             )),
@@ -396,6 +409,7 @@ impl Provider for Aws {
             Kind::LoadBalancer => load_balancer::finish(self, r, physical_id).await,
             Kind::Instance | Kind::Registration => Ok(()),
             Kind::Ca | Kind::Certificate | Kind::KeyPair | Kind::Token => Ok(()),
+            Kind::Volume | Kind::VolumeAttachment | Kind::Snapshot => Ok(()),
             Kind::RouteTable
             | Kind::RouteTableAssociation
             | Kind::Route
@@ -421,6 +435,7 @@ impl Provider for Aws {
             Kind::VpcPeering => vpc_peering::update(self, r, physical_id, before).await,
             Kind::Route => route::update(self, r).await,
             Kind::Ca => ca::update(self, r, physical_id, before).await,
+            Kind::Volume => volume::update(self, r, physical_id).await,
             k => Err(ProviderError::fatal(format!(
                 "{} has no in-place update",
                 k.label()
@@ -457,6 +472,9 @@ impl Provider for Aws {
             Kind::Certificate | Kind::KeyPair | Kind::Token => {
                 pki_store::delete(self, physical_id).await
             }
+            Kind::Volume => volume::delete(self, physical_id).await,
+            Kind::VolumeAttachment => volume_attachment::delete(self, physical_id).await,
+            Kind::Snapshot => snapshot::delete(self, physical_id).await,
         };
         match result {
             Err(e) if e.kind == crate::apply::ErrorKind::NotFound => Ok(()),

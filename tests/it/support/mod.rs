@@ -333,8 +333,12 @@ impl Snapshot {
         self.0[kind].as_array().cloned().unwrap_or_default()
     }
 
-    /// Everything of every kind tagged for this project and env.
+    /// Everything of every kind tagged for this project and env, and the
+    /// classic load balancers and security groups Kubernetes made for this
+    /// env's cluster (tagged `kubernetes.io/cluster/<project>-<env>` =
+    /// `owned`, without scopectl's tags): `down` deletes those too.
     pub fn owned(&self, project: &str, env: &str) -> Vec<(String, serde_json::Value)> {
+        let cluster_tag = format!("kubernetes.io/cluster/{project}-{env}");
         let mut out = Vec::new();
         for kind in [
             "vpcs",
@@ -348,6 +352,9 @@ impl Snapshot {
             "load_balancers",
             "roles",
             "instance_profiles",
+            "parameters",
+            "volumes",
+            "snapshots",
         ] {
             for item in self.list(kind) {
                 let t = &item["tags"];
@@ -355,7 +362,11 @@ impl Snapshot {
                 if kind == "peerings" && item["status"] == "deleted" {
                     continue;
                 }
-                if t["scopectl:project"] == project && t["scopectl:env"] == env {
+                let scopectl = t["scopectl:project"] == project && t["scopectl:env"] == env;
+                let kubernetes = matches!(kind, "load_balancers" | "security_groups")
+                    && t[cluster_tag.as_str()] == "owned"
+                    && t["scopectl:project"].is_null();
+                if scopectl || kubernetes {
                     out.push((kind.to_string(), item));
                 }
             }
@@ -365,11 +376,15 @@ impl Snapshot {
 
     /// Owned resources that exist more than once under one `scopectl:id`
     /// (rules: more than once with the same group, ports and source).
+    /// Parameters are keyed by name (a CA's `ca` and `ca.crt` share one
+    /// `scopectl:id`; names are unique), snapshots by their own id (several
+    /// snapshots of one volume are legitimate), and Kubernetes' own
+    /// resources, which have no `scopectl:id`, by theirs.
     pub fn duplicates(&self, project: &str, env: &str) -> Vec<String> {
         let mut seen = std::collections::BTreeMap::<String, usize>::new();
         for (kind, item) in self.owned(project, env) {
-            let key = if kind == "rules" {
-                format!(
+            let key = match kind.as_str() {
+                "rules" => format!(
                     "rule {} {} {}-{} {}",
                     item["group"],
                     item["protocol"],
@@ -380,9 +395,11 @@ impl Snapshot {
                     } else {
                         &item["source_group"]
                     }
-                )
-            } else {
-                format!("{kind} {}", item["tags"]["scopectl:id"])
+                ),
+                "parameters" => format!("{kind} {}", item["name"]),
+                "snapshots" => format!("{kind} {}", item["id"]),
+                _ if item["tags"]["scopectl:id"].is_null() => format!("{kind} {}", item["id"]),
+                _ => format!("{kind} {}", item["tags"]["scopectl:id"]),
             };
             *seen.entry(key).or_default() += 1;
         }

@@ -9,9 +9,19 @@
 //!   interfaces);
 //! - it honours `ClientToken` (a repeated token replays the first answer);
 //! - `faults`: from a seed, it throttles, answers 500 or 503, drops the
-//!   connection before or after forwarding, adds latency, and hides a just
-//!   created resource for its first N requests that name it (eventual
-//!   consistency);
+//!   connection before or after forwarding, and adds latency;
+//! - `faults`, eventual consistency: a just-created EC2 resource (VPC,
+//!   subnet, group, route table, gateway, peering, instance, volume,
+//!   snapshot) answers NotFound to its first N requests that name it, and is
+//!   left out of the answers of its first N filtered Describes (`Filter.N.*`,
+//!   tag filters included) that would list it: the proxy forwards those and
+//!   cuts the resource's `<item>` out of moto's answer (an instance's item,
+//!   or its whole reservation's when every instance in it is hidden);
+//! - `faults.lose_first_create`: the first request of every create action
+//!   (`Create*`, `RunInstances`, `PutParameter`, …) that reaches the
+//!   emulator is applied and its answer lost (the connection closes), as a
+//!   client sees when AWS acts and the network fails; a retry with the same
+//!   `ClientToken` replays the lost answer;
 //! - `freeze_after_writes`: after forwarding the k-th write it stops
 //!   answering, so a test can SIGKILL scopectl at a known point.
 //!
@@ -20,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,7 +79,8 @@ pub enum Fault {
     DropAfter,
     /// Up to `Faults::max_latency` more.
     Latency,
-    /// A just-created resource named in the request is not found yet.
+    /// A just-created resource named in the request is not found yet, or a
+    /// filtered Describe leaves it out.
     NotYetVisible,
     /// Not injected: a refusal by AWS's dependency rules.
     DependencyViolation,
@@ -90,13 +102,23 @@ pub struct Faults {
     pub seed: u64,
     /// Share of calls that get one of the random faults, 0.0..=1.0.
     pub rate: f64,
-    /// How many requests naming a just-created id answer NotFound.
+    /// How many requests naming a just-created id answer NotFound, and how
+    /// many filtered Describes that would list it leave it out.
     pub invisible_for: u32,
     /// Also fault the first call of every (service, action), so every kind
     /// of call is hit whatever the seed.
     pub first_of_each_action: bool,
     /// The longest delay a `Latency` fault adds (it adds a fifth to all of it).
     pub max_latency: Duration,
+    /// Lose the answer of the first request of every create action (per
+    /// service and action: `Create*`, `RunInstances`, `PutParameter`,
+    /// `AllocateAddress`, `RegisterInstancesWithLoadBalancer`,
+    /// `AttachVolume`, `AuthorizeSecurityGroupIngress`) that is forwarded:
+    /// the emulator applies it, then the connection closes unanswered
+    /// (recorded as `Fault::DropAfter`). A request a fault answered before
+    /// it was forwarded does not count: the action's next one loses its
+    /// answer. A retry with the same `ClientToken` gets the lost answer.
+    pub lose_first_create: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -149,11 +171,26 @@ struct Control {
     generation: AtomicU64,
     /// (action, ClientToken) → the first answer.
     tokens: Mutex<HashMap<(String, String), Answer>>,
-    /// A just-created id → requests naming it that still answer NotFound.
-    invisible: Mutex<HashMap<String, (u32, &'static str, &'static str)>>,
+    /// A just-created id → how long AWS would not show it yet.
+    invisible: Mutex<HashMap<String, Hidden>>,
     held: Mutex<Vec<rules::Held>>,
     /// (service, action) pairs seen, for `first_of_each_action`.
     seen: Mutex<std::collections::HashSet<(String, String)>>,
+    /// (service, action) create pairs whose answer was lost, for
+    /// `lose_first_create`.
+    lost: Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+/// A just-created resource that AWS would not show yet.
+#[derive(Clone, Copy, Debug)]
+struct Hidden {
+    /// Requests naming its id that still answer NotFound.
+    named: u32,
+    /// Filtered Describes that would list it and still leave it out.
+    filtered: u32,
+    /// The NotFound error code, and what the message calls it.
+    code: &'static str,
+    what: &'static str,
 }
 
 pub struct Proxy {
@@ -185,6 +222,7 @@ impl Proxy {
             invisible: Mutex::default(),
             held: Mutex::default(),
             seen: Mutex::default(),
+            lost: Mutex::default(),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let (c, ctl) = (calls.clone(), control.clone());
@@ -486,6 +524,19 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
                 verdict = Verdict::Answer(400, error_body(&service, code, &message), fault);
             }
         }
+        // The first create of its kind to reach the emulator loses its answer
+        // (one a fault already answered is not forwarded, so does not count).
+        if matches!(verdict, Verdict::Forward)
+            && config.faults.as_ref().is_some_and(|f| f.lose_first_create)
+            && is_create(&action)
+            && ctl
+                .lost
+                .lock()
+                .unwrap()
+                .insert((service.clone(), action.clone()))
+        {
+            fault = Some(Fault::DropAfter);
+        }
         match verdict {
             Verdict::Drop(f) => {
                 record(0, Some(f));
@@ -506,13 +557,23 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
         if config.strict {
             rules::before_forward(&req, &action, upstream, ctl, config.hold).await;
         }
-        let (status, resp_body, resp) = forward(&req, upstream).await?;
+        let (status, resp_body, mut resp) = forward(&req, upstream).await?;
         if status < 300 {
+            // Before any drop below: a retry with the token replays this
+            // answer even when the client never got it.
             if let Some(t) = token {
                 ctl.tokens.lock().unwrap().insert(t, (status, resp.clone()));
             }
             if let Some(f) = &config.faults {
                 created(ctl, &action, &resp_body, f.invisible_for);
+                // A filtered Describe leaves out what is not visible yet (not
+                // when the answer is dropped anyway: that read sees nothing).
+                if service == "ec2" && fault != Some(Fault::DropAfter) && filtered(&req) {
+                    if let Some(body) = hide_filtered(ctl, &action, &resp_body) {
+                        resp = with_body(&resp, body.as_bytes());
+                        fault = Some(Fault::NotYetVisible);
+                    }
+                }
             }
         }
         let write = is_write(&action);
@@ -560,7 +621,7 @@ async fn hang(ctl: &Control) {
     }
 }
 
-/// Remembers the id a Create* call returned, to hide it for a while.
+/// Remembers the ids a create call returned, to hide them for a while.
 fn created(ctl: &Control, action: &str, body: &str, n: u32) {
     let (tag, code, what) = match action {
         "CreateVpc" => ("vpcId", "InvalidVpcID.NotFound", "vpc"),
@@ -581,24 +642,58 @@ fn created(ctl: &Control, action: &str, body: &str, n: u32) {
             "InvalidVpcPeeringConnectionID.NotFound",
             "vpc peering connection",
         ),
+        "RunInstances" => ("instanceId", "InvalidInstanceID.NotFound", "instance"),
+        "CreateVolume" => ("volumeId", "InvalidVolume.NotFound", "volume"),
+        "CreateSnapshot" => ("snapshotId", "InvalidSnapshot.NotFound", "snapshot"),
         _ => return,
     };
     if n == 0 {
         return;
     }
-    let open = format!("<{tag}>");
-    let Some(start) = body.find(&open).map(|i| i + open.len()) else {
-        return;
+    let ids: Vec<String> = if action == "RunInstances" {
+        // <RunInstancesResponse><instancesSet><item><instanceId>, one item
+        // per instance (their interfaces and volumes are nested deeper).
+        root(body)
+            .and_then(|r| r.child(body, "instancesSet"))
+            .map(|set| {
+                set.items(body)
+                    .iter()
+                    .filter_map(|i| i.text(body, tag))
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        // The first `<tag>`: the created resource's own id (CreateVpc wraps
+        // it in <vpc>, CreateVolume puts it at the top; in all of them the
+        // ids of other resources come after it, or under other names).
+        let open = format!("<{tag}>");
+        let Some(start) = body.find(&open).map(|i| i + open.len()) else {
+            return;
+        };
+        let Some(len) = body[start..].find('<') else {
+            return;
+        };
+        vec![body[start..start + len].to_string()]
     };
-    let Some(len) = body[start..].find('<') else {
-        return;
-    };
-    let id = body[start..start + len].to_string();
-    ctl.invisible.lock().unwrap().insert(id, (n, code, what));
+    let mut hidden = ctl.invisible.lock().unwrap();
+    for id in ids {
+        hidden.insert(
+            id,
+            Hidden {
+                named: n,
+                filtered: n,
+                code,
+                what,
+            },
+        );
+    }
 }
 
 /// A request naming a hidden id (not in a filter: AWS filters just match
-/// nothing) gets NotFound and uses up one of the id's invisible requests.
+/// nothing, see [`hide_filtered`]) gets NotFound and uses up one of the id's
+/// invisible requests.
 fn invisible(ctl: &Control, req: &Request) -> Option<(&'static str, &'static str, String)> {
     let mut hidden = ctl.invisible.lock().unwrap();
     if hidden.is_empty() {
@@ -608,16 +703,262 @@ fn invisible(ctl: &Control, req: &Request) -> Option<(&'static str, &'static str
         if k.starts_with("Filter.") {
             continue;
         }
-        if let Some((left, code, what)) = hidden.get_mut(&v) {
-            *left -= 1;
-            let out = (*code, *what, v.clone());
-            if *left == 0 {
-                hidden.remove(&v);
+        let Some(h) = hidden.get_mut(&v) else {
+            continue;
+        };
+        if h.named == 0 {
+            continue;
+        }
+        h.named -= 1;
+        let out = (h.code, h.what, v.clone());
+        if h.named == 0 && h.filtered == 0 {
+            hidden.remove(&v);
+        }
+        return Some(out);
+    }
+    None
+}
+
+/// The request carries `Filter.N.*` parameters.
+fn filtered(req: &Request) -> bool {
+    req.params().iter().any(|(k, _)| k.starts_with("Filter."))
+}
+
+/// A filtered EC2 Describe's answer without the `<item>`s of just-created
+/// resources that AWS would not list yet, or None when it lists none of
+/// them. Each hidden id it leaves out uses up one of the id's filtered reads.
+/// Only the resource's own items go: other resources that mention it (a
+/// subnet's `<vpcId>`, a volume's attachment) stay as moto answered.
+fn hide_filtered(ctl: &Control, action: &str, body: &str) -> Option<String> {
+    // The set under the response's root, and its items' id.
+    let (set, tag) = match action {
+        "DescribeVpcs" => ("vpcSet", "vpcId"),
+        "DescribeSubnets" => ("subnetSet", "subnetId"),
+        "DescribeSecurityGroups" => ("securityGroupInfo", "groupId"),
+        "DescribeRouteTables" => ("routeTableSet", "routeTableId"),
+        "DescribeInternetGateways" => ("internetGatewaySet", "internetGatewayId"),
+        "DescribeVpcPeeringConnections" => ("vpcPeeringConnectionSet", "vpcPeeringConnectionId"),
+        // reservationSet/item/instancesSet/item/instanceId
+        "DescribeInstances" => ("reservationSet", "instanceId"),
+        "DescribeVolumes" => ("volumeSet", "volumeId"),
+        "DescribeSnapshots" => ("snapshotSet", "snapshotId"),
+        _ => return None,
+    };
+    let mut hidden = ctl.invisible.lock().unwrap();
+    if !hidden.values().any(|h| h.filtered > 0) {
+        return None;
+    }
+    let is_hidden = |id: &str| -> bool { hidden.get(id).is_some_and(|h| h.filtered > 0) };
+    let items = root(body)?.child(body, set)?.items(body);
+    // Byte ranges to cut, and the hidden ids they held.
+    let mut cut: Vec<Range<usize>> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    if action == "DescribeInstances" {
+        for reservation in &items {
+            let Some(instances) = reservation.child(body, "instancesSet") else {
+                continue;
+            };
+            let instances = instances.items(body);
+            let mut gone: Vec<Range<usize>> = Vec::new();
+            for instance in &instances {
+                let Some(id) = instance.text(body, tag) else {
+                    continue;
+                };
+                if is_hidden(id) {
+                    ids.push(id.to_string());
+                    gone.push(instance.whole.clone());
+                }
             }
-            return Some(out);
+            if gone.is_empty() {
+                continue;
+            }
+            if gone.len() == instances.len() {
+                cut.push(reservation.whole.clone());
+            } else {
+                cut.extend(gone);
+            }
+        }
+    } else {
+        for item in &items {
+            let Some(id) = item.text(body, tag) else {
+                continue;
+            };
+            if is_hidden(id) {
+                ids.push(id.to_string());
+                cut.push(item.whole.clone());
+            }
+        }
+    }
+    if cut.is_empty() {
+        return None;
+    }
+    ids.sort();
+    ids.dedup();
+    for id in &ids {
+        if let Some(h) = hidden.get_mut(id) {
+            h.filtered = h.filtered.saturating_sub(1);
+            if h.named == 0 && h.filtered == 0 {
+                hidden.remove(id);
+            }
+        }
+    }
+    drop(hidden);
+    cut.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(body.len());
+    let mut at = 0;
+    for r in cut {
+        if r.start >= at {
+            out.push_str(&body[at..r.start]);
+            at = r.end;
+        }
+    }
+    out.push_str(&body[at..]);
+    Some(out)
+}
+
+/// An element of an XML answer: its name, and byte ranges in the text of the
+/// whole element and of its content.
+#[derive(Clone, Debug)]
+struct Element<'a> {
+    name: &'a str,
+    whole: Range<usize>,
+    content: Range<usize>,
+}
+
+impl<'a> Element<'a> {
+    /// The elements directly inside this one.
+    fn children(&self, xml: &'a str) -> Vec<Element<'a>> {
+        elements(xml, self.content.clone())
+    }
+
+    /// The first element named `name` directly inside this one.
+    fn child(&self, xml: &'a str, name: &str) -> Option<Element<'a>> {
+        self.children(xml).into_iter().find(|e| e.name == name)
+    }
+
+    /// The `<item>`s directly inside this one (a set's members, not the
+    /// items of their own tag sets or rules).
+    fn items(&self, xml: &'a str) -> Vec<Element<'a>> {
+        self.children(xml)
+            .into_iter()
+            .filter(|e| e.name == "item")
+            .collect()
+    }
+
+    /// The trimmed text of the child `name`.
+    fn text(&self, xml: &'a str, name: &str) -> Option<&'a str> {
+        self.child(xml, name).map(|e| xml[e.content].trim())
+    }
+}
+
+/// The document's root element.
+fn root(xml: &str) -> Option<Element<'_>> {
+    elements(xml, 0..xml.len()).into_iter().next()
+}
+
+/// The elements directly inside `xml[within]`, found by counting open and
+/// close tags, so nested `<item>`s stay inside their parent. Enough XML for
+/// what moto answers: declarations, comments and CDATA are stepped over,
+/// `>` inside quoted attribute values is no tag end; names are not checked
+/// against their close tags.
+fn elements(xml: &str, within: Range<usize>) -> Vec<Element<'_>> {
+    let b = xml.as_bytes();
+    let end = within.end.min(b.len());
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    // The open element at depth 0: name, start, content start.
+    let mut open: Option<(&str, usize, usize)> = None;
+    let mut i = within.start;
+    while i < end {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        let rest = &xml[i..end];
+        let special = ["<!--", "<![CDATA[", "<?", "<!"]
+            .iter()
+            .zip(["-->", "]]>", "?>", ">"])
+            .find(|(start, _)| rest.starts_with(**start));
+        if let Some((_, close)) = special {
+            let Some(j) = rest.find(close) else { break };
+            i += j + close.len();
+            continue;
+        }
+        let Some(next) = tag_end(b, i + 1, end) else {
+            break;
+        };
+        // Between `<` and `>`.
+        let tag = &xml[i + 1..next - 1];
+        if tag.starts_with('/') {
+            depth = depth.saturating_sub(1);
+            if depth == 0 {
+                if let Some((name, start, content)) = open.take() {
+                    out.push(Element {
+                        name,
+                        whole: start..next,
+                        content: content..i,
+                    });
+                }
+            }
+        } else if tag.ends_with('/') {
+            if depth == 0 {
+                out.push(Element {
+                    name: tag_name(tag),
+                    whole: i..next,
+                    content: next..next,
+                });
+            }
+        } else {
+            if depth == 0 {
+                open = Some((tag_name(tag), i, next));
+            }
+            depth += 1;
+        }
+        i = next;
+    }
+    out
+}
+
+/// Just past the `>` that closes the tag whose name starts at `from`.
+fn tag_end(b: &[u8], from: usize, end: usize) -> Option<usize> {
+    let mut quote = None;
+    for (j, &c) in b[from..end].iter().enumerate() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None if c == b'>' => return Some(from + j + 1),
+            None => {}
         }
     }
     None
+}
+
+/// The name in a tag's text (`vpcSet/`, `Response xmlns="…"` → the name).
+fn tag_name(tag: &str) -> &str {
+    tag.split(|c: char| c.is_ascii_whitespace() || c == '/')
+        .next()
+        .unwrap_or("")
+}
+
+/// The same response with another body (and its Content-Length).
+fn with_body(resp: &[u8], body: &[u8]) -> Vec<u8> {
+    let end = find(resp, b"\r\n\r\n").unwrap_or(resp.len());
+    respond(&String::from_utf8_lossy(&resp[..end]), body)
+}
+
+/// Creates, whose answer `Faults::lose_first_create` loses.
+fn is_create(action: &str) -> bool {
+    (is_write(action) && action.starts_with("Create"))
+        || matches!(
+            action,
+            "RunInstances"
+                | "PutParameter"
+                | "AllocateAddress"
+                | "RegisterInstancesWithLoadBalancer"
+                | "AttachVolume"
+                | "AuthorizeSecurityGroupIngress"
+        )
 }
 
 fn throttle_status(service: &str) -> u16 {
