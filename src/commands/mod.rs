@@ -168,6 +168,7 @@ pub async fn observe_and_plan_with(
     let fp = planner::fingerprint(&facts, &actual);
     let mut plan = planner::plan(&config.project, &config.env, &desired, &actual, fp)?;
     plan.notices.extend(notice);
+    plan.options.upgrade_image = asked.upgrade_image;
     Ok(Observation {
         facts,
         actual,

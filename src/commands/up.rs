@@ -76,6 +76,73 @@ fn control_plane_guard(plan: &Plan, config: &crate::config::Config, args: &UpArg
     .into())
 }
 
+/// Every address of a saved plan names a kind scopectl knows.
+fn check_addresses(plan: &Plan) -> Result<()> {
+    if let Some(c) = plan.changes.iter().find(|c| c.address.kind().is_none()) {
+        return Err(UserError::usage(
+            format!("the saved plan has an unknown address `{}`", c.address),
+            "make a new plan with `scopectl plan --out FILE`; a saved plan is applied exactly as made, never edited",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// A saved plan is applied only if it is exactly what this config and AWS
+/// (observed now, by this env's tags) lead to: reality changed since is
+/// stale (exit 1); a change that the fresh plan does not have (an edited
+/// file, a delete pointed at something not this env's) is refused (exit 64).
+fn check_saved(saved: &Plan, fresh: &Plan) -> Result<()> {
+    if saved.fingerprint != fresh.fingerprint {
+        return Err(UserError::failed(
+            "the saved plan is stale: AWS changed since it was made",
+            "make a new plan with `scopectl plan --out FILE` and review it again",
+        )
+        .into());
+    }
+    let json = |c: &crate::plan::Change| serde_json::to_value(c).unwrap_or_default();
+    let differs = saved
+        .changes
+        .iter()
+        .find(|c| {
+            !fresh
+                .changes
+                .iter()
+                .any(|f| f.address == c.address && json(f) == json(c))
+        })
+        .map(|c| (c.address.clone(), c.action))
+        .or_else(|| {
+            fresh
+                .changes
+                .iter()
+                .find(|f| !saved.changes.iter().any(|c| json(f) == json(c)))
+                .map(|f| (f.address.clone(), f.action))
+        });
+    if let Some((address, action)) = differs {
+        return Err(UserError::usage(
+            format!(
+                "the saved plan does not match this config and what this env owns: its {} of {address} is not what scopectl plans now",
+                match action {
+                    Action::Create => "create",
+                    Action::Update => "update",
+                    Action::Replace => "replacement",
+                    Action::Delete => "delete",
+                }
+            ),
+            "make a new plan with `scopectl plan --out FILE` (with the same config and flags); a saved plan is applied exactly as made, never edited",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn asked_by(plan: &Plan, rotation: Rotation) -> Asked {
+    Asked {
+        rotation,
+        upgrade_image: plan.options.upgrade_image,
+    }
+}
+
 fn asked(args: &UpArgs, rotation: Rotation) -> Asked {
     Asked {
         rotation,
@@ -132,12 +199,18 @@ pub async fn apply(ctx: &Ctx, args: UpArgs, rotation: Rotation) -> Result<u8> {
         return Ok(EXIT_OK);
     }
     if let Some(plan) = &saved {
+        check_addresses(plan)?;
         control_plane_guard(plan, &config, &args)?;
     }
     let aws = connect(&config).await;
 
-    // A first look without the lock: an env that is up to date needs no write at all.
-    if saved.is_none() {
+    // A first look without the lock: an env that is up to date needs no
+    // write at all, and a saved plan that reality or an edit contradicts is
+    // refused before any write (the lock is one).
+    if let Some(plan) = &saved {
+        let first = observe_and_plan_with(Some(&aws), &config, asked_by(plan, rotation)).await?;
+        check_saved(plan, &first.plan)?;
+    } else {
         let first = observe_and_plan_with(Some(&aws), &config, asked(&args, rotation)).await?;
         if first.plan.is_empty() {
             emit_plan(printer, &first.plan);
@@ -181,16 +254,15 @@ async fn locked(
     rotation: Rotation,
 ) -> Result<u8> {
     let printer = &ctx.printer;
-    let obs = observe_and_plan_with(Some(aws), config, asked(args, rotation)).await?;
+    let asked = match &saved {
+        Some(plan) => asked_by(plan, rotation),
+        None => asked(args, rotation),
+    };
+    let obs = observe_and_plan_with(Some(aws), config, asked).await?;
     let plan = match saved {
         Some(saved) => {
-            if saved.fingerprint != obs.plan.fingerprint {
-                return Err(UserError::failed(
-                    "the saved plan is stale: AWS changed since it was made",
-                    "make a new plan with `scopectl plan --out FILE` and review it again",
-                )
-                .into());
-            }
+            // Again under the lock: the first look was before it.
+            check_saved(&saved, &obs.plan)?;
             saved
         }
         None => {

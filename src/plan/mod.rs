@@ -114,6 +114,23 @@ pub struct Plan {
     /// One-line notes that change nothing (a newer image is available).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<String>,
+    /// What the command asked beyond the config; `up --plan` plans again
+    /// with the same to check the saved plan.
+    #[serde(default, skip_serializing_if = "PlanOptions::is_default")]
+    pub options: PlanOptions,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOptions {
+    /// Running instances move to the newest image (`--upgrade-image`).
+    #[serde(default)]
+    pub upgrade_image: bool,
+}
+
+impl PlanOptions {
+    fn is_default(&self) -> bool {
+        *self == PlanOptions::default()
+    }
 }
 
 impl Plan {
@@ -364,6 +381,7 @@ fn plan_inner(
         changes,
         summary,
         notices: Vec::new(),
+        options: PlanOptions::default(),
     })
 }
 

@@ -8,5 +8,6 @@ mod support;
 mod compute;
 mod config_errors;
 mod network;
+mod ownership;
 mod pki;
 mod proving_ground;

@@ -218,7 +218,7 @@ fn beside_database_up_plan_down() {
     assert!(out.contains("lock: free"), "{out}");
 
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "down", "--dry-run"]);
-    assert!(out.contains("38 to delete"), "{out}");
+    assert!(out.contains("40 to delete"), "{out}");
     assert_eq!(
         sb.snapshot().owned(PROJECT, env).len(),
         owned.len(),
@@ -345,10 +345,18 @@ fn peered_up_plan_down() {
 fn saved_plan_applies_exactly_and_refuses_when_stale() {
     let sb = Sandbox::start();
     let env = "it-saved";
-    sb.prepare_db("saved-db");
+    let db = sb.prepare_db("saved-db");
+    let db_group = db["security_group"].as_str().unwrap().to_string();
     let cfg = sb.config("scope.toml", &config_text(env, "saved-db", ""));
     let plan = sb.dir.path().join("plan.json");
     let plan_s = plan.to_str().unwrap();
+    let writes_since = |mark: usize| -> Vec<String> {
+        sb.calls_since(mark)
+            .into_iter()
+            .filter(|c| c.is_write())
+            .map(|c| c.action)
+            .collect()
+    };
 
     let (json, _) = sb.expect(
         0,
@@ -364,12 +372,61 @@ fn saved_plan_applies_exactly_and_refuses_when_stale() {
         v
     );
 
-    // Reality moves: a resource appears that the plan did not see.
+    // Reality moves between `plan --out` and `up --plan`: someone makes a
+    // group tagged for this env. The plan is stale; nothing is written.
+    let code = format!(
+        "import boto3; e = boto3.client('ec2', region_name='us-east-1'); vpc = e.describe_vpcs(Filters=[{{'Name': 'is-default', 'Values': ['true']}}])['Vpcs'][0]['VpcId']; e.create_security_group(GroupName='stray', Description='stray', VpcId=vpc, TagSpecifications=[{{'ResourceType': 'security-group', 'Tags': [{{'Key': 'scopectl:project', 'Value': 'scope'}}, {{'Key': 'scopectl:env', 'Value': '{env}'}}, {{'Key': 'scopectl:id', 'Value': 'ec2/security-group/stray'}}]}}])"
+    );
+    assert!(sb.python_code(&code, &[]));
+    let mark = sb.mark();
+    let (_, err) = sb.expect(1, &cfg, &["--env", env, "up", "--plan", plan_s]);
+    assert!(err.contains("stale"), "{err}");
+    assert!(writes_since(mark).is_empty(), "{:?}", writes_since(mark));
+
+    // A new plan applies exactly; applying it again is stale.
+    sb.expect(0, &cfg, &["--env", env, "plan", "--out", plan_s]);
     sb.expect(0, &cfg, &["--env", env, "up", "--plan", plan_s]);
     let (_, err) = sb.expect(1, &cfg, &["--env", env, "up", "--plan", plan_s]);
     assert!(err.contains("stale"), "{err}");
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
     assert!(out.contains("No changes"), "{out}");
+
+    // A hand-edited plan pointing a delete at the database's group, or
+    // naming an address scopectl does not know, is refused: exit 64, no write.
+    sb.expect(0, &cfg, &["--env", env, "plan", "--out", plan_s]);
+    let fresh: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let edited = |address: &str| {
+        let mut p = fresh.clone();
+        p["changes"] = serde_json::json!([{
+            "address": address, "action": "delete", "reason": "no longer in the config",
+            "ownership": "owned", "physical_id": db_group, "before": {}, "after": null,
+        }]);
+        p["summary"]["delete"] = 1.into();
+        let path = sb.dir.path().join("edited.json");
+        std::fs::write(&path, p.to_string()).unwrap();
+        path
+    };
+    for (address, says) in [
+        ("ec2/security-group/nodes", "does not match"),
+        ("ec2/bogus/x", "unknown address `ec2/bogus/x`"),
+    ] {
+        let path = edited(address);
+        let mark = sb.mark();
+        let (_, err) = sb.expect(
+            64,
+            &cfg,
+            &["--env", env, "up", "--plan", path.to_str().unwrap()],
+        );
+        assert!(err.contains(says), "{err}");
+        assert!(writes_since(mark).is_empty(), "{:?}", writes_since(mark));
+        assert!(
+            sb.snapshot()
+                .list("security_groups")
+                .iter()
+                .any(|g| g["id"] == db_group.as_str()),
+            "the database's group was deleted"
+        );
+    }
 
     // A plan for another env is refused before any call.
     let other = sb.config("other.toml", &config_text("elsewhere", "saved-db", ""));

@@ -9,7 +9,7 @@ use base64::Engine as _;
 
 use super::{classify, owned_id, read, read_existing, str_list_prop, str_prop, tag, Aws};
 use crate::apply::{ErrorKind, ProviderError};
-use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
+use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value, TAG_ENV, TAG_PROJECT};
 
 const TAG_USER_DATA: &str = "scopectl:user-data-sha256";
 
@@ -49,7 +49,13 @@ fn props(i: &Instance) -> Option<Props> {
 }
 
 async fn describe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Instance>, ProviderError> {
-    let mut filters = aws.owner_filters(only);
+    // The whole observation lists every instance of this cluster name, not
+    // only this env's: another env whose `<project>-<env>` is the same name
+    // would share Kubernetes' load balancers and groups (see `collision`).
+    let mut filters = match only {
+        Some(_) => aws.owner_filters(only),
+        None => vec![Aws::filter("tag-key", [aws.owner.cluster_tag()])],
+    };
     filters.push(Aws::filter("instance-state-name", LIVE));
     let filters = &filters;
     let mut out = Vec::new();
@@ -76,9 +82,41 @@ async fn describe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Instance>,
     }
 }
 
+/// An instance with this env's cluster tag that is not this env's: two envs
+/// (`scope-a`/`b` and `scope`/`a-b`) or another tool use the same cluster
+/// name, and one's `down` would delete the other's Kubernetes balancers.
+fn collision(aws: &Aws, i: &Instance) -> Option<ProviderError> {
+    let (project, env) = (tag(i.tags(), TAG_PROJECT), tag(i.tags(), TAG_ENV));
+    if project == Some(aws.owner.project.as_str()) && env == Some(aws.owner.env.as_str()) {
+        return None;
+    }
+    let user = match (project, env) {
+        (Some(p), Some(e)) => format!("scopectl env {p}/{e}"),
+        _ => "something other than scopectl".to_string(),
+    };
+    Some(
+        ProviderError::new(
+            ErrorKind::Fatal,
+            Some("ClusterNameInUse".into()),
+            format!(
+                "the cluster name {} is already used by {user} (instance {})",
+                aws.owner.cluster_name(),
+                i.instance_id().unwrap_or_default()
+            ),
+        )
+        .with_hint(format!(
+            "two envs must not share a cluster name (`<project>-<env>`): Kubernetes tags its load balancers with it, and `down` of one would delete the other's; rename this env or project so that `{}-{}` is unique",
+            aws.owner.project, aws.owner.env
+        )),
+    )
+}
+
 pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observed>, ProviderError> {
-    Ok(describe(aws, only)
-        .await?
+    let found = describe(aws, only).await?;
+    if let Some(e) = found.iter().find_map(|i| collision(aws, i)) {
+        return Err(e);
+    }
+    Ok(found
         .iter()
         .filter_map(|i| {
             let id = owned_id(&aws.owner, i.tags(), Kind::Instance)?;

@@ -8,7 +8,7 @@ use aws_sdk_iam::types::Tag;
 use super::{classify, idempotent, read, str_prop, Aws};
 use crate::apply::{ErrorKind, ProviderError};
 use crate::desired::canonical_json;
-use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
+use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value, TAG_ENV, TAG_PROJECT};
 
 const POLICY_NAME: &str = "scopectl";
 
@@ -127,9 +127,18 @@ fn tags(aws: &Aws, r: &Resource) -> Vec<Tag> {
         .collect()
 }
 
+/// Whether IAM tags and path say the entity is this env's.
+fn is_ours(aws: &Aws, path: Option<&str>, tags: &[Tag]) -> bool {
+    let get = |k: &str| tags.iter().find(|t| t.key() == k).map(|t| t.value());
+    path == Some(prefix(aws).as_str())
+        && get(TAG_PROJECT) == Some(aws.owner.project.as_str())
+        && get(TAG_ENV) == Some(aws.owner.env.as_str())
+}
+
 pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
     let name = str_prop(&r.props, "name")?;
-    aws.iam
+    let created = aws
+        .iam
         .create_role()
         .role_name(&name)
         .path(str_prop(&r.props, "path")?)
@@ -138,7 +147,31 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
         .set_tags(Some(tags(aws, r)))
         .send()
         .await
-        .map_err(|e| classify("CreateRole", e))?;
+        .map_err(|e| classify("CreateRole", e));
+    match created {
+        // Ours from a run whose answer was lost, or someone else's by our name.
+        Err(e) if e.code.as_deref() == Some("EntityAlreadyExists") => {
+            let n = name.as_str();
+            let role = read(|| async move {
+                aws.iam
+                    .get_role()
+                    .role_name(n)
+                    .send()
+                    .await
+                    .map_err(|e| classify("GetRole", e))
+            })
+            .await?;
+            let ours = role
+                .role()
+                .is_some_and(|x| is_ours(aws, Some(x.path()), x.tags()));
+            if !ours {
+                return Err(super::not_ours(aws, "IAM role", &name, &r.id));
+            }
+        }
+        other => {
+            other?;
+        }
+    }
     finish(aws, r, &name).await?;
     Ok(name)
 }
@@ -177,7 +210,26 @@ pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderE
     .await;
     match created {
         Err(e) if e.code.as_deref() != Some("EntityAlreadyExists") => return Err(e),
-        _ => {}
+        Err(_) => {
+            // Ours (a repeat), or someone else's profile by our name: never
+            // put our role in it.
+            let profile = read(|| async move {
+                aws.iam
+                    .get_instance_profile()
+                    .instance_profile_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| classify("GetInstanceProfile", e))
+            })
+            .await?;
+            let ours = profile
+                .instance_profile()
+                .is_some_and(|p| is_ours(aws, Some(p.path()), p.tags()));
+            if !ours {
+                return Err(super::not_ours(aws, "IAM instance profile", name, &r.id));
+            }
+        }
+        Ok(_) => {}
     }
     let added = idempotent(|| async move {
         aws.iam

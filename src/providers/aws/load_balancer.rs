@@ -209,7 +209,19 @@ pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderErr
         }
     })
     .await?;
-    Ok(found.then_some(name))
+    if !found {
+        return Ok(None);
+    }
+    // A balancer by our name that is not tagged as this one is someone
+    // else's: never reconfigured, registered into or deleted.
+    let tags = describe_tags(aws, std::slice::from_ref(&name)).await?;
+    let ours = tags
+        .iter()
+        .any(|d| super::elb_tags_are(&aws.owner, d.tags(), &r.id));
+    if !ours {
+        return Err(super::not_ours(aws, "classic load balancer", &name, &r.id));
+    }
+    Ok(Some(name))
 }
 
 fn int(m: &BTreeMap<String, Value>, key: &str) -> i32 {

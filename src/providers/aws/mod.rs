@@ -296,6 +296,35 @@ pub(crate) fn owned_id(owner: &Owner, tags: &[Tag], kind: Kind) -> Option<Resour
     ResourceId::parse(tag(tags, TAG_ID)?).filter(|id| id.kind() == Some(kind))
 }
 
+/// A resource by the name scopectl wants for `id` exists without this
+/// env's tags: someone else's, never adopted, changed or deleted.
+pub(crate) fn not_ours(aws: &Aws, what: &str, name: &str, id: &ResourceId) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Fatal,
+        Some("NotScopectls".into()),
+        format!(
+            "{what} `{name}` exists and is not scopectl's: it lacks the tags of {}/{} ({id})",
+            aws.owner.project, aws.owner.env
+        ),
+    )
+    .with_hint(format!(
+        "rename or delete that {what} if it is a stale copy, or use another project or env name (scopectl names this env's resources after `{}`)",
+        aws.owner.cluster_name()
+    ))
+}
+
+/// Whether ELB tags say the balancer is `id` of this env.
+pub(crate) fn elb_tags_are(
+    owner: &Owner,
+    tags: &[aws_sdk_elasticloadbalancing::types::Tag],
+    id: &ResourceId,
+) -> bool {
+    let get = |k: &str| tags.iter().find(|t| t.key() == k).and_then(|t| t.value());
+    get(TAG_PROJECT) == Some(owner.project.as_str())
+        && get(TAG_ENV) == Some(owner.env.as_str())
+        && get(TAG_ID) == Some(id.as_str())
+}
+
 pub(crate) fn str_prop(props: &Props, key: &str) -> Result<String, ProviderError> {
     props
         .get(key)
@@ -468,8 +497,14 @@ impl Provider for Aws {
             Kind::Registration => registration::delete(self, before).await,
             Kind::K8sLoadBalancer => k8s_load_balancer::delete(self, physical_id).await,
             Kind::K8sSecurityGroup => k8s_security_group::delete(self, physical_id).await,
-            Kind::Ca => ca::delete(self, physical_id).await,
+            // The state store's path is ours by convention only: a
+            // parameter there without this env's tags is never deleted.
+            Kind::Ca => {
+                pki_store::ensure_ours(self, id, physical_id).await?;
+                ca::delete(self, physical_id).await
+            }
             Kind::Certificate | Kind::KeyPair | Kind::Token => {
+                pki_store::ensure_ours(self, id, physical_id).await?;
                 pki_store::delete(self, physical_id).await
             }
             Kind::Volume => volume::delete(self, physical_id).await,

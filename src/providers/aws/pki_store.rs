@@ -7,7 +7,7 @@ use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType, Tag};
 
 use super::{classify, read, read_existing, Aws};
 use crate::apply::{ErrorKind, ProviderError};
-use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
+use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value, TAG_ENV, TAG_PROJECT};
 use crate::pki;
 
 /// SSM's limit on a parameter description.
@@ -205,8 +205,10 @@ pub async fn put(
         .map_err(|e| classify("PutParameter", e));
     match created {
         Ok(_) => Ok(()),
-        // Tags cannot go with an overwrite; the existing parameter has them.
+        // Tags cannot go with an overwrite; the existing parameter has them
+        // (and one without them is not ours to overwrite).
         Err(e) if e.code.as_deref() == Some("ParameterAlreadyExists") => {
+            ensure_ours(aws, id, name).await?;
             aws.ssm
                 .put_parameter()
                 .name(name)
@@ -220,6 +222,43 @@ pub async fn put(
             Ok(())
         }
         Err(e) => Err(e),
+    }
+}
+
+/// A parameter under this env's path is written by scopectl with this env's
+/// tags; one without them was put there by someone else: never overwritten
+/// or deleted.
+pub(crate) async fn ensure_ours(
+    aws: &Aws,
+    id: &ResourceId,
+    name: &str,
+) -> Result<(), ProviderError> {
+    let out = read(|| async move {
+        aws.ssm
+            .list_tags_for_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .send()
+            .await
+            .map_err(|e| classify("ListTagsForResource", e))
+    })
+    .await;
+    let tags = match out {
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    let get = |k: &str| {
+        tags.tag_list()
+            .iter()
+            .find(|t| t.key() == k)
+            .map(|t| t.value())
+    };
+    if get(TAG_PROJECT) == Some(aws.owner.project.as_str())
+        && get(TAG_ENV) == Some(aws.owner.env.as_str())
+    {
+        Ok(())
+    } else {
+        Err(super::not_ours(aws, "SSM parameter", name, id))
     }
 }
 

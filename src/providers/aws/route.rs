@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use aws_sdk_ec2::types::RouteTable;
 
 use super::{classify, observed, read, str_prop, Aws};
-use crate::apply::ProviderError;
+use crate::apply::{ErrorKind, ProviderError};
 use crate::desired::to_database_name;
-use crate::model::{Actual, Kind, Observed, Props, Resource, ResourceId, Value};
+use crate::model::{Actual, Kind, Observed, Ownership, Props, Resource, ResourceId, Value};
 
 fn physical(table: &str, destination: &str) -> String {
     format!("{table}:{destination}")
@@ -115,13 +115,63 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
         .await
         .map_err(|e| classify("CreateRoute", e));
     match result {
-        // Someone's route to the same place: point it at ours.
-        Err(e) if e.code.as_deref() == Some("RouteAlreadyExists") => update(aws, r).await?,
+        // In our own table, a route left by an earlier run (to a gateway or
+        // peering since replaced): point it at the current one.
+        Err(e)
+            if e.code.as_deref() == Some("RouteAlreadyExists")
+                && r.ownership == Ownership::Owned =>
+        {
+            update(aws, r).await?
+        }
+        // In a table that is not ours, the route is someone else's: never
+        // changed, never deleted; the operator decides.
+        Err(e) if e.code.as_deref() == Some("RouteAlreadyExists") => {
+            let existing = existing_target(aws, &table, &dest).await?;
+            return Err(ProviderError::new(
+                ErrorKind::Fatal,
+                e.code,
+                format!(
+                    "route table {table} (not scopectl's) already routes {dest} to {existing}"
+                ),
+            )
+            .with_hint(format!(
+                "scopectl does not change routes it does not own: remove that route from {table} if it is stale, or choose a network.cidr that does not overlap {dest}"
+            )));
+        }
         other => {
             other?;
         }
     }
     Ok(physical(&table, &dest))
+}
+
+/// What the route to `dest` in `table` points at, for an error message.
+async fn existing_target(aws: &Aws, table: &str, dest: &str) -> Result<String, ProviderError> {
+    let out = read(|| async move {
+        aws.ec2
+            .describe_route_tables()
+            .route_table_ids(table)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeRouteTables", e))
+    })
+    .await?;
+    let route = out
+        .route_tables()
+        .iter()
+        .flat_map(|t| t.routes())
+        .find(|x| x.destination_cidr_block() == Some(dest));
+    Ok(route
+        .and_then(|x| {
+            x.vpc_peering_connection_id()
+                .or(x.gateway_id())
+                .or(x.nat_gateway_id())
+                .or(x.transit_gateway_id())
+                .or(x.network_interface_id())
+                .or(x.instance_id())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "another target".into()))
 }
 
 pub async fn update(aws: &Aws, r: &Resource) -> Result<(), ProviderError> {

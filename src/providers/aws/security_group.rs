@@ -33,16 +33,51 @@ pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observe
 }
 
 pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
-    let out = aws
+    let vpc = str_prop(&r.props, "vpc")?;
+    let name = str_prop(&r.props, "group_name")?;
+    let result = aws
         .ec2
         .create_security_group()
-        .vpc_id(str_prop(&r.props, "vpc")?)
-        .group_name(str_prop(&r.props, "group_name")?)
+        .vpc_id(&vpc)
+        .group_name(&name)
         .description(str_prop(&r.props, "description")?)
         .tag_specifications(aws.tag_spec(ResourceType::SecurityGroup, &r.id, &[]))
         .send()
         .await
-        .map_err(|e| classify("CreateSecurityGroup", e))?;
+        .map_err(|e| classify("CreateSecurityGroup", e));
+    let out = match result {
+        // A group by our name in the VPC: ours if tagged so (an earlier
+        // answer lost), else someone else's, never adopted.
+        Err(e) if e.code.as_deref() == Some("InvalidGroup.Duplicate") => {
+            let filters = vec![
+                Aws::filter("vpc-id", [vpc.as_str()]),
+                Aws::filter("group-name", [name.as_str()]),
+            ];
+            let filters = &filters;
+            let found = read(|| async move {
+                aws.ec2
+                    .describe_security_groups()
+                    .set_filters(Some(filters.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeSecurityGroups", e))
+            })
+            .await?;
+            let group = found.security_groups().first();
+            return match group {
+                Some(g)
+                    if owned_id(&aws.owner, g.tags(), Kind::SecurityGroup).as_ref()
+                        == Some(&r.id) =>
+                {
+                    g.group_id()
+                        .map(str::to_string)
+                        .ok_or_else(|| ProviderError::fatal("a security group without an id"))
+                }
+                _ => Err(super::not_ours(aws, "security group", &name, &r.id)),
+            };
+        }
+        other => other?,
+    };
     out.group_id()
         .map(str::to_string)
         .ok_or_else(|| ProviderError::fatal("CreateSecurityGroup returned no id"))
