@@ -340,6 +340,51 @@ impl Actual {
             .sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
     }
 
+    /// Among copies of one id, keeps the one that the rest of what was
+    /// observed references (an instance in the second copy of a group: that
+    /// copy stays, the unreferenced one is the duplicate); the lowest
+    /// physical id breaks ties. Run once everything is inserted.
+    pub fn keep_referenced_copies(&mut self) {
+        if self.duplicates.is_empty() {
+            return;
+        }
+        let mut referenced: BTreeMap<String, usize> = BTreeMap::new();
+        for o in self.resources.values().chain(&self.duplicates) {
+            let mut strings = Vec::new();
+            for v in o.props.values() {
+                v.strings(&mut strings);
+            }
+            for s in strings {
+                if s != o.physical_id {
+                    *referenced.entry(s.to_string()).or_default() += 1;
+                }
+            }
+        }
+        let rank = |o: &Observed| {
+            (
+                std::cmp::Reverse(referenced.get(&o.physical_id).copied().unwrap_or(0)),
+                o.physical_id.clone(),
+            )
+        };
+        let mut copies: BTreeMap<ResourceId, Vec<Observed>> = BTreeMap::new();
+        for o in std::mem::take(&mut self.duplicates) {
+            copies.entry(o.id.clone()).or_default().push(o);
+        }
+        for (id, mut all) in copies {
+            if let Some(kept) = self.resources.remove(&id) {
+                all.push(kept);
+            }
+            all.sort_by_key(rank);
+            let mut all = all.into_iter();
+            if let Some(keep) = all.next() {
+                self.resources.insert(id, keep);
+            }
+            self.duplicates.extend(all);
+        }
+        self.duplicates
+            .sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+    }
+
     pub fn physical(&self, id: &ResourceId) -> Option<&str> {
         self.resources.get(id).map(|o| o.physical_id.as_str())
     }
@@ -443,5 +488,31 @@ mod tests {
             .map(|o| o.physical_id.as_str())
             .collect();
         assert_eq!(d, ["subnet-2", "subnet-3"]);
+    }
+
+    #[test]
+    fn the_referenced_copy_is_kept() {
+        let mut a = Actual::default();
+        let sg = ResourceId::new(Kind::SecurityGroup, "nodes");
+        for p in ["sg-1", "sg-2"] {
+            a.insert(Observed {
+                id: sg.clone(),
+                physical_id: p.into(),
+                props: Props::new(),
+            });
+        }
+        a.insert(Observed {
+            id: ResourceId::new(Kind::Instance, "node-0"),
+            physical_id: "i-1".into(),
+            props: Props::from([(
+                "security_groups".into(),
+                Value::list(vec![Value::str("sg-2")]),
+            )]),
+        });
+        assert_eq!(a.physical(&sg), Some("sg-1"));
+        a.keep_referenced_copies();
+        assert_eq!(a.physical(&sg), Some("sg-2"));
+        assert_eq!(a.duplicates.len(), 1);
+        assert_eq!(a.duplicates[0].physical_id, "sg-1");
     }
 }

@@ -672,3 +672,34 @@ fn calls_per_command() {
     eprintln!("calls per command: {}", report.join("; "));
     assert_nothing_owned(&sb, env);
 }
+
+/// A no-op plan reads each kind once, whatever the size: the same calls for
+/// 3 nodes and for 30.
+#[test]
+fn a_no_op_plan_is_flat_from_3_to_30_nodes() {
+    let sb = Sandbox::start();
+    let env = "pg-flat";
+    sb.prepare_db("pg-flat-db");
+    let mut counts = Vec::new();
+    for nodes in [3, 30] {
+        let cfg = sb.config(
+            &format!("scope-{nodes}.toml"),
+            &config_text(env, "pg-flat-db", &format!("cluster.nodes.count = {nodes}")),
+        );
+        sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
+        let mark = sb.mark();
+        let (out, _) = sb.expect(0, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
+        assert!(out.contains("No changes"), "{out}");
+        let calls = sb.calls_since(mark);
+        assert!(calls.iter().all(|c| !c.is_write()));
+        counts.push(calls.len());
+    }
+    eprintln!(
+        "no-op plan: {} calls with 3 nodes, {} with 30",
+        counts[0], counts[1]
+    );
+    assert_eq!(counts[0], counts[1]);
+    let cfg = sb.config("scope.toml", &config_text(env, "pg-flat-db", ""));
+    sb.expect(0, &cfg, &["--env", env, "down", "--yes"]);
+    assert_nothing_owned(&sb, env);
+}

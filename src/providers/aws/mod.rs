@@ -215,6 +215,7 @@ impl Aws {
         for o in route::from_tables(self, &tables, &foreign, &actual) {
             actual.insert(o);
         }
+        actual.keep_referenced_copies();
         Ok(actual)
     }
 }
@@ -530,6 +531,7 @@ impl crate::teardown::Inventory for Aws {
         for o in balancers.into_iter().chain(groups) {
             actual.insert(o);
         }
+        actual.keep_referenced_copies();
         Ok(actual)
     }
 }
