@@ -29,15 +29,77 @@ pub enum ErrorKind {
     Fatal,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+/// The phase of a step in which an error happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Create,
+    /// Completing a create found from an earlier, interrupted run.
+    Finish,
+    Update,
+    Delete,
+    /// Waiting for AWS to finish (a termination, a detach).
+    Wait,
+}
+
+impl Phase {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Phase::Create => "create",
+            Phase::Finish => "finish",
+            Phase::Update => "update",
+            Phase::Delete => "delete",
+            Phase::Wait => "wait for",
+        }
+    }
+}
+
+/// The object an error is about: its address, AWS id and phase.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Object {
+    pub address: ResourceId,
+    pub physical_id: Option<String>,
+    pub phase: Phase,
+}
+
+/// The service's own answer (`InvalidSubnetID.NotFound: …`), kept as the cause.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ServiceError(pub String);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderError {
     pub kind: ErrorKind,
     /// The service's error code, when it gave one.
     pub code: Option<String>,
+    /// What was being done: the call (`CreateSubnet`), or what it was for
+    /// (`setting MapPublicIpOnLaunch`).
     pub message: String,
     /// What the operator can do about it, when scopectl knows.
     pub hint: Option<String>,
+    /// Set by the executor: which object, in which phase.
+    pub object: Option<Box<Object>>,
+    /// A phase the provider knows better than the executor (`Wait`).
+    pub phase: Option<Phase>,
+    pub cause: Option<ServiceError>,
+}
+
+impl std::fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(o) = &self.object {
+            write!(f, "{} {}", o.phase.verb(), o.address)?;
+            if let Some(p) = &o.physical_id {
+                write!(f, " ({p})")?;
+            }
+            f.write_str(": ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ProviderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_ref().map(|c| c as _)
+    }
 }
 
 impl ProviderError {
@@ -47,11 +109,51 @@ impl ProviderError {
             code,
             message: message.into(),
             hint: None,
+            object: None,
+            phase: None,
+            cause: None,
         }
     }
 
     pub fn fatal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Fatal, None, message)
+    }
+
+    /// The service's answer as the cause of this error.
+    pub fn caused_by(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(ServiceError(cause.into()));
+        self
+    }
+
+    /// Says what the failed call was for.
+    pub fn doing(mut self, what: impl Into<String>) -> Self {
+        self.message = what.into();
+        self
+    }
+
+    pub fn in_phase(mut self, phase: Phase) -> Self {
+        self.phase = Some(phase);
+        self
+    }
+
+    /// Names the object (the executor does, for every step).
+    pub fn about(mut self, address: &ResourceId, physical_id: Option<&str>, phase: Phase) -> Self {
+        if self.object.is_none() {
+            self.object = Some(Box::new(Object {
+                address: address.clone(),
+                physical_id: physical_id.map(str::to_string),
+                phase: self.phase.unwrap_or(phase),
+            }));
+        }
+        self
+    }
+
+    /// The message with its cause, on one line (for lists of failures).
+    pub fn detail(&self) -> String {
+        match &self.cause {
+            Some(c) => format!("{self}: {c}"),
+            None => self.to_string(),
+        }
     }
 
     /// Whether the call may have taken effect though it failed: its answer
@@ -135,7 +237,7 @@ pub enum StepResult {
     Blocked,
     /// Not run because a step it waits on failed or was blocked.
     Skipped,
-    Failed(String),
+    Failed(ProviderError),
 }
 
 #[derive(Clone, Debug)]
@@ -175,7 +277,8 @@ pub struct Outcome {
     pub deleted: usize,
     pub blocked: usize,
     pub skipped: usize,
-    pub failures: Vec<(ResourceId, Op, String)>,
+    /// Every failed step's error, naming its object and phase.
+    pub failures: Vec<ProviderError>,
     pub elapsed: Duration,
     /// Physical ids after the run, for everything the run knows of.
     pub ids: BTreeMap<ResourceId, String>,
@@ -257,10 +360,7 @@ pub async fn execute<P: Provider, R: Reporter>(
             StepResult::Found { .. } => out.found += 1,
             StepResult::Blocked => out.blocked += 1,
             StepResult::Skipped => out.skipped += 1,
-            StepResult::Failed(e) => {
-                out.failures
-                    .push((plan.changes[step.change].address.clone(), step.op, e))
-            }
+            StepResult::Failed(e) => out.failures.push(e),
         }
     }
     out.elapsed = started.elapsed();
@@ -313,7 +413,10 @@ async fn run_step<P: Provider, R: Reporter>(
                     }
                 }
                 if let Some(pid) = found {
-                    provider.finish(&r, &pid).await?;
+                    provider
+                        .finish(&r, &pid)
+                        .await
+                        .map_err(|e| e.about(&change.address, Some(&pid), Phase::Finish))?;
                     return Ok(StepResult::Found { physical_id: pid });
                 }
                 let pid = provider.create(&r).await.inspect_err(|e| {
@@ -386,7 +489,19 @@ async fn run_step<P: Provider, R: Reporter>(
         Err(e) if opts.tolerate_dependencies && e.kind == ErrorKind::DependencyViolation => {
             StepResult::Blocked
         }
-        Err(e) => StepResult::Failed(e.message),
+        Err(e) => {
+            let phase = match op {
+                Op::Create => Phase::Create,
+                Op::Update => Phase::Update,
+                Op::Delete => Phase::Delete,
+            };
+            // A replace's create makes a new object: the old id is not its.
+            let pid = match op {
+                Op::Create => None,
+                _ => change.physical_id.clone(),
+            };
+            StepResult::Failed(e.about(&change.address, pid.as_deref(), phase))
+        }
     }
 }
 

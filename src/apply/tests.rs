@@ -230,7 +230,9 @@ async fn transient_errors_are_retried_and_fatal_ones_skip_dependents() {
     let p = plan_for(&Actual::default());
     let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(8)).await;
     assert_eq!(out.failures.len(), 1, "{out:?}");
-    assert_eq!(out.failures[0].0.as_str(), "ec2/route-table/cluster");
+    let failed = out.failures[0].object.as_ref().unwrap();
+    assert_eq!(failed.address.as_str(), "ec2/route-table/cluster");
+    assert_eq!(failed.phase, crate::apply::Phase::Create);
     let log = fake.log.lock().unwrap().clone();
     assert_eq!(
         log.iter()

@@ -322,18 +322,24 @@ async fn locked(
     if printer.output == Output::Json {
         printer.json(&summary);
     }
-    if !outcome.failures.is_empty() {
-        let (addr, op, msg) = &outcome.failures[0];
-        return Err(UserError::failed(
-            format!(
-                "{} of {} changes failed; first: {} {addr}: {msg}",
-                outcome.failures.len(),
-                plan.changes.len(),
-                op.verb()
-            ),
-            "fix the cause and run `scopectl up` again; finished steps are kept",
-        )
-        .into());
+    if let Some(first) = outcome.failures.first() {
+        // The first failure is the error: its object, phase and cause; the
+        // count goes around it when there were more.
+        let mut first = first.clone();
+        if first.hint.is_none() {
+            first.hint =
+                Some("fix the cause and run `scopectl up` again; finished steps are kept".into());
+        }
+        let n = outcome.failures.len();
+        let err = anyhow::Error::new(first);
+        return Err(if n > 1 {
+            err.context(format!(
+                "{n} of {} changes failed; the first:",
+                plan.changes.len()
+            ))
+        } else {
+            err
+        });
     }
     printer.info(&format!(
         "Apply complete: {} created, {} updated, {} deleted{} in {elapsed:.1}s.",

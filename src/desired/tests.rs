@@ -264,3 +264,17 @@ fn changing_the_node_type_replaces_nodes_with_a_reason() {
     assert_ne!(a.props["instance_type"], b.props["instance_type"]);
     assert_eq!(a.props["user_data"], b.props["user_data"]);
 }
+
+/// Every desired prop of every example env is declared by its kind, with
+/// its type; none is a computed field.
+#[test]
+fn every_desired_prop_is_declared() {
+    for env in ["staging", "prod", "sandbox", "sandbox-peered", "local"] {
+        let d = desired(&example(env), &sample_facts()).unwrap();
+        for r in d.resources.values() {
+            if let Err(e) = r.kind().schema().check(&r.props, true) {
+                panic!("{env}: {}: {e}", r.id);
+            }
+        }
+    }
+}

@@ -3,8 +3,10 @@
 //! Nothing here knows how a kind is created; `Kind` only carries what the
 //! planner needs (which fields are immutable, how kinds are named).
 
+pub mod schema;
 mod value;
 
+pub use schema::{OnChange, ReplaceOrder, Schema};
 pub use value::{Props, Ref, Value};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,178 +56,90 @@ impl fmt::Display for ResourceId {
     }
 }
 
-/// Every kind of resource scopectl manages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Vpc,
-    InternetGateway,
-    Subnet,
-    RouteTable,
-    RouteTableAssociation,
-    Route,
-    SecurityGroup,
-    SecurityGroupIngress,
-    VpcPeering,
+/// Declares every kind once: its variant, its address prefix and its field
+/// declaration (see [`schema`]). Adding a kind is one line here.
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $kind:ident = $prefix:literal => $schema:ident,)*) => {
+        /// Every kind of resource scopectl manages.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum Kind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[$(Kind::$kind,)*];
+
+            pub fn prefix(self) -> &'static str {
+                match self {
+                    $(Kind::$kind => $prefix,)*
+                }
+            }
+
+            /// What this kind's fields are.
+            pub fn schema(self) -> &'static Schema {
+                match self {
+                    $(Kind::$kind => &schema::$schema,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    Vpc = "ec2/vpc" => VPC,
+    InternetGateway = "ec2/internet-gateway" => INTERNET_GATEWAY,
+    Subnet = "ec2/subnet" => SUBNET,
+    RouteTable = "ec2/route-table" => ROUTE_TABLE,
+    RouteTableAssociation = "ec2/route-table-association" => ROUTE_TABLE_ASSOCIATION,
+    Route = "ec2/route" => ROUTE,
+    SecurityGroup = "ec2/security-group" => SECURITY_GROUP,
+    SecurityGroupIngress = "ec2/security-group-ingress" => SECURITY_GROUP_INGRESS,
+    VpcPeering = "ec2/vpc-peering-connection" => VPC_PEERING,
     /// An IAM role with its inline policy, and the instance profile for it.
-    InstanceProfile,
-    Instance,
+    InstanceProfile = "iam/instance-profile" => INSTANCE_PROFILE,
+    Instance = "ec2/instance" => INSTANCE,
     /// A classic ELB (the API's, or a service's).
-    LoadBalancer,
+    LoadBalancer = "elb/load-balancer" => LOAD_BALANCER,
     /// One instance registered with one load balancer.
-    Registration,
+    Registration = "elb/registration" => REGISTRATION,
     /// A classic ELB that Kubernetes created for a Service; only deleted.
-    K8sLoadBalancer,
+    K8sLoadBalancer = "elb/k8s-load-balancer" => K8S_LOAD_BALANCER,
     /// The `k8s-elb-*` group beside such an ELB; only deleted.
-    K8sSecurityGroup,
+    K8sSecurityGroup = "ec2/k8s-security-group" => K8S_SECURITY_GROUP,
     /// A certificate authority in the state store (one or two generations).
-    Ca,
+    Ca = "pki/ca" => CA,
     /// A leaf certificate and its key in the state store.
-    Certificate,
+    Certificate = "pki/cert" => CERTIFICATE,
     /// The service-account signing key pair.
-    KeyPair,
+    KeyPair = "pki/key" => KEY_PAIR,
     /// The bootstrap token nodes join with.
-    Token,
+    Token = "pki/token" => TOKEN,
     /// An EBS volume (a master's etcd data): outlives its instance.
-    Volume,
+    Volume = "ec2/volume" => VOLUME,
     /// A volume attached to an instance.
-    VolumeAttachment,
+    VolumeAttachment = "ec2/volume-attachment" => VOLUME_ATTACHMENT,
     /// An EBS snapshot taken before a master's replacement; only `down`
     /// deletes it.
-    Snapshot,
+    Snapshot = "ec2/snapshot" => SNAPSHOT,
 }
 
 impl Kind {
-    pub const ALL: &'static [Kind] = &[
-        Kind::Vpc,
-        Kind::InternetGateway,
-        Kind::Subnet,
-        Kind::RouteTable,
-        Kind::RouteTableAssociation,
-        Kind::Route,
-        Kind::SecurityGroup,
-        Kind::SecurityGroupIngress,
-        Kind::VpcPeering,
-        Kind::InstanceProfile,
-        Kind::Instance,
-        Kind::LoadBalancer,
-        Kind::Registration,
-        Kind::K8sLoadBalancer,
-        Kind::K8sSecurityGroup,
-        Kind::Ca,
-        Kind::Certificate,
-        Kind::KeyPair,
-        Kind::Token,
-        Kind::Volume,
-        Kind::VolumeAttachment,
-        Kind::Snapshot,
-    ];
-
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Kind::Vpc => "ec2/vpc",
-            Kind::InternetGateway => "ec2/internet-gateway",
-            Kind::Subnet => "ec2/subnet",
-            Kind::RouteTable => "ec2/route-table",
-            Kind::RouteTableAssociation => "ec2/route-table-association",
-            Kind::Route => "ec2/route",
-            Kind::SecurityGroup => "ec2/security-group",
-            Kind::SecurityGroupIngress => "ec2/security-group-ingress",
-            Kind::VpcPeering => "ec2/vpc-peering-connection",
-            Kind::InstanceProfile => "iam/instance-profile",
-            Kind::Instance => "ec2/instance",
-            Kind::LoadBalancer => "elb/load-balancer",
-            Kind::Registration => "elb/registration",
-            Kind::K8sLoadBalancer => "elb/k8s-load-balancer",
-            Kind::K8sSecurityGroup => "ec2/k8s-security-group",
-            Kind::Ca => "pki/ca",
-            Kind::Certificate => "pki/cert",
-            Kind::KeyPair => "pki/key",
-            Kind::Token => "pki/token",
-            Kind::Volume => "ec2/volume",
-            Kind::VolumeAttachment => "ec2/volume-attachment",
-            Kind::Snapshot => "ec2/snapshot",
-        }
-    }
-
     /// A short human label used in status output.
     pub fn label(self) -> &'static str {
         &self.prefix()[4..]
     }
 
-    /// Fields sent when creating but never compared: AWS does not key on
-    /// them and does not always read them back (rule descriptions).
-    pub fn write_only(self) -> &'static [&'static str] {
-        match self {
-            Kind::SecurityGroupIngress => &["descriptions"],
-            // The text is large; its digest is compared instead.
-            Kind::Instance => &["user_data_text"],
-            // Set at create and by `finish`; not read back (one call per
-            // balancer would make the plan's calls grow with services).
-            Kind::LoadBalancer => &["attributes"],
-            _ => &[],
-        }
-    }
-
-    /// Fields that cannot change in place: a difference means replace.
-    pub fn immutable(self) -> &'static [&'static str] {
-        match self {
-            Kind::Vpc => &["cidr"],
-            Kind::InternetGateway => &[],
-            Kind::Subnet => &["cidr", "zone", "vpc"],
-            Kind::RouteTable => &["vpc"],
-            Kind::RouteTableAssociation => &["subnet", "route_table"],
-            Kind::Route => &["route_table", "destination"],
-            Kind::SecurityGroup => &["vpc", "group_name", "description"],
-            Kind::SecurityGroupIngress => &["group"],
-            Kind::VpcPeering => &["vpc", "peer_vpc"],
-            Kind::InstanceProfile => &["name", "path"],
-            Kind::Instance => &[
-                "ami",
-                "instance_type",
-                "subnet",
-                "user_data",
-                "profile",
-                "security_groups",
-            ],
-            Kind::LoadBalancer => &["name", "listeners", "scheme"],
-            Kind::Registration => &["load_balancer", "instance"],
-            Kind::K8sLoadBalancer | Kind::K8sSecurityGroup => &[],
-            // Generations change in place: that is how a CA rotates in stages.
-            Kind::Ca => &["subject"],
-            Kind::Certificate => &[
-                "subject",
-                "usage",
-                "ca",
-                "issuer",
-                "sans",
-                "load_balancer",
-                "masters",
-                "renewal",
-            ],
-            Kind::KeyPair => &["algorithm"],
-            Kind::Token => &["purpose"],
-            // Size and type change in place (ModifyVolume): replacing a
-            // volume would lose the etcd data on it.
-            Kind::Volume => &["zone", "encrypted"],
-            Kind::VolumeAttachment => &["volume", "instance", "device"],
-            Kind::Snapshot => &["volume"],
-        }
-    }
-
     /// Items of the state store: secret material that `down` deletes last
     /// (or keeps), and whose replacement overwrites in place.
     pub fn is_pki(self) -> bool {
-        matches!(
-            self,
-            Kind::Ca | Kind::Certificate | Kind::KeyPair | Kind::Token
-        )
+        self.schema().replace == ReplaceOrder::Overwrite
     }
 
     /// A replacement creates the new one before deleting the old: capacity
     /// never drops (instances, and their load balancer registrations).
     pub fn create_before_delete(self) -> bool {
-        matches!(self, Kind::Instance | Kind::Registration)
+        self.schema().replace == ReplaceOrder::CreateFirst
     }
 
     /// Replacements of this kind run one at a time within a group (the name
@@ -383,6 +297,20 @@ impl Actual {
         }
         self.duplicates
             .sort_by(|a, b| (&a.id, &a.physical_id).cmp(&(&b.id, &b.physical_id)));
+    }
+
+    /// Every observed prop is one its kind declares, of its type: what a
+    /// provider reads and what the planner compares agree by declaration,
+    /// not by spelling. Checked on every observation in debug builds (so
+    /// every integration test walks every provider's observation).
+    pub fn check_declared(&self) -> Result<(), String> {
+        for o in self.resources.values().chain(&self.duplicates) {
+            let kind = o.id.kind().ok_or_else(|| format!("{}: no kind", o.id))?;
+            kind.schema()
+                .check(&o.props, false)
+                .map_err(|e| format!("observed {}: {e}", o.id))?;
+        }
+        Ok(())
     }
 
     pub fn physical(&self, id: &ResourceId) -> Option<&str> {

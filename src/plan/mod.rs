@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::desired::Facts;
+use crate::model::schema::{Field, Order, Type};
 use crate::model::{
-    Actual, Desired, Kind, Observed, Ownership, Props, Resource, ResourceId, Value,
+    Actual, Desired, Kind, Observed, OnChange, Ownership, Props, Resource, ResourceId, Value,
 };
 
 /// Bumped on any incompatible change to the JSON plan (a public contract).
-pub const FORMAT_VERSION: &str = "1";
+/// 2: `reason` is a typed object (`{"type": …, …}`), not a sentence.
+pub const FORMAT_VERSION: &str = "2";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -50,7 +52,7 @@ impl Action {
 pub struct Change {
     pub address: ResourceId,
     pub action: Action,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub ownership: Ownership,
     /// The existing resource's AWS id (updates, replaces, deletes).
     pub physical_id: Option<String>,
@@ -84,6 +86,63 @@ pub struct Change {
     /// a master's etcd before the master goes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub before_deleting: Vec<ResourceId>,
+}
+
+/// Why a resource is replaced or deleted (or a snapshot made): typed, and
+/// rendered in one place (its `Display`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Reason {
+    /// A field that cannot change in place differs.
+    FieldImmutable { field: String },
+    /// A reference field points at a resource this plan replaces.
+    ReferenceReplaced { field: String, target: ResourceId },
+    /// The existing version references a resource that is replaced or deleted.
+    ReferenceGoes { target: ResourceId },
+    /// A state-store item whose facts changed is issued anew.
+    Reissue { field: String },
+    /// A leaf certificate is due for renewal (its status says why).
+    RenewalDue { status: String },
+    /// `pki rotate` asked for it.
+    RotationRequested,
+    /// Desired no more.
+    NotInConfig,
+    /// `down`: the env owns it.
+    OwnedBy { project: String, env: String },
+    /// A second copy of one address; the other one is kept.
+    Duplicate { of: String },
+    /// A copy of a master's etcd volume before `of` goes.
+    Snapshot {
+        volume: ResourceId,
+        of: ResourceId,
+        action: Action,
+    },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::FieldImmutable { field } => write!(f, "{field} cannot change in place"),
+            Reason::ReferenceReplaced { field, target } => {
+                write!(f, "{field} refers to {target}, which is replaced")
+            }
+            Reason::ReferenceGoes { target } => {
+                write!(f, "it references {target}, which is replaced or deleted")
+            }
+            Reason::Reissue { field } => write!(f, "{field} changed: reissue"),
+            Reason::RenewalDue { status } => write!(f, "{status}: reissue"),
+            Reason::RotationRequested => f.write_str("rotation requested: reissue"),
+            Reason::NotInConfig => f.write_str("no longer in the config"),
+            Reason::OwnedBy { project, env } => write!(f, "owned by {project}/{env}"),
+            Reason::Duplicate { of } => write!(f, "duplicate of {of}"),
+            Reason::Snapshot { volume, of, action } => write!(
+                f,
+                "a copy of {volume} before {} is {}",
+                of.name(),
+                action.past()
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -243,14 +302,22 @@ fn plan_inner(
         };
         let mut changed = Vec::new();
         let mut reason = None;
-        let immutable = r.kind().immutable();
+        let schema = r.kind().schema();
+        let replaces = |field: &str| {
+            schema
+                .field(field)
+                .is_some_and(|f| f.on_change == OnChange::Replace)
+        };
         for (field, want) in &r.props {
-            if r.kind().write_only().contains(&field.as_str()) {
+            // Desired props are declared (a unit test walks every example):
+            // an undeclared one is compared like any other, never skipped.
+            let decl = schema.field(field);
+            if decl.is_some_and(|f| !f.compared()) {
                 continue;
             }
             let resolved = want.resolve(&lookup);
-            let have = obs.props.get(field).map(normalize);
-            if resolved.as_ref().map(normalize) == have && have.is_some() {
+            let have = obs.props.get(field).map(|v| normalize(decl, v));
+            if resolved.as_ref().map(|v| normalize(decl, v)) == have && have.is_some() {
                 continue;
             }
             changed.push(FieldChange {
@@ -258,18 +325,33 @@ fn plan_inner(
                 before: obs.props.get(field).cloned(),
                 after: want.resolve_partial(&lookup),
             });
-            if reason.is_none() && immutable.contains(&field.as_str()) {
+            if reason.is_none() && replaces(field) {
                 let pki = r.kind().is_pki();
                 reason = Some(match (resolved, want) {
-                    (None, Value::Ref(t)) => {
-                        format!("{field} refers to {}, which is replaced", t.target)
-                    }
-                    _ if pki && field == "renewal" => match obs.props.get(field) {
-                        Some(Value::Str(s)) => format!("{s}: reissue"),
-                        _ => "renewal requested: reissue".into(),
+                    (None, Value::Ref(t)) => Reason::ReferenceReplaced {
+                        field: field.clone(),
+                        target: t.target.clone(),
                     },
-                    _ if pki => format!("{field} changed: reissue"),
-                    _ => format!("{field} cannot change in place"),
+                    _ if pki && field == "renewal" => {
+                        if want.as_str() == Some(crate::pki::ROTATION_REQUESTED) {
+                            Reason::RotationRequested
+                        } else {
+                            Reason::RenewalDue {
+                                status: obs
+                                    .props
+                                    .get(field)
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("due")
+                                    .to_string(),
+                            }
+                        }
+                    }
+                    _ if pki => Reason::Reissue {
+                        field: field.clone(),
+                    },
+                    _ => Reason::FieldImmutable {
+                        field: field.clone(),
+                    },
                 });
             }
         }
@@ -286,8 +368,7 @@ fn plan_inner(
                     let mut strings = Vec::new();
                     v.strings(&mut strings);
                     !strings.contains(&pid)
-                        || (!immutable.contains(&field.as_str())
-                            && changed.iter().any(|c| &c.field == field))
+                        || (!replaces(field) && changed.iter().any(|c| &c.field == field))
                 })
         };
         if reason.is_none() {
@@ -295,9 +376,9 @@ fn plan_inner(
                 .iter()
                 .find(|d| going.contains(*d) && !updated_away(d))
             {
-                reason = Some(format!(
-                    "it references {gone}, which is replaced or deleted"
-                ));
+                reason = Some(Reason::ReferenceGoes {
+                    target: gone.clone(),
+                });
             }
         }
         let action = match (&reason, changed.is_empty()) {
@@ -333,7 +414,7 @@ fn plan_inner(
         });
     }
 
-    let mut delete = |o: &Observed, reason: String| {
+    let mut delete = |o: &Observed, reason: Reason| {
         summary.delete += 1;
         changes.push(Change {
             address: o.id.clone(),
@@ -355,12 +436,22 @@ fn plan_inner(
     for o in actual.resources.values() {
         let kept = !destroying && o.id.kind().is_some_and(|k| k.kept_until_down());
         if !desired.resources.contains_key(&o.id) && !kept {
-            delete(o, "no longer in the config".into());
+            delete(
+                o,
+                if destroying {
+                    Reason::OwnedBy {
+                        project: project.into(),
+                        env: env.into(),
+                    }
+                } else {
+                    Reason::NotInConfig
+                },
+            );
         }
     }
     for o in &actual.duplicates {
         let kept = actual.physical(&o.id).unwrap_or_default().to_string();
-        delete(o, format!("duplicate of {kept}"));
+        delete(o, Reason::Duplicate { of: kept });
     }
 
     if !destroying {
@@ -482,7 +573,11 @@ fn control_plane_snapshots(
         let entry = out.entry(id.clone()).or_insert_with(|| Change {
             address: id.clone(),
             action: Action::Create,
-            reason: Some(format!("a copy of {volume} {why}")),
+            reason: Some(Reason::Snapshot {
+                volume: volume.clone(),
+                of: c.address.clone(),
+                action: c.action,
+            }),
             ownership: Ownership::Owned,
             physical_id: None,
             before: None,
@@ -510,33 +605,21 @@ fn control_plane_snapshots(
 
 /// A plan that removes everything observed (for `down`).
 pub fn destroy(project: &str, env: &str, actual: &Actual, fingerprint: String) -> Plan {
-    let mut p = plan_inner(project, env, &Desired::default(), actual, fingerprint, true)
-        .expect("an empty desired state cannot fail");
-    for c in p
-        .changes
-        .iter_mut()
-        .filter(|c| c.reason.as_deref() == Some("no longer in the config"))
-    {
-        c.reason = Some(format!("owned by {project}/{env}"));
-    }
-    p
+    plan_inner(project, env, &Desired::default(), actual, fingerprint, true)
+        .expect("an empty desired state cannot fail")
 }
 
-/// Lists compare as sets.
-fn normalize(v: &Value) -> Value {
-    match v {
-        Value::List(l) => {
-            let mut items: Vec<Value> = l.iter().map(normalize).collect();
+/// The value as compared: a list declared a set is sorted and deduplicated,
+/// an ordered one keeps its order (as do lists nested in maps).
+fn normalize(decl: Option<&Field>, v: &Value) -> Value {
+    match (decl.map(|f| f.ty), v) {
+        (Some(Type::List(_, Order::Set)), Value::List(l)) => {
+            let mut items = l.clone();
             items.sort();
             items.dedup();
             Value::List(items)
         }
-        Value::Map(m) => Value::Map(
-            m.iter()
-                .map(|(k, v)| (k.clone(), normalize(v)))
-                .collect::<BTreeMap<_, _>>(),
-        ),
-        other => other.clone(),
+        _ => v.clone(),
     }
 }
 

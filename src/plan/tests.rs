@@ -14,7 +14,7 @@ pub(crate) fn applied(d: &Desired) -> Actual {
         let props = r
             .props
             .iter()
-            .filter(|(k, _)| !r.kind().write_only().contains(&k.as_str()))
+            .filter(|(k, _)| r.kind().schema().field(k).is_none_or(|f| f.compared()))
             .map(|(k, v)| {
                 (
                     k.clone(),
@@ -94,7 +94,12 @@ fn immutable_fields_replace_and_their_dependents_follow() {
     let p = run(&d, &a);
     let c = p.changes.iter().find(|c| c.address == subnet).unwrap();
     assert_eq!(c.action, Action::Replace);
-    assert_eq!(c.reason.as_deref(), Some("cidr cannot change in place"));
+    assert_eq!(
+        c.reason,
+        Some(Reason::FieldImmutable {
+            field: "cidr".into()
+        })
+    );
     assert_eq!(c.changed[0].before, Some(Value::str("172.31.140.0/22")));
     assert_eq!(c.changed[0].after, Value::str("172.31.132.0/22"));
     let assoc = p
@@ -104,7 +109,7 @@ fn immutable_fields_replace_and_their_dependents_follow() {
         .unwrap();
     assert_eq!(assoc.action, Action::Replace);
     assert_eq!(
-        assoc.reason.as_deref(),
+        assoc.reason.as_ref().map(ToString::to_string).as_deref(),
         Some("subnet refers to ec2/subnet/nodes-us-east-1b, which is replaced")
     );
     assert_eq!(
@@ -170,7 +175,7 @@ fn extra_and_duplicate_resources_are_deleted() {
             (
                 c.address.as_str(),
                 c.physical_id.as_deref(),
-                c.reason.as_deref(),
+                c.reason.clone(),
             )
         })
         .collect();
@@ -178,13 +183,13 @@ fn extra_and_duplicate_resources_are_deleted() {
         del.contains(&(
             "ec2/subnet/nodes-us-east-1d",
             Some("id-99"),
-            Some("no longer in the config")
+            Some(Reason::NotInConfig)
         )),
         "{del:?}"
     );
     assert!(del.iter().any(|(a, p, r)| *a == "ec2/security-group/nodes"
         && *p == Some("id-zz")
-        && r.unwrap().starts_with("duplicate of")));
+        && matches!(r, Some(Reason::Duplicate { .. }))));
 }
 
 #[test]
@@ -269,10 +274,17 @@ fn a_leaf_near_expiry_or_with_new_names_is_reissued_and_nothing_else() {
     assert_eq!(p.summary.replace, 2, "{:?}", p.changes);
     assert_eq!(by(&admin).action, Action::Replace);
     assert_eq!(
-        by(&admin).reason.as_deref(),
+        by(&admin)
+            .reason
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
         Some("due: expires 2026-12-20T00:00:00Z (within 30 days): reissue")
     );
-    assert_eq!(by(&api).reason.as_deref(), Some("sans changed: reissue"));
+    assert_eq!(
+        by(&api).reason.as_ref().map(ToString::to_string).as_deref(),
+        Some("sans changed: reissue")
+    );
     // A reissue is one overwrite: no delete step, never a moment without it.
     let (steps, _) = crate::apply::steps(&p.changes);
     let ops: Vec<_> = steps

@@ -190,11 +190,10 @@ pub async fn teardown<I: Inventory, R: Reporter>(
         out.waves += 1;
         out.deleted += wave.deleted;
         let failed_now = !wave.failures.is_empty();
-        failures.extend(
-            wave.failures
-                .into_iter()
-                .map(|(address, _, message)| (address, message)),
-        );
+        failures.extend(wave.failures.into_iter().filter_map(|e| {
+            let address = e.object.as_ref()?.address.clone();
+            Some((address, e.detail()))
+        }));
         if wave.deleted == 0 && !failed_now {
             stalls += 1;
         } else {

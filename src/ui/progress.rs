@@ -83,7 +83,7 @@ impl Reporter for StepReporter {
             }
             StepResult::Blocked => format!("{key}: still in use, will retry"),
             StepResult::Skipped => format!("{key}: skipped"),
-            StepResult::Failed(e) => format!("{key}: failed: {e}"),
+            StepResult::Failed(e) => format!("{key}: failed: {}", e.detail()),
         };
         self.line(text);
         if let Some(b) = &self.bar {
@@ -96,7 +96,7 @@ impl Reporter for StepReporter {
         self.line(format!(
             "{}: {} (retrying in {:.1}s)",
             Self::key(step),
-            error,
+            error.detail(),
             after.as_secs_f64()
         ));
     }

@@ -364,7 +364,7 @@ fn saved_plan_applies_exactly_and_refuses_when_stale() {
         &["--env", env, "--output", "json", "plan", "--out", plan_s],
     );
     let v: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v["format_version"], "1");
+    assert_eq!(v["format_version"], "2");
     assert_eq!(v["summary"]["create"], 40);
     assert!(v["fingerprint"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(
@@ -398,7 +398,7 @@ fn saved_plan_applies_exactly_and_refuses_when_stale() {
     let edited = |address: &str| {
         let mut p = fresh.clone();
         p["changes"] = serde_json::json!([{
-            "address": address, "action": "delete", "reason": "no longer in the config",
+            "address": address, "action": "delete", "reason": {"type": "not-in-config"},
             "ownership": "owned", "physical_id": db_group, "before": {}, "after": null,
         }]);
         p["summary"]["delete"] = 1.into();

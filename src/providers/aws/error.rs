@@ -53,10 +53,12 @@ where
         (SdkError::ServiceError(_), ErrorKind::Fatal) if status >= 500 => ErrorKind::Transient,
         (_, k) => k,
     };
-    let message = match (&code, err.message()) {
-        (Some(c), Some(m)) => format!("{op}: {c}: {m}"),
-        (Some(c), None) => format!("{op}: {c}"),
-        _ => format!("{op}: {}", DisplayErrorContext(&err)),
+    // The call is the message (a provider may say what it was for); the
+    // service's answer is the cause.
+    let cause = match (&code, err.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.clone(),
+        _ => DisplayErrorContext(&err).to_string(),
     };
-    ProviderError::new(kind, code, message)
+    ProviderError::new(kind, code, op).caused_by(cause)
 }

@@ -133,8 +133,8 @@ pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observe
 /// replacement the old one carries the same id, and must not count).
 pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
     Ok(observe(aws, Some(&r.id)).await?.into_iter().find_map(|o| {
-        let matches = Kind::Instance.immutable().iter().all(|k| {
-            let (want, have) = (r.props.get(*k), o.props.get(*k));
+        let matches = Kind::Instance.schema().replacing().all(|k| {
+            let (want, have) = (r.props.get(k), o.props.get(k));
             match (want, have) {
                 (Some(Value::List(a)), Some(Value::List(b))) => {
                     let (mut a, mut b) = (a.clone(), b.clone());
@@ -183,7 +183,7 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
             // IAM is eventually consistent: a profile made a moment ago is
             // "invalid" for a few seconds.
             if e.code.as_deref() == Some("InvalidParameterValue")
-                && e.message
+                && e.detail()
                     .to_ascii_lowercase()
                     .contains("iaminstanceprofile")
             {
@@ -247,3 +247,31 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
         delay = timing.next(delay);
     }
 }
+
+mod ops {
+    use super::*;
+    use crate::apply::ProviderError;
+    use crate::model::{Props, Resource, ResourceId};
+    use crate::providers::aws::{Aws, KindOps};
+
+    /// `Instance`'s calls, as the executor makes them.
+    pub struct Ops;
+
+    impl KindOps for Ops {
+        async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+            find(aws, r).await
+        }
+        async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+            create(aws, r).await
+        }
+        async fn delete(
+            aws: &Aws,
+            _: &ResourceId,
+            pid: &str,
+            _: &Props,
+        ) -> Result<(), ProviderError> {
+            delete(aws, pid).await
+        }
+    }
+}
+pub use ops::Ops;

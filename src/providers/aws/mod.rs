@@ -216,7 +216,18 @@ impl Aws {
             actual.insert(o);
         }
         actual.keep_referenced_copies();
+        debug_check(&actual);
         Ok(actual)
+    }
+}
+
+/// In debug builds (every test), an observed prop that its kind does not
+/// declare stops the run: it would otherwise plan an update on every run.
+fn debug_check(actual: &Actual) {
+    if cfg!(debug_assertions) {
+        if let Err(e) = actual.check_declared() {
+            panic!("undeclared observation: {e}");
+        }
     }
 }
 
@@ -354,99 +365,145 @@ pub(crate) fn observed(id: ResourceId, physical_id: impl Into<String>, props: Pr
     }
 }
 
+/// One kind's calls, each with the meaning `apply::Provider` gives it.
+/// Every kind's file implements it on its `Ops`; `registry!` lists them.
+pub(crate) trait KindOps {
+    async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError>;
+    async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError>;
+    async fn finish(_aws: &Aws, _r: &Resource, _pid: &str) -> Result<(), ProviderError> {
+        Ok(())
+    }
+    async fn update(
+        _aws: &Aws,
+        r: &Resource,
+        _pid: &str,
+        _before: &Props,
+    ) -> Result<(), ProviderError> {
+        Err(ProviderError::fatal(format!(
+            "{} has no in-place update",
+            r.kind().label()
+        )))
+    }
+    async fn delete(
+        aws: &Aws,
+        id: &ResourceId,
+        pid: &str,
+        before: &Props,
+    ) -> Result<(), ProviderError>;
+}
+
+/// The id of the one observed resource, if any (a find by tags).
+pub(crate) fn first(found: Vec<Observed>) -> Result<Option<String>, ProviderError> {
+    Ok(found.into_iter().next().map(|o| o.physical_id))
+}
+
+/// The one registration per kind: the module whose `Ops` implements it.
+macro_rules! registry {
+    ($kind:expr, $ops:ident => $call:expr) => {
+        match $kind {
+            Kind::Vpc => {
+                use vpc::Ops as $ops;
+                $call
+            }
+            Kind::InternetGateway => {
+                use internet_gateway::Ops as $ops;
+                $call
+            }
+            Kind::Subnet => {
+                use subnet::Ops as $ops;
+                $call
+            }
+            Kind::RouteTable => {
+                use route_table::Ops as $ops;
+                $call
+            }
+            Kind::RouteTableAssociation => {
+                use route_table_association::Ops as $ops;
+                $call
+            }
+            Kind::Route => {
+                use route::Ops as $ops;
+                $call
+            }
+            Kind::SecurityGroup => {
+                use security_group::Ops as $ops;
+                $call
+            }
+            Kind::SecurityGroupIngress => {
+                use security_group_ingress::Ops as $ops;
+                $call
+            }
+            Kind::VpcPeering => {
+                use vpc_peering::Ops as $ops;
+                $call
+            }
+            Kind::InstanceProfile => {
+                use instance_profile::Ops as $ops;
+                $call
+            }
+            Kind::Instance => {
+                use instance::Ops as $ops;
+                $call
+            }
+            Kind::LoadBalancer => {
+                use load_balancer::Ops as $ops;
+                $call
+            }
+            Kind::Registration => {
+                use registration::Ops as $ops;
+                $call
+            }
+            Kind::K8sLoadBalancer => {
+                use k8s_load_balancer::Ops as $ops;
+                $call
+            }
+            Kind::K8sSecurityGroup => {
+                use k8s_security_group::Ops as $ops;
+                $call
+            }
+            Kind::Ca => {
+                use ca::Ops as $ops;
+                $call
+            }
+            Kind::Certificate => {
+                use certificate::Ops as $ops;
+                $call
+            }
+            Kind::KeyPair => {
+                use key_pair::Ops as $ops;
+                $call
+            }
+            Kind::Token => {
+                use token::Ops as $ops;
+                $call
+            }
+            Kind::Volume => {
+                use volume::Ops as $ops;
+                $call
+            }
+            Kind::VolumeAttachment => {
+                use volume_attachment::Ops as $ops;
+                $call
+            }
+            Kind::Snapshot => {
+                use snapshot::Ops as $ops;
+                $call
+            }
+        }
+    };
+}
+
 impl Provider for Aws {
     async fn find(&self, r: &Resource) -> Result<Option<String>, ProviderError> {
-        match r.kind() {
-            Kind::Vpc => Ok(vpc::observe(self, Some(&r.id))
-                .await?
-                .into_iter()
-                .next()
-                .map(|o| o.physical_id)),
-            Kind::Subnet => Ok(subnet::observe(self, Some(&r.id))
-                .await?
-                .into_iter()
-                .next()
-                .map(|o| o.physical_id)),
-            Kind::SecurityGroup => Ok(security_group::observe(self, Some(&r.id))
-                .await?
-                .into_iter()
-                .next()
-                .map(|o| o.physical_id)),
-            Kind::SecurityGroupIngress => security_group_ingress::find(self, r).await,
-            Kind::InternetGateway => Ok(internet_gateway::observe(self, Some(&r.id))
-                .await?
-                .into_iter()
-                .next()
-                .map(|o| o.physical_id)),
-            Kind::VpcPeering => Ok(vpc_peering::observe(self, Some(&r.id))
-                .await?
-                .into_iter()
-                .next()
-                .map(|o| o.physical_id)),
-            Kind::RouteTable => route_table::find(self, r).await,
-            Kind::K8sLoadBalancer | Kind::K8sSecurityGroup => Ok(None),
-            Kind::RouteTableAssociation => route_table_association::find(self, r).await,
-            Kind::Route => route::find(self, r).await,
-            Kind::InstanceProfile => instance_profile::find(self, r).await,
-            Kind::Instance => instance::find(self, r).await,
-            Kind::LoadBalancer => load_balancer::find(self, r).await,
-            Kind::Registration => registration::find(self, r).await,
-            Kind::Ca | Kind::Certificate | Kind::KeyPair | Kind::Token => {
-                pki_store::find(self, r).await
-            }
-            Kind::Volume => volume::find(self, r).await,
-            Kind::VolumeAttachment => volume_attachment::find(self, r).await,
-            Kind::Snapshot => snapshot::find(self, r).await,
-        }
+        registry!(r.kind(), K => K::find(self, r).await)
     }
 
     async fn create(&self, r: &Resource) -> Result<String, ProviderError> {
-        match r.kind() {
-            Kind::Vpc => vpc::create(self, r).await,
-            Kind::Subnet => subnet::create(self, r).await,
-            Kind::SecurityGroup => security_group::create(self, r).await,
-            Kind::SecurityGroupIngress => security_group_ingress::create(self, r).await,
-            Kind::InternetGateway => internet_gateway::create(self, r).await,
-            Kind::VpcPeering => vpc_peering::create(self, r).await,
-            Kind::RouteTable => route_table::create(self, r).await,
-            Kind::RouteTableAssociation => route_table_association::create(self, r).await,
-            Kind::Route => route::create(self, r).await,
-            Kind::InstanceProfile => instance_profile::create(self, r).await,
-            Kind::Instance => instance::create(self, r).await,
-            Kind::LoadBalancer => load_balancer::create(self, r).await,
-            Kind::Registration => registration::create(self, r).await,
-            Kind::Ca => ca::create(self, r).await,
-            Kind::Certificate => certificate::create(self, r).await,
-            Kind::KeyPair => key_pair::create(self, r).await,
-            Kind::Token => token::create(self, r).await,
-            Kind::Volume => volume::create(self, r).await,
-            Kind::VolumeAttachment => volume_attachment::create(self, r).await,
-            Kind::Snapshot => snapshot::create(self, r).await,
-            k @ (Kind::K8sLoadBalancer | Kind::K8sSecurityGroup) => Err(ProviderError::fatal(
-                format!("scopectl never creates a {}", k.label()),
-            )),
-        }
+        registry!(r.kind(), K => K::create(self, r).await)
     }
 
     async fn finish(&self, r: &Resource, physical_id: &str) -> Result<(), ProviderError> {
-        match r.kind() {
-            Kind::Vpc => vpc::update(self, r, physical_id).await,
-            Kind::Subnet => subnet::update(self, r, physical_id).await,
-            Kind::InternetGateway => internet_gateway::finish(self, r, physical_id).await,
-            Kind::VpcPeering => vpc_peering::converge(self, r, physical_id).await,
-            Kind::SecurityGroupIngress => security_group_ingress::reconcile(self, r).await,
-            Kind::InstanceProfile => instance_profile::finish(self, r, physical_id).await,
-            Kind::LoadBalancer => load_balancer::finish(self, r, physical_id).await,
-            Kind::Instance | Kind::Registration => Ok(()),
-            Kind::Ca | Kind::Certificate | Kind::KeyPair | Kind::Token => Ok(()),
-            Kind::Volume | Kind::VolumeAttachment | Kind::Snapshot => Ok(()),
-            Kind::RouteTable
-            | Kind::RouteTableAssociation
-            | Kind::Route
-            | Kind::SecurityGroup
-            | Kind::K8sLoadBalancer
-            | Kind::K8sSecurityGroup => Ok(()),
-        }
+        registry!(r.kind(), K => K::finish(self, r, physical_id).await)
     }
 
     async fn update(
@@ -455,22 +512,7 @@ impl Provider for Aws {
         physical_id: &str,
         before: &Props,
     ) -> Result<(), ProviderError> {
-        match r.kind() {
-            Kind::Vpc => vpc::update(self, r, physical_id).await,
-            Kind::Subnet => subnet::update(self, r, physical_id).await,
-            Kind::InstanceProfile => instance_profile::update(self, r, physical_id).await,
-            Kind::LoadBalancer => load_balancer::update(self, r, physical_id, before).await,
-            Kind::SecurityGroupIngress => security_group_ingress::update(self, r, before).await,
-            Kind::InternetGateway => internet_gateway::update(self, r, physical_id, before).await,
-            Kind::VpcPeering => vpc_peering::update(self, r, physical_id, before).await,
-            Kind::Route => route::update(self, r).await,
-            Kind::Ca => ca::update(self, r, physical_id, before).await,
-            Kind::Volume => volume::update(self, r, physical_id).await,
-            k => Err(ProviderError::fatal(format!(
-                "{} has no in-place update",
-                k.label()
-            ))),
-        }
+        registry!(r.kind(), K => K::update(self, r, physical_id, before).await)
     }
 
     async fn delete(
@@ -482,37 +524,8 @@ impl Provider for Aws {
         let kind = id
             .kind()
             .ok_or_else(|| ProviderError::fatal(format!("unknown kind in {id}")))?;
-        let result = match kind {
-            Kind::Vpc => vpc::delete(self, physical_id).await,
-            Kind::Subnet => subnet::delete(self, physical_id).await,
-            Kind::SecurityGroup => security_group::delete(self, physical_id).await,
-            Kind::SecurityGroupIngress => security_group_ingress::delete(self, before).await,
-            Kind::InternetGateway => internet_gateway::delete(self, physical_id, before).await,
-            Kind::VpcPeering => vpc_peering::delete(self, physical_id).await,
-            Kind::RouteTable => route_table::delete(self, physical_id).await,
-            Kind::RouteTableAssociation => route_table_association::delete(self, physical_id).await,
-            Kind::Route => route::delete(self, before).await,
-            Kind::InstanceProfile => instance_profile::delete(self, physical_id).await,
-            Kind::Instance => instance::delete(self, physical_id).await,
-            Kind::LoadBalancer => load_balancer::delete(self, physical_id).await,
-            Kind::Registration => registration::delete(self, before).await,
-            Kind::K8sLoadBalancer => k8s_load_balancer::delete(self, physical_id).await,
-            Kind::K8sSecurityGroup => k8s_security_group::delete(self, physical_id).await,
-            // The state store's path is ours by convention only: a
-            // parameter there without this env's tags is never deleted.
-            Kind::Ca => {
-                pki_store::ensure_ours(self, id, physical_id).await?;
-                ca::delete(self, physical_id).await
-            }
-            Kind::Certificate | Kind::KeyPair | Kind::Token => {
-                pki_store::ensure_ours(self, id, physical_id).await?;
-                pki_store::delete(self, physical_id).await
-            }
-            Kind::Volume => volume::delete(self, physical_id).await,
-            Kind::VolumeAttachment => volume_attachment::delete(self, physical_id).await,
-            Kind::Snapshot => snapshot::delete(self, physical_id).await,
-        };
-        match result {
+        match registry!(kind, K => K::delete(self, id, physical_id, before).await) {
+            // Deleting something already gone succeeds.
             Err(e) if e.kind == crate::apply::ErrorKind::NotFound => Ok(()),
             other => other,
         }
@@ -532,6 +545,7 @@ impl crate::teardown::Inventory for Aws {
             actual.insert(o);
         }
         actual.keep_referenced_copies();
+        debug_check(&actual);
         Ok(actual)
     }
 }

@@ -119,9 +119,9 @@ pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderErr
     Ok(found.and_then(|o| {
         let same = r
             .kind()
-            .immutable()
-            .iter()
-            .all(|f| r.props.get(*f) == o.props.get(*f));
+            .schema()
+            .replacing()
+            .all(|f| r.props.get(f) == o.props.get(f));
         same.then_some(o.physical_id)
     }))
 }
@@ -244,7 +244,12 @@ pub(crate) async fn ensure_ours(
     })
     .await;
     let tags = match out {
-        Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+        // Gone already (a delete whose answer was lost): nothing to guard.
+        Err(e)
+            if e.kind == ErrorKind::NotFound || e.code.as_deref() == Some("InvalidResourceId") =>
+        {
+            return Ok(())
+        }
         other => other?,
     };
     let get = |k: &str| {
