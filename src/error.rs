@@ -105,3 +105,35 @@ pub fn render(err: &anyhow::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{ErrorKind, Phase, ProviderError};
+    use crate::model::{Kind, ResourceId};
+
+    /// A failed step reads: the phase, address and id, what was being done;
+    /// the service's answer as the cause; the hint.
+    #[test]
+    fn a_provider_error_names_its_object_and_keeps_its_cause() {
+        let e = ProviderError::new(
+            ErrorKind::NotFound,
+            Some("InvalidSubnetID.NotFound".into()),
+            "ModifySubnetAttribute",
+        )
+        .caused_by("InvalidSubnetID.NotFound: The subnet ID 'subnet-1' does not exist")
+        .doing("setting MapPublicIpOnLaunch")
+        .with_hint("run `scopectl up` again")
+        .about(
+            &ResourceId::new(Kind::Subnet, "nodes-us-east-1a"),
+            Some("subnet-1"),
+            Phase::Create,
+        );
+        assert_eq!(
+            render(&anyhow::Error::new(e)),
+            "error: create ec2/subnet/nodes-us-east-1a (subnet-1): setting MapPublicIpOnLaunch\n\
+             \nCaused by:\n  InvalidSubnetID.NotFound: The subnet ID 'subnet-1' does not exist\n\
+             \nhint: run `scopectl up` again\n"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
 
-use super::{DesiredError, Facts, VpcFacts};
+use super::{DatabaseFacts, DesiredError, Facts, VpcFacts};
 use crate::config::{Config, Placement};
 use crate::model::{Desired, Kind, Ownership, Props, ResourceId, Value};
 
@@ -97,6 +97,29 @@ pub fn network(
     facts: &Facts,
     d: &mut Desired,
 ) -> Result<Vec<String>, DesiredError> {
+    let found = placement(config, facts)?;
+    let (vpc_value, rt) = vpc_and_subnets(config, &found, d);
+    let nodes = security_groups(config, vpc_value, d);
+    database_access(config, &found, nodes, d)?;
+    if config.network.placement == Placement::Peered {
+        peering(config, &found, &rt, d);
+    }
+    Ok(found.zones)
+}
+
+/// What the placement found and checked: the database, its VPC, the zones
+/// and each zone's range.
+struct Found<'a> {
+    db: &'a DatabaseFacts,
+    vpc: &'a VpcFacts,
+    zones: Vec<String>,
+    subnets: Vec<(String, Ipv4Net)>,
+}
+
+/// Checks the config against the adopted database and its VPC: the zones
+/// exist, the ranges fit (inside and free beside the database, disjoint
+/// when peered), and a gateway is there to use.
+fn placement<'a>(config: &Config, facts: &'a Facts) -> Result<Found<'a>, DesiredError> {
     let net = &config.network;
     let db_name = &config.database.rds_instance;
     let db = facts.database.as_ref().ok_or_else(|| {
@@ -194,6 +217,19 @@ pub fn network(
         }
     }
 
+    Ok(Found {
+        db,
+        vpc,
+        zones,
+        subnets,
+    })
+}
+
+/// The VPC (the database's, or an own one with its gateway when peered),
+/// the cluster route table with its default route, and a subnet per zone.
+/// Returns the VPC (an id or a reference) and the route table.
+fn vpc_and_subnets(config: &Config, found: &Found, d: &mut Desired) -> (Value, ResourceId) {
+    let (net, vpc, subnets) = (&config.network, found.vpc, &found.subnets);
     let owned = Ownership::Owned;
     let (vpc_value, igw_value) = match net.placement {
         Placement::BesideDatabase => (
@@ -234,7 +270,7 @@ pub fn network(
             ("gateway", igw_value),
         ]),
     );
-    for (zone, cidr) in &subnets {
+    for (zone, cidr) in subnets {
         let subnet = d.add(
             ResourceId::new(Kind::Subnet, &format!("nodes-{zone}")),
             owned,
@@ -255,6 +291,13 @@ pub fn network(
         );
     }
 
+    (vpc_value, rt)
+}
+
+/// The masters', nodes' and load balancers' groups and their rule sets;
+/// returns the nodes' group.
+fn security_groups(config: &Config, vpc_value: Value, d: &mut Desired) -> Value {
+    let owned = Ownership::Owned;
     // Security groups first, then their rule sets: rules reference groups in
     // both directions, so they cannot live on the group resources themselves.
     let cluster = format!("{}-{}", config.project, config.env);
@@ -328,9 +371,21 @@ pub fn network(
         ],
     );
 
-    // The one change to an adopted resource: the database's group admits the
-    // nodes (by group beside the database; by range across a peering, where
-    // group references are not guaranteed).
+    n
+}
+
+/// The one change to an adopted resource: the database's group admits the
+/// nodes (by group beside the database; by range across a peering, where
+/// group references are not guaranteed).
+fn database_access(
+    config: &Config,
+    found: &Found,
+    n: Value,
+    d: &mut Desired,
+) -> Result<(), DesiredError> {
+    let (net, db) = (&config.network, found.db);
+    let db_name = &config.database.rds_instance;
+    let cluster = format!("{}-{}", config.project, config.env);
     let db_sg = db.security_groups.first().ok_or_else(|| {
         DesiredError::new(
             format!("RDS instance `{db_name}` has no VPC security group"),
@@ -358,6 +413,12 @@ pub fn network(
         ),
     );
 
+    Ok(())
+}
+
+/// The peering with the database's VPC and the routes both ways across it.
+fn peering(config: &Config, found: &Found, rt: &ResourceId, d: &mut Desired) {
+    let (net, vpc, db, owned) = (&config.network, found.vpc, found.db, Ownership::Owned);
     if net.placement == Placement::Peered {
         let vpc_id = ResourceId::new(Kind::Vpc, "cluster");
         let pcx = d.add(
@@ -374,7 +435,7 @@ pub fn network(
                 ResourceId::new(Kind::Route, &to_database_name("cluster", c)),
                 owned,
                 props([
-                    ("route_table", Value::reference(&rt)),
+                    ("route_table", Value::reference(rt)),
                     ("destination", Value::str(c)),
                     ("peering", Value::reference(&pcx)),
                 ]),
@@ -392,7 +453,6 @@ pub fn network(
             );
         }
     }
-    Ok(zones)
 }
 
 /// Route tables that serve the database's subnets: each subnet's explicit

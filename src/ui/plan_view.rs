@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::model::{Ownership, Props, Value};
+use crate::model::{Kind, Ownership, Props, Value};
 use crate::plan::{Action, Change, Plan};
 
 fn paint(color: bool, action: Action, text: &str) -> String {
@@ -146,9 +146,14 @@ fn policy_diff(
     }
 }
 
-fn props_block(out: &mut String, props: &Props, indent: &str) {
+fn props_block(out: &mut String, kind: Option<Kind>, props: &Props, indent: &str) {
+    let decl = |k: &str| kind.and_then(|kind| kind.schema().field(k));
     // Rule descriptions repeat the rules; they are sent, not shown.
     for (k, v) in props.iter().filter(|(k, _)| k.as_str() != "descriptions") {
+        if decl(k).is_some_and(|f| f.sensitive) {
+            let _ = writeln!(out, "{indent}{k} = (sensitive)");
+            continue;
+        }
         if let Some(doc) = json_doc(v) {
             let _ = writeln!(out, "{indent}{k} =");
             for l in pretty(&doc) {
@@ -203,10 +208,24 @@ fn change(out: &mut String, c: &Change, color: bool) {
         let _ = writeln!(out, "{indent}# {order}");
     }
     match c.action {
-        Action::Create => props_block(out, c.after.as_ref().unwrap_or(&Props::new()), indent),
+        Action::Create => props_block(
+            out,
+            c.address.kind(),
+            c.after.as_ref().unwrap_or(&Props::new()),
+            indent,
+        ),
         Action::Delete => {}
         Action::Update | Action::Replace => {
             for f in &c.changed {
+                let sensitive = c
+                    .address
+                    .kind()
+                    .and_then(|k| k.schema().field(&f.field))
+                    .is_some_and(|d| d.sensitive);
+                if sensitive {
+                    let _ = writeln!(out, "{indent}{}: (sensitive)", f.field);
+                    continue;
+                }
                 let docs = f.before.as_ref().and_then(json_doc).zip(json_doc(&f.after));
                 if let Some((old, new)) = docs {
                     policy_diff(out, &f.field, &old, &new, indent);

@@ -180,7 +180,9 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 /// interrupted create is completed here.
 pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderError> {
     let policy = &str_prop(&r.props, "policy")?;
-    idempotent(|| async move {
+    // IAM is eventually consistent: a role made a moment ago may be
+    // NoSuchEntity for a little while.
+    super::on_new(|| async move {
         aws.iam
             .put_role_policy()
             .role_name(name)
@@ -188,7 +190,7 @@ pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderE
             .policy_document(policy)
             .send()
             .await
-            .map_err(|e| classify("PutRolePolicy", e))
+            .map_err(|e| classify("PutRolePolicy", e).doing("putting the role's policy"))
     })
     .await?;
     // A repeat after a lost answer meets EntityAlreadyExists, accepted below.
@@ -231,7 +233,7 @@ pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderE
         }
         Ok(_) => {}
     }
-    let added = idempotent(|| async move {
+    let added = super::on_new(|| async move {
         aws.iam
             .add_role_to_instance_profile()
             .instance_profile_name(name)

@@ -54,14 +54,18 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 }
 
 async fn attach(aws: &Aws, id: &str, vpc: &str) -> Result<(), ProviderError> {
-    let result = aws
-        .ec2
-        .attach_internet_gateway()
-        .internet_gateway_id(id)
-        .vpc_id(vpc)
-        .send()
-        .await
-        .map_err(|e| classify("AttachInternetGateway", e));
+    let result = super::on_new(|| async move {
+        aws.ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(id)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .map_err(|e| {
+                classify("AttachInternetGateway", e).doing(format!("attaching it to {vpc}"))
+            })
+    })
+    .await;
     match result {
         // An earlier attempt attached it and its answer was lost.
         Err(e) if e.code.as_deref() == Some("Resource.AlreadyAssociated") => Ok(()),

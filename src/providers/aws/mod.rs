@@ -337,6 +337,34 @@ pub(crate) fn elb_tags_are(
         && get(TAG_ID) == Some(id.as_str())
 }
 
+/// A write naming an id that this step just created (an attribute, an
+/// attachment, a policy): NotFound there is eventual consistency, retried
+/// within the step (as Terraform waits after CreateSubnet) instead of
+/// failing the create, whose retry would look for it by tags and could make
+/// a second one.
+pub(crate) async fn on_new<T, Fut>(call: impl FnMut() -> Fut) -> Result<T, ProviderError>
+where
+    Fut: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    read_existing(call).await
+}
+
+/// A declared bool prop; missing is an error, never a quiet `false`.
+pub(crate) fn bool_prop(props: &Props, key: &str) -> Result<bool, ProviderError> {
+    props
+        .get(key)
+        .and_then(Value::as_bool)
+        .ok_or_else(|| ProviderError::fatal(format!("missing `{key}`")))
+}
+
+/// A declared integer prop; missing is an error, never a quiet default.
+pub(crate) fn int_prop(props: &Props, key: &str) -> Result<i64, ProviderError> {
+    props
+        .get(key)
+        .and_then(Value::as_int)
+        .ok_or_else(|| ProviderError::fatal(format!("missing `{key}`")))
+}
+
 pub(crate) fn str_prop(props: &Props, key: &str) -> Result<String, ProviderError> {
     props
         .get(key)

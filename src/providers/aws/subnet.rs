@@ -2,7 +2,7 @@
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 
-use super::{classify, observed, owned_id, read, read_existing, str_prop, Aws};
+use super::{classify, observed, owned_id, read, str_prop, Aws};
 use crate::apply::ProviderError;
 use crate::model::{Kind, Observed, Props, Resource, ResourceId, Value};
 
@@ -60,21 +60,17 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 }
 
 pub async fn update(aws: &Aws, r: &Resource, physical_id: &str) -> Result<(), ProviderError> {
-    let public = r
-        .props
-        .get("public_ip")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let public = super::bool_prop(&r.props, "public_ip")?;
     // Setting a value is safe to repeat; the id was just created or
     // observed, so NotFound is eventual consistency.
-    read_existing(|| async move {
+    super::on_new(|| async move {
         aws.ec2
             .modify_subnet_attribute()
             .subnet_id(physical_id)
             .map_public_ip_on_launch(AttributeBooleanValue::builder().value(public).build())
             .send()
             .await
-            .map_err(|e| classify("ModifySubnetAttribute", e))
+            .map_err(|e| classify("ModifySubnetAttribute", e).doing("setting MapPublicIpOnLaunch"))
     })
     .await?;
     Ok(())

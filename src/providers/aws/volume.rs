@@ -101,20 +101,19 @@ pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderErr
 }
 
 pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
-    let size = r
-        .props
-        .get("size_gib")
-        .and_then(Value::as_int)
-        .unwrap_or(20);
+    let size = super::int_prop(&r.props, "size_gib")?;
     let out = aws
         .ec2
         .create_volume()
         .availability_zone(str_prop(&r.props, "zone")?)
-        .size(i32::try_from(size).unwrap_or(20))
+        .size(
+            i32::try_from(size)
+                .map_err(|_| ProviderError::fatal(format!("size_gib {size} is out of range")))?,
+        )
         .volume_type(VolumeType::from(
             str_prop(&r.props, "volume_type")?.as_str(),
         ))
-        .encrypted(r.props.get("encrypted").and_then(Value::as_bool) == Some(true))
+        .encrypted(super::bool_prop(&r.props, "encrypted")?)
         .client_token(aws.client_token(&r.id))
         .tag_specifications(aws.tag_spec(ResourceType::Volume, &r.id, &[]))
         .send()

@@ -95,18 +95,17 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 
 /// Sets the DNS attribute; also finishes a create interrupted before it.
 pub async fn update(aws: &Aws, r: &Resource, physical_id: &str) -> Result<(), ProviderError> {
-    let want = r
-        .props
-        .get("dns_hostnames")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    aws.ec2
-        .modify_vpc_attribute()
-        .vpc_id(physical_id)
-        .enable_dns_hostnames(AttributeBooleanValue::builder().value(want).build())
-        .send()
-        .await
-        .map_err(|e| classify("ModifyVpcAttribute", e))?;
+    let want = super::bool_prop(&r.props, "dns_hostnames")?;
+    super::on_new(|| async move {
+        aws.ec2
+            .modify_vpc_attribute()
+            .vpc_id(physical_id)
+            .enable_dns_hostnames(AttributeBooleanValue::builder().value(want).build())
+            .send()
+            .await
+            .map_err(|e| classify("ModifyVpcAttribute", e).doing("setting enableDnsHostnames"))
+    })
+    .await?;
     Ok(())
 }
 

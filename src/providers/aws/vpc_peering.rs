@@ -110,12 +110,24 @@ pub async fn converge(aws: &Aws, r: &Resource, id: &str) -> Result<(), ProviderE
         match state {
             Some(State::Active) => break,
             Some(State::PendingAcceptance) => {
-                aws.ec2
-                    .accept_vpc_peering_connection()
-                    .vpc_peering_connection_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| classify("AcceptVpcPeeringConnection", e))?;
+                let accepted = super::on_new(|| async move {
+                    aws.ec2
+                        .accept_vpc_peering_connection()
+                        .vpc_peering_connection_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            classify("AcceptVpcPeeringConnection", e).doing("accepting it")
+                        })
+                })
+                .await;
+                match accepted {
+                    // Accepted already (a repeat after a lost answer): look again.
+                    Err(e) if e.code.as_deref() == Some("InvalidStateTransition") => {}
+                    other => {
+                        other?;
+                    }
+                }
                 // Accepting usually activates at once: look again before waiting.
                 continue;
             }
@@ -137,22 +149,25 @@ pub async fn converge(aws: &Aws, r: &Resource, id: &str) -> Result<(), ProviderE
         tokio::time::sleep(delay).await;
         delay = timing.next(delay);
     }
-    let want = r
-        .props
-        .get("dns_resolution")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    let want = super::bool_prop(&r.props, "dns_resolution")?;
     let opts = PeeringConnectionOptionsRequest::builder()
         .allow_dns_resolution_from_remote_vpc(want)
         .build();
-    aws.ec2
-        .modify_vpc_peering_connection_options()
-        .vpc_peering_connection_id(id)
-        .accepter_peering_connection_options(opts.clone())
-        .requester_peering_connection_options(opts)
-        .send()
-        .await
-        .map_err(|e| classify("ModifyVpcPeeringConnectionOptions", e))?;
+    let opts = &opts;
+    super::on_new(|| async move {
+        aws.ec2
+            .modify_vpc_peering_connection_options()
+            .vpc_peering_connection_id(id)
+            .accepter_peering_connection_options(opts.clone())
+            .requester_peering_connection_options(opts.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                classify("ModifyVpcPeeringConnectionOptions", e)
+                    .doing("allowing DNS resolution from the remote VPC")
+            })
+    })
+    .await?;
     Ok(())
 }
 

@@ -1,0 +1,501 @@
+//! From the merged layers of one env to a checked `Config`, one function per
+//! section of the file: each error points at the value it is about.
+
+use super::*;
+
+impl FileLayer {
+    pub(super) fn resolve(self, src: &Source, env: &str) -> Result<Config, ConfigError> {
+        let Some(overlay) = self.env.get(env).cloned() else {
+            let known: Vec<&str> = self.env.keys().map(String::as_str).collect();
+            return Err(ConfigError::UnknownEnv {
+                env: env.to_string(),
+                at: src.location(None),
+                known: known.join(", "),
+            });
+        };
+        let project = overlay
+            .project
+            .clone()
+            .or(self.project.clone())
+            .ok_or_else(|| {
+                src.error(
+                    None,
+                    "the config has no `project` name",
+                    Some("add `project = \"name\"` at the top of the file; it names and tags everything scopectl creates".into()),
+                )
+            })?;
+        check_name(src, &project, "project")?;
+        check_name_str(src, env, "env name", None)?;
+
+        let provider = match overlay.provider.as_ref().map(|p| p.get_ref().as_str()) {
+            None | Some("aws") => Provider::Aws,
+            Some("local") => Provider::Local,
+            Some(other) => {
+                return Err(src.at(
+                    overlay.provider.as_ref().expect("checked"),
+                    format!("unknown provider `{other}`"),
+                    "use \"aws\" (the default) or \"local\"",
+                ))
+            }
+        };
+
+        let aws = merge_opt(self.aws, overlay.aws, AwsLayer::merge).unwrap_or_default();
+        let cluster =
+            merge_opt(self.cluster, overlay.cluster, ClusterLayer::merge).unwrap_or_default();
+        let network =
+            merge_opt(self.network, overlay.network, NetworkLayer::merge).unwrap_or_default();
+        let database =
+            merge_opt(self.database, overlay.database, DatabaseLayer::merge).unwrap_or_default();
+        let mut services = self.services;
+        for (name, layer) in overlay.services {
+            let merged = match services.remove(&name) {
+                Some(base) => ServiceLayer::merge(base, layer),
+                None => layer,
+            };
+            services.insert(name, merged);
+        }
+
+        let missing = |key: &str, example: &str| {
+            src.error(
+                None,
+                format!("`{key}` is not set for env `{env}`"),
+                Some(format!(
+                    "add `{example}` to the base config or to [env.{env}]"
+                )),
+            )
+        };
+
+        let region = aws
+            .region
+            .ok_or_else(|| missing("aws.region", "[aws] region = \"us-east-1\""))?;
+        let aws = AwsConfig {
+            region: region.into_inner(),
+            profile: aws.profile.map(Spanned::into_inner),
+        };
+
+        let cluster = cluster_config(src, cluster)?;
+
+        let (network, database) = if provider == Provider::Aws {
+            let network = network_config(src, network, &cluster, &missing)?;
+            let database = database_config(src, database, &missing)?;
+            (network, database)
+        } else {
+            // Airplane mode: no AWS network; keep inert values so later layers need no Options.
+            (
+                NetworkConfig {
+                    placement: Placement::BesideDatabase,
+                    cidr: "172.31.128.0/20".parse().expect("constant"),
+                    cidr_at: src.location(None),
+                    zones: None,
+                    subnets: BTreeMap::new(),
+                },
+                DatabaseConfig {
+                    rds_instance: String::new(),
+                    rds_instance_at: src.location(None),
+                    port: None,
+                },
+            )
+        };
+
+        let out = services_config(src, services, &missing)?;
+
+        Ok(Config {
+            path: src.path.to_path_buf(),
+            project: project.into_inner(),
+            env: env.to_string(),
+            protected: overlay.protected.map(Spanned::into_inner).unwrap_or(false),
+            provider,
+            kube_context: overlay.kube_context.map(Spanned::into_inner),
+            aws,
+            cluster,
+            network,
+            database,
+            services: out,
+        })
+    }
+}
+
+/// The `[cluster]` section: ranges, groups, version, names and image.
+fn cluster_config(src: &Source, cluster: ClusterLayer) -> Result<ClusterConfig, ConfigError> {
+    let service_cidr = match &cluster.service_cidr {
+        Some(v) => cidr(src, v, "cluster.service_cidr")?,
+        None => "10.96.0.0/12".parse().expect("constant"),
+    };
+    let pod_cidr = match &cluster.pod_cidr {
+        Some(v) => cidr(src, v, "cluster.pod_cidr")?,
+        None => "10.244.0.0/16".parse().expect("constant"),
+    };
+    if overlaps(&service_cidr, &pod_cidr) {
+        let at = cluster.pod_cidr.as_ref().or(cluster.service_cidr.as_ref());
+        return Err(src.error(
+            at.map(|s| s.span()),
+            format!("cluster.pod_cidr {pod_cidr} overlaps cluster.service_cidr {service_cidr}"),
+            Some("give pods and services disjoint ranges, for example 10.244.0.0/16 and 10.96.0.0/12".into()),
+        ));
+    }
+    let group =
+        |g: Option<GroupLayer>, default_count: u32, what: &str| -> Result<Group, ConfigError> {
+            let g = g.unwrap_or_default();
+            let count = g
+                .count
+                .map(|c| (c.span(), *c.get_ref()))
+                .unwrap_or((0..0, default_count.into()));
+            if !(0..=500).contains(&count.1) || (what == "masters" && count.1 < 1) {
+                return Err(src.error(
+                    Some(count.0),
+                    format!("cluster.{what}.count {} is out of range", count.1),
+                    Some(if what == "masters" {
+                        "use 1, 3 or 5 masters".into()
+                    } else {
+                        "use a count between 0 and 500".into()
+                    }),
+                ));
+            }
+            Ok(Group {
+                count: count.1 as u32,
+                instance_type: g
+                    .instance_type
+                    .map(Spanned::into_inner)
+                    .unwrap_or_else(|| "m5.large".into()),
+            })
+        };
+    let domain = cluster
+        .domain
+        .map(Spanned::into_inner)
+        .unwrap_or_else(|| "cluster.local".into());
+    let kubernetes_version = match &cluster.kubernetes_version {
+        None => "1.31".to_string(),
+        Some(v) => {
+            let minor = v
+                .get_ref()
+                .strip_prefix("1.")
+                .and_then(|m| m.parse::<u32>().ok());
+            if minor.is_none_or(|m| m < 31) {
+                return Err(src.at(
+                    v,
+                    format!("cluster.kubernetes_version `{}` is not supported", v.get_ref()),
+                    "use a minor version 1.31 or newer, like \"1.31\" (kubeadm's v1beta4 config, with ECDSA keys)",
+                ));
+            }
+            v.get_ref().clone()
+        }
+    };
+    let mut extra_sans = Vec::new();
+    for san in cluster
+        .extra_sans
+        .as_ref()
+        .map(|v| v.get_ref().as_slice())
+        .unwrap_or_default()
+    {
+        if !valid_san(san.get_ref()) {
+            return Err(src.at(
+                san,
+                format!(
+                    "cluster.extra_sans entry `{}` is neither a DNS name nor an IP address",
+                    san.get_ref()
+                ),
+                "write a host name like \"api.example.com\" or an address like \"10.0.0.10\"",
+            ));
+        }
+        extra_sans.push(san.get_ref().clone());
+    }
+    let api_endpoint = match &cluster.api_endpoint {
+        None => None,
+        Some(e) if valid_san(e.get_ref()) => Some(e.get_ref().clone()),
+        Some(e) => {
+            return Err(src.at(
+                e,
+                format!(
+                    "cluster.api_endpoint `{}` is not a host name or IP address",
+                    e.get_ref()
+                ),
+                "write the host only, like \"api.staging.example.com\" (port 443 is implied)",
+            ))
+        }
+    };
+    let image_id = match &cluster.image_id {
+        None => None,
+        Some(id)
+            if id.get_ref().strip_prefix("ami-").is_some_and(|h| {
+                (8..=17).contains(&h.len()) && h.chars().all(|c| c.is_ascii_hexdigit())
+            }) =>
+        {
+            Some(id.get_ref().clone())
+        }
+        Some(id) => return Err(src.at(
+            id,
+            format!("cluster.image_id `{}` is not an AMI id", id.get_ref()),
+            "write an id like \"ami-0abcdef1234567890\", or remove it to follow cluster.image_name",
+        )),
+    };
+    Ok(ClusterConfig {
+        image_id,
+        kubernetes_version,
+        api_endpoint,
+        extra_sans,
+        service_cidr,
+        pod_cidr,
+        domain,
+        masters: group(cluster.masters, 1, "masters")?,
+        nodes: group(cluster.nodes, 3, "nodes")?,
+        image_owner: cluster
+            .image_owner
+            .map(Spanned::into_inner)
+            .unwrap_or_else(|| CANONICAL.into()),
+        image_name: cluster
+            .image_name
+            .map(Spanned::into_inner)
+            .unwrap_or_else(|| UBUNTU_IMAGES.into()),
+    })
+}
+
+/// The `[network]` section of an AWS env.
+fn network_config(
+    src: &Source,
+    network: NetworkLayer,
+    cluster: &ClusterConfig,
+    missing: &dyn Fn(&str, &str) -> ConfigError,
+) -> Result<NetworkConfig, ConfigError> {
+    let (service_cidr, pod_cidr) = (cluster.service_cidr, cluster.pod_cidr);
+    let placement = match network.placement.as_ref().map(|p| p.get_ref().as_str()) {
+        None | Some("beside-database") => Placement::BesideDatabase,
+        Some("peered") => Placement::Peered,
+        Some(other) => {
+            return Err(src.at(
+                network.placement.as_ref().expect("checked"),
+                format!("unknown network.placement `{other}`"),
+                "use \"beside-database\" or \"peered\"",
+            ))
+        }
+    };
+    let cidr_v = network
+        .cidr
+        .ok_or_else(|| missing("network.cidr", "[network] cidr = \"172.31.128.0/20\""))?;
+    let net = cidr(src, &cidr_v, "network.cidr")?;
+    if net.prefix_len() > 26 || net.prefix_len() < 16 {
+        return Err(src.at(
+            &cidr_v,
+            format!("network.cidr {net} has a /{} prefix", net.prefix_len()),
+            "use a prefix between /16 and /26 so each zone gets a subnet of /28 or larger",
+        ));
+    }
+    for (what, other) in [
+        ("cluster.service_cidr", service_cidr),
+        ("cluster.pod_cidr", pod_cidr),
+    ] {
+        if overlaps(&net, &other) {
+            return Err(src.at(
+                &cidr_v,
+                format!("network.cidr {net} overlaps {what} {other}"),
+                "the VPC range and the cluster's pod and service ranges must be disjoint",
+            ));
+        }
+    }
+    let zones = match network.zones {
+        None => None,
+        Some(z) => {
+            let list: Vec<String> = z.get_ref().iter().map(|s| s.get_ref().clone()).collect();
+            if list.len() < 2 {
+                return Err(src.at(
+                    &z,
+                    "network.zones names fewer than two zones",
+                    "name at least two availability zones",
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for item in z.get_ref() {
+                if !seen.insert(item.get_ref()) {
+                    return Err(src.at(
+                        item,
+                        format!("zone `{}` is listed twice", item.get_ref()),
+                        "list each zone once",
+                    ));
+                }
+            }
+            Some(list)
+        }
+    };
+    let mut subnets = BTreeMap::new();
+    let mut seen: Vec<(Ipv4Net, String)> = Vec::new();
+    for (zone, v) in network.subnets.map(Spanned::into_inner).unwrap_or_default() {
+        let s = cidr(src, &v, &format!("network.subnets.{zone}"))?;
+        if !net.contains(&s) {
+            return Err(src.at(
+                &v,
+                format!("subnet {s} for {zone} is outside network.cidr {net}"),
+                format!("pick a range inside {net}"),
+            ));
+        }
+        if let Some((o, oz)) = seen.iter().find(|(o, _)| overlaps(o, &s)) {
+            return Err(src.at(
+                &v,
+                format!("subnet {s} for {zone} overlaps the subnet {o} for {oz}"),
+                "give each zone its own range",
+            ));
+        }
+        if let Some(zs) = &zones {
+            if !zs.contains(&zone) {
+                return Err(src.at(
+                    &v,
+                    format!("zone `{zone}` has a subnet but is not in network.zones"),
+                    "add it to network.zones or remove the subnet",
+                ));
+            }
+        }
+        seen.push((s, zone.clone()));
+        subnets.insert(zone, s);
+    }
+    Ok(NetworkConfig {
+        placement,
+        cidr: net,
+        cidr_at: src.location(Some(cidr_v.span())),
+        zones,
+        subnets,
+    })
+}
+
+/// The `[database]` section of an AWS env.
+fn database_config(
+    src: &Source,
+    database: DatabaseLayer,
+    missing: &dyn Fn(&str, &str) -> ConfigError,
+) -> Result<DatabaseConfig, ConfigError> {
+    let rds = database.rds_instance.ok_or_else(|| {
+        missing(
+            "database.rds_instance",
+            "[database] rds_instance = \"my-db\"",
+        )
+    })?;
+    if !valid_rds_identifier(rds.get_ref()) {
+        return Err(src.at(
+            &rds,
+            format!("`{}` is not a valid RDS instance identifier", rds.get_ref()),
+            "identifiers are 1-63 letters, digits or hyphens, start with a letter, and do not end with a hyphen",
+        ));
+    }
+    let port = match database.port {
+        Some(p) if *p.get_ref() < 1 || *p.get_ref() > 65535 => {
+            return Err(src.at(
+                &p,
+                "database.port is out of range",
+                "use a port between 1 and 65535",
+            ))
+        }
+        Some(p) => Some(*p.get_ref() as u16),
+        None => None,
+    };
+    Ok(DatabaseConfig {
+        rds_instance_at: src.location(Some(rds.span())),
+        rds_instance: rds.into_inner(),
+        port,
+    })
+}
+
+/// The `[services.*]` tables.
+fn services_config(
+    src: &Source,
+    services: BTreeMap<String, ServiceLayer>,
+    missing: &dyn Fn(&str, &str) -> ConfigError,
+) -> Result<BTreeMap<String, ServiceConfig>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let mut explicit_ports: Vec<(String, u16)> = Vec::new();
+    for (name, s) in services {
+        check_name_str(src, &name, "service name", None)?;
+        let image = s.image.ok_or_else(|| {
+            missing(
+                &format!("services.{name}.image"),
+                "image = \"registry/repo\"",
+            )
+        })?;
+        if image.get_ref().contains('@')
+            || image
+                .get_ref()
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':'))
+        {
+            return Err(src.at(
+                &image,
+                format!("services.{name}.image `{}` carries a tag", image.get_ref()),
+                "give the repository only; tags belong to `scopectl rollout` (or `initial_tag` for the first up)",
+            ));
+        }
+        let port = match s.port {
+            Some(p) if !(1..=65535).contains(p.get_ref()) => {
+                return Err(src.at(
+                    &p,
+                    format!("services.{name}.port is out of range"),
+                    "use a port between 1 and 65535",
+                ))
+            }
+            Some(p) => *p.get_ref() as u16,
+            None => 8080,
+        };
+        let replicas = match s.replicas {
+            Some(r) if !(0..=1000).contains(r.get_ref()) => {
+                return Err(src.at(
+                    &r,
+                    format!("services.{name}.replicas is out of range"),
+                    "use 0 to 1000 replicas",
+                ))
+            }
+            Some(r) => *r.get_ref() as u32,
+            None => 1,
+        };
+        let expose = match s.expose.as_ref().map(|e| e.get_ref().as_str()) {
+            None | Some("none") => Expose::None,
+            Some("elb") => Expose::Elb,
+            Some(other) => {
+                return Err(src.at(
+                    s.expose.as_ref().expect("checked"),
+                    format!("unknown expose `{other}`"),
+                    "use \"elb\" or \"none\"",
+                ))
+            }
+        };
+        let node_port = match s.node_port {
+            Some(p) if !(30000..=32767).contains(p.get_ref()) => {
+                return Err(src.at(
+                    &p,
+                    format!("services.{name}.node_port is outside the NodePort range"),
+                    "use a port between 30000 and 32767, or leave it out",
+                ))
+            }
+            Some(p) if expose == Expose::None => {
+                return Err(src.at(
+                    &p,
+                    format!("services.{name}.node_port is set but the service is not exposed"),
+                    "add expose = \"elb\", or remove node_port",
+                ))
+            }
+            Some(p) => {
+                if let Some((other, _)) = explicit_ports
+                    .iter()
+                    .find(|(_, q)| *q == *p.get_ref() as u16)
+                {
+                    return Err(src.at(
+                        &p,
+                        format!("services.{name}.node_port is also services.{other}.node_port"),
+                        "give each exposed service its own NodePort",
+                    ));
+                }
+                explicit_ports.push((name.clone(), *p.get_ref() as u16));
+                Some(*p.get_ref() as u16)
+            }
+            None => None,
+        };
+        out.insert(
+            name,
+            ServiceConfig {
+                image: image.into_inner(),
+                replicas,
+                port,
+                expose,
+                node_port,
+                initial_tag: s.initial_tag.map(Spanned::into_inner),
+            },
+        );
+    }
+    assign_node_ports(&mut out);
+    Ok(out)
+}
