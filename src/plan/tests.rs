@@ -487,3 +487,19 @@ fn policies_show_pretty_and_by_statement() {
         "{created}"
     );
 }
+
+/// A list declared a set compares whatever its order; an ordered list's
+/// order is part of its value (container, env and args order).
+#[test]
+fn sets_ignore_order_and_ordered_lists_keep_it() {
+    use crate::model::schema::{Elem, Field};
+    let ab = Value::List(vec![Value::str("a"), Value::str("b")]);
+    let ba = Value::List(vec![Value::str("b"), Value::str("a")]);
+    let set = Field::set("groups", Elem::Str);
+    let ordered = Field::list("args", Elem::Str);
+    assert_eq!(normalize(Some(&set), &ab), normalize(Some(&set), &ba));
+    assert_ne!(
+        normalize(Some(&ordered), &ab),
+        normalize(Some(&ordered), &ba)
+    );
+}
