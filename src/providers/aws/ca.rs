@@ -124,41 +124,30 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
     pki_store::delete(aws, physical_id).await
 }
 
-mod ops {
-    use super::*;
-    use crate::apply::ProviderError;
-    use crate::model::{Props, Resource, ResourceId};
-    use crate::providers::aws::{Aws, KindOps};
-
-    /// `Ca`'s calls, as the executor makes them.
-    pub struct Ops;
-
-    impl KindOps for Ops {
-        async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
-            super::pki_store::find(aws, r).await
-        }
-        async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
-            create(aws, r).await
-        }
-        async fn update(
-            aws: &Aws,
-            r: &Resource,
-            pid: &str,
-            before: &Props,
-        ) -> Result<(), ProviderError> {
-            update(aws, r, pid, before).await
-        }
-        // The state store's path is ours by convention only: a parameter there
-        // without this env's tags is never deleted.
-        async fn delete(
-            aws: &Aws,
-            id: &ResourceId,
-            pid: &str,
-            _: &Props,
-        ) -> Result<(), ProviderError> {
-            super::pki_store::ensure_ours(aws, id, pid).await?;
-            delete(aws, pid).await
-        }
+super::kind_ops! {
+    async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+        super::pki_store::find(aws, r).await
+    }
+    async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+        create(aws, r).await
+    }
+    async fn update(
+        aws: &Aws,
+        r: &Resource,
+        pid: &str,
+        before: &Props,
+    ) -> Result<(), ProviderError> {
+        update(aws, r, pid, before).await
+    }
+    // The state store's path is ours by convention only: a parameter there
+    // without this env's tags is never deleted.
+    async fn delete(
+        aws: &Aws,
+        id: &ResourceId,
+        pid: &str,
+        _: &Props,
+    ) -> Result<(), ProviderError> {
+        super::pki_store::ensure_ours(aws, id, pid).await?;
+        delete(aws, pid).await
     }
 }
-pub use ops::Ops;

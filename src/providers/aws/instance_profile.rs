@@ -342,41 +342,30 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), ProviderError> {
     )
 }
 
-mod ops {
-    use super::*;
-    use crate::apply::ProviderError;
-    use crate::model::{Props, Resource, ResourceId};
-    use crate::providers::aws::{Aws, KindOps};
-
-    /// `InstanceProfile`'s calls, as the executor makes them.
-    pub struct Ops;
-
-    impl KindOps for Ops {
-        async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
-            find(aws, r).await
-        }
-        async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
-            create(aws, r).await
-        }
-        async fn finish(aws: &Aws, r: &Resource, pid: &str) -> Result<(), ProviderError> {
-            finish(aws, r, pid).await
-        }
-        async fn update(
-            aws: &Aws,
-            r: &Resource,
-            pid: &str,
-            _: &Props,
-        ) -> Result<(), ProviderError> {
-            update(aws, r, pid).await
-        }
-        async fn delete(
-            aws: &Aws,
-            _: &ResourceId,
-            pid: &str,
-            _: &Props,
-        ) -> Result<(), ProviderError> {
-            delete(aws, pid).await
-        }
+super::kind_ops! {
+    async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+        find(aws, r).await
+    }
+    async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+        create(aws, r).await
+    }
+    async fn finish(aws: &Aws, r: &Resource, pid: &str) -> Result<(), ProviderError> {
+        finish(aws, r, pid).await
+    }
+    async fn update(
+        aws: &Aws,
+        r: &Resource,
+        pid: &str,
+        _: &Props,
+    ) -> Result<(), ProviderError> {
+        update(aws, r, pid).await
+    }
+    async fn delete(
+        aws: &Aws,
+        _: &ResourceId,
+        pid: &str,
+        _: &Props,
+    ) -> Result<(), ProviderError> {
+        delete(aws, pid).await
     }
 }
-pub use ops::Ops;

@@ -48,32 +48,21 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
     Ok(())
 }
 
-mod ops {
-    use super::*;
-    use crate::apply::ProviderError;
-    use crate::model::{Props, Resource, ResourceId};
-    use crate::providers::aws::{Aws, KindOps};
-
-    /// `K8sSecurityGroup`'s calls, as the executor makes them.
-    pub struct Ops;
-
-    impl KindOps for Ops {
-        async fn find(_: &Aws, _: &Resource) -> Result<Option<String>, ProviderError> {
-            Ok(None)
-        }
-        async fn create(_: &Aws, _: &Resource) -> Result<String, ProviderError> {
-            Err(ProviderError::fatal(
-                "scopectl never creates a Kubernetes load balancer's group",
-            ))
-        }
-        async fn delete(
-            aws: &Aws,
-            _: &ResourceId,
-            pid: &str,
-            _: &Props,
-        ) -> Result<(), ProviderError> {
-            delete(aws, pid).await
-        }
+super::kind_ops! {
+    async fn find(_: &Aws, _: &Resource) -> Result<Option<String>, ProviderError> {
+        Ok(None)
+    }
+    async fn create(_: &Aws, _: &Resource) -> Result<String, ProviderError> {
+        Err(ProviderError::fatal(
+            "scopectl never creates a Kubernetes load balancer's group",
+        ))
+    }
+    async fn delete(
+        aws: &Aws,
+        _: &ResourceId,
+        pid: &str,
+        _: &Props,
+    ) -> Result<(), ProviderError> {
+        delete(aws, pid).await
     }
 }
-pub use ops::Ops;

@@ -19,31 +19,20 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
     Ok(name)
 }
 
-mod ops {
-    use super::*;
-    use crate::apply::ProviderError;
-    use crate::model::{Props, Resource, ResourceId};
-    use crate::providers::aws::{Aws, KindOps};
-
-    /// `KeyPair`'s calls, as the executor makes them.
-    pub struct Ops;
-
-    impl KindOps for Ops {
-        async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
-            super::pki_store::find(aws, r).await
-        }
-        async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
-            create(aws, r).await
-        }
-        async fn delete(
-            aws: &Aws,
-            id: &ResourceId,
-            pid: &str,
-            _: &Props,
-        ) -> Result<(), ProviderError> {
-            super::pki_store::ensure_ours(aws, id, pid).await?;
-            super::pki_store::delete(aws, pid).await
-        }
+super::kind_ops! {
+    async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+        super::pki_store::find(aws, r).await
+    }
+    async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+        create(aws, r).await
+    }
+    async fn delete(
+        aws: &Aws,
+        id: &ResourceId,
+        pid: &str,
+        _: &Props,
+    ) -> Result<(), ProviderError> {
+        super::pki_store::ensure_ours(aws, id, pid).await?;
+        super::pki_store::delete(aws, pid).await
     }
 }
-pub use ops::Ops;

@@ -420,6 +420,30 @@ pub(crate) trait KindOps {
     ) -> Result<(), ProviderError>;
 }
 
+/// A kind's `Ops`: the calls the executor makes, in the kind's own file.
+macro_rules! kind_ops {
+    ($($body:tt)*) => {
+        mod ops {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use crate::providers::aws::first;
+            use crate::apply::ProviderError;
+            use crate::model::{Props, Resource, ResourceId};
+            use crate::providers::aws::{Aws, KindOps};
+
+            /// This kind's calls, as the executor makes them.
+            pub struct Ops;
+
+            impl KindOps for Ops {
+                $($body)*
+            }
+        }
+        pub use ops::Ops;
+    };
+}
+pub(crate) use kind_ops;
+
 /// The id of the one observed resource, if any (a find by tags).
 pub(crate) fn first(found: Vec<Observed>) -> Result<Option<String>, ProviderError> {
     Ok(found.into_iter().next().map(|o| o.physical_id))

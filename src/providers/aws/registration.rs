@@ -101,30 +101,19 @@ pub async fn delete(aws: &Aws, before: &Props) -> Result<(), ProviderError> {
     }
 }
 
-mod ops {
-    use super::*;
-    use crate::apply::ProviderError;
-    use crate::model::{Props, Resource, ResourceId};
-    use crate::providers::aws::{Aws, KindOps};
-
-    /// `Registration`'s calls, as the executor makes them.
-    pub struct Ops;
-
-    impl KindOps for Ops {
-        async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
-            find(aws, r).await
-        }
-        async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
-            create(aws, r).await
-        }
-        async fn delete(
-            aws: &Aws,
-            _: &ResourceId,
-            _: &str,
-            before: &Props,
-        ) -> Result<(), ProviderError> {
-            delete(aws, before).await
-        }
+super::kind_ops! {
+    async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+        find(aws, r).await
+    }
+    async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+        create(aws, r).await
+    }
+    async fn delete(
+        aws: &Aws,
+        _: &ResourceId,
+        _: &str,
+        before: &Props,
+    ) -> Result<(), ProviderError> {
+        delete(aws, before).await
     }
 }
-pub use ops::Ops;

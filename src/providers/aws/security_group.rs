@@ -93,30 +93,19 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
     Ok(())
 }
 
-mod ops {
-    use super::*;
-    use crate::apply::ProviderError;
-    use crate::model::{Props, Resource, ResourceId};
-    use crate::providers::aws::{first, Aws, KindOps};
-
-    /// `SecurityGroup`'s calls, as the executor makes them.
-    pub struct Ops;
-
-    impl KindOps for Ops {
-        async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
-            first(observe(aws, Some(&r.id)).await?)
-        }
-        async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
-            create(aws, r).await
-        }
-        async fn delete(
-            aws: &Aws,
-            _: &ResourceId,
-            pid: &str,
-            _: &Props,
-        ) -> Result<(), ProviderError> {
-            delete(aws, pid).await
-        }
+super::kind_ops! {
+    async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+        first(observe(aws, Some(&r.id)).await?)
+    }
+    async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+        create(aws, r).await
+    }
+    async fn delete(
+        aws: &Aws,
+        _: &ResourceId,
+        pid: &str,
+        _: &Props,
+    ) -> Result<(), ProviderError> {
+        delete(aws, pid).await
     }
 }
-pub use ops::Ops;

@@ -230,41 +230,30 @@ pub async fn delete(aws: &Aws, before: &Props) -> Result<(), ProviderError> {
     Ok(())
 }
 
-mod ops {
-    use super::*;
-    use crate::apply::ProviderError;
-    use crate::model::{Props, Resource, ResourceId};
-    use crate::providers::aws::{Aws, KindOps};
-
-    /// `SecurityGroupIngress`'s calls, as the executor makes them.
-    pub struct Ops;
-
-    impl KindOps for Ops {
-        async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
-            find(aws, r).await
-        }
-        async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
-            create(aws, r).await
-        }
-        async fn finish(aws: &Aws, r: &Resource, _: &str) -> Result<(), ProviderError> {
-            reconcile(aws, r).await
-        }
-        async fn update(
-            aws: &Aws,
-            r: &Resource,
-            _: &str,
-            before: &Props,
-        ) -> Result<(), ProviderError> {
-            update(aws, r, before).await
-        }
-        async fn delete(
-            aws: &Aws,
-            _: &ResourceId,
-            _: &str,
-            before: &Props,
-        ) -> Result<(), ProviderError> {
-            delete(aws, before).await
-        }
+super::kind_ops! {
+    async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+        find(aws, r).await
+    }
+    async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+        create(aws, r).await
+    }
+    async fn finish(aws: &Aws, r: &Resource, _: &str) -> Result<(), ProviderError> {
+        reconcile(aws, r).await
+    }
+    async fn update(
+        aws: &Aws,
+        r: &Resource,
+        _: &str,
+        before: &Props,
+    ) -> Result<(), ProviderError> {
+        update(aws, r, before).await
+    }
+    async fn delete(
+        aws: &Aws,
+        _: &ResourceId,
+        _: &str,
+        before: &Props,
+    ) -> Result<(), ProviderError> {
+        delete(aws, before).await
     }
 }
-pub use ops::Ops;
