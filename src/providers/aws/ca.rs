@@ -125,6 +125,10 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
 }
 
 super::kind_ops! {
+    // The state store's items of all four PKI kinds, in one listing.
+    async fn observe(aws: &Aws) -> Result<Vec<crate::model::Observed>, ProviderError> {
+        super::pki_store::observe(aws, None).await
+    }
     async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
         super::pki_store::find(aws, r).await
     }

@@ -249,6 +249,9 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
 }
 
 super::kind_ops! {
+    async fn observe(aws: &Aws) -> Result<Vec<crate::model::Observed>, ProviderError> {
+        observe(aws, None).await
+    }
     async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
         find(aws, r).await
     }

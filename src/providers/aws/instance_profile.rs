@@ -343,6 +343,9 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), ProviderError> {
 }
 
 super::kind_ops! {
+    async fn observe(aws: &Aws) -> Result<Vec<crate::model::Observed>, ProviderError> {
+        observe(aws).await
+    }
     async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
         find(aws, r).await
     }

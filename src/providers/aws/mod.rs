@@ -44,6 +44,102 @@ use crate::model::{
     Actual, Kind, Observed, Owner, Props, Resource, ResourceId, Value, TAG_ENV, TAG_ID, TAG_PROJECT,
 };
 
+/// The one registration per kind: the module whose `Ops` implements it.
+macro_rules! registry {
+    ($kind:expr, $ops:ident => $call:expr) => {
+        match $kind {
+            Kind::Vpc => {
+                use vpc::Ops as $ops;
+                $call
+            }
+            Kind::InternetGateway => {
+                use internet_gateway::Ops as $ops;
+                $call
+            }
+            Kind::Subnet => {
+                use subnet::Ops as $ops;
+                $call
+            }
+            Kind::RouteTable => {
+                use route_table::Ops as $ops;
+                $call
+            }
+            Kind::RouteTableAssociation => {
+                use route_table_association::Ops as $ops;
+                $call
+            }
+            Kind::Route => {
+                use route::Ops as $ops;
+                $call
+            }
+            Kind::SecurityGroup => {
+                use security_group::Ops as $ops;
+                $call
+            }
+            Kind::SecurityGroupIngress => {
+                use security_group_ingress::Ops as $ops;
+                $call
+            }
+            Kind::VpcPeering => {
+                use vpc_peering::Ops as $ops;
+                $call
+            }
+            Kind::InstanceProfile => {
+                use instance_profile::Ops as $ops;
+                $call
+            }
+            Kind::Instance => {
+                use instance::Ops as $ops;
+                $call
+            }
+            Kind::LoadBalancer => {
+                use load_balancer::Ops as $ops;
+                $call
+            }
+            Kind::Registration => {
+                use registration::Ops as $ops;
+                $call
+            }
+            Kind::K8sLoadBalancer => {
+                use k8s_load_balancer::Ops as $ops;
+                $call
+            }
+            Kind::K8sSecurityGroup => {
+                use k8s_security_group::Ops as $ops;
+                $call
+            }
+            Kind::Ca => {
+                use ca::Ops as $ops;
+                $call
+            }
+            Kind::Certificate => {
+                use certificate::Ops as $ops;
+                $call
+            }
+            Kind::KeyPair => {
+                use key_pair::Ops as $ops;
+                $call
+            }
+            Kind::Token => {
+                use token::Ops as $ops;
+                $call
+            }
+            Kind::Volume => {
+                use volume::Ops as $ops;
+                $call
+            }
+            Kind::VolumeAttachment => {
+                use volume_attachment::Ops as $ops;
+                $call
+            }
+            Kind::Snapshot => {
+                use snapshot::Ops as $ops;
+                $call
+            }
+        }
+    };
+}
+
 /// Clients for one region, and whose resources they act on.
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
@@ -146,55 +242,39 @@ impl Aws {
 
     /// Reads everything this env owns: one call per kind, run concurrently.
     pub async fn observe(&self) -> Result<Actual, ProviderError> {
-        let (network, compute) = futures::try_join!(
-            async {
-                futures::try_join!(
-                    vpc::observe(self, None),
-                    subnet::observe(self, None),
-                    route_table::describe(self, self.owner_filters(None)),
-                    security_group::observe(self, None),
-                    security_group_ingress::observe(self, None),
-                    internet_gateway::observe(self, None),
-                    vpc_peering::observe(self, None),
-                )
-            },
-            async {
-                futures::try_join!(
-                    instance::observe(self, None),
-                    instance_profile::observe(self),
-                    load_balancer::describe_all(self),
-                    pki_store::observe(self, None),
-                    volume::observe(self),
-                    snapshot::observe(self, None),
-                )
-            },
+        type Observing<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Vec<Observed>, ProviderError>> + 'a>,
+        >;
+        // Each kind observed on its own (its `Ops::observe`), and the route
+        // tables and balancers that hold other kinds, all at once.
+        let own = futures::future::try_join_all(
+            Kind::ALL
+                .iter()
+                .map(|k| -> Observing<'_> { registry!(*k, K => Box::pin(K::observe(self))) }),
+        );
+        let (own, tables, balancers) = futures::try_join!(
+            own,
+            route_table::describe(self, self.owner_filters(None)),
+            load_balancer::describe_all(self),
         )?;
-        let (vpcs, subnets, tables, groups, rules, gateways, peerings) = network;
-        let (instances, profiles, balancers, pki, volumes, snapshots) = compute;
+        let mut actual = Actual::default();
+        for o in own.into_iter().flatten() {
+            actual.insert(o);
+        }
+        for o in route_table::from_tables(self, &tables) {
+            actual.insert(o);
+        }
         let balancers = load_balancer::from_descriptions(self, &balancers);
-        let by_instance: std::collections::BTreeMap<String, ResourceId> = instances
-            .iter()
+        let by_instance: std::collections::BTreeMap<String, ResourceId> = actual
+            .resources
+            .values()
+            .filter(|o| o.id.kind() == Some(Kind::Instance))
             .map(|o| (o.physical_id.clone(), o.id.clone()))
             .collect();
-        let registrations = registration::from_balancers(&balancers, &by_instance);
-        let mut actual = Actual::default();
-        let all = [
-            vpcs,
-            subnets,
-            route_table::from_tables(self, &tables),
-            groups,
-            rules,
-            gateways,
-            peerings.clone(),
-            instances,
-            profiles,
-            balancers.into_iter().map(|(o, _)| o).collect(),
-            registrations,
-            pki,
-            volumes,
-            snapshots,
-        ];
-        for o in all.into_iter().flatten() {
+        for o in registration::from_balancers(&balancers, &by_instance) {
+            actual.insert(o);
+        }
+        for (o, _) in balancers {
             actual.insert(o);
         }
         // Routes and associations live inside route tables; their ids derive
@@ -202,7 +282,12 @@ impl Aws {
         for o in route_table_association::from_tables(&tables, &actual) {
             actual.insert(o);
         }
-        let pcx: Vec<String> = peerings.iter().map(|p| p.physical_id.clone()).collect();
+        let pcx: Vec<String> = actual
+            .resources
+            .values()
+            .filter(|o| o.id.kind() == Some(Kind::VpcPeering))
+            .map(|o| o.physical_id.clone())
+            .collect();
         let foreign = if pcx.is_empty() {
             Vec::new()
         } else {
@@ -396,6 +481,12 @@ pub(crate) fn observed(id: ResourceId, physical_id: impl Into<String>, props: Pr
 /// One kind's calls, each with the meaning `apply::Provider` gives it.
 /// Every kind's file implements it on its `Ops`; `registry!` lists them.
 pub(crate) trait KindOps {
+    /// Everything of this kind the env owns, in one call (and what lives
+    /// inside it: a volume's attachment). Kinds held by another kind's
+    /// objects (routes, associations, registrations) leave it empty.
+    async fn observe(_aws: &Aws) -> Result<Vec<Observed>, ProviderError> {
+        Ok(Vec::new())
+    }
     async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError>;
     async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError>;
     async fn finish(_aws: &Aws, _r: &Resource, _pid: &str) -> Result<(), ProviderError> {
@@ -447,102 +538,6 @@ pub(crate) use kind_ops;
 /// The id of the one observed resource, if any (a find by tags).
 pub(crate) fn first(found: Vec<Observed>) -> Result<Option<String>, ProviderError> {
     Ok(found.into_iter().next().map(|o| o.physical_id))
-}
-
-/// The one registration per kind: the module whose `Ops` implements it.
-macro_rules! registry {
-    ($kind:expr, $ops:ident => $call:expr) => {
-        match $kind {
-            Kind::Vpc => {
-                use vpc::Ops as $ops;
-                $call
-            }
-            Kind::InternetGateway => {
-                use internet_gateway::Ops as $ops;
-                $call
-            }
-            Kind::Subnet => {
-                use subnet::Ops as $ops;
-                $call
-            }
-            Kind::RouteTable => {
-                use route_table::Ops as $ops;
-                $call
-            }
-            Kind::RouteTableAssociation => {
-                use route_table_association::Ops as $ops;
-                $call
-            }
-            Kind::Route => {
-                use route::Ops as $ops;
-                $call
-            }
-            Kind::SecurityGroup => {
-                use security_group::Ops as $ops;
-                $call
-            }
-            Kind::SecurityGroupIngress => {
-                use security_group_ingress::Ops as $ops;
-                $call
-            }
-            Kind::VpcPeering => {
-                use vpc_peering::Ops as $ops;
-                $call
-            }
-            Kind::InstanceProfile => {
-                use instance_profile::Ops as $ops;
-                $call
-            }
-            Kind::Instance => {
-                use instance::Ops as $ops;
-                $call
-            }
-            Kind::LoadBalancer => {
-                use load_balancer::Ops as $ops;
-                $call
-            }
-            Kind::Registration => {
-                use registration::Ops as $ops;
-                $call
-            }
-            Kind::K8sLoadBalancer => {
-                use k8s_load_balancer::Ops as $ops;
-                $call
-            }
-            Kind::K8sSecurityGroup => {
-                use k8s_security_group::Ops as $ops;
-                $call
-            }
-            Kind::Ca => {
-                use ca::Ops as $ops;
-                $call
-            }
-            Kind::Certificate => {
-                use certificate::Ops as $ops;
-                $call
-            }
-            Kind::KeyPair => {
-                use key_pair::Ops as $ops;
-                $call
-            }
-            Kind::Token => {
-                use token::Ops as $ops;
-                $call
-            }
-            Kind::Volume => {
-                use volume::Ops as $ops;
-                $call
-            }
-            Kind::VolumeAttachment => {
-                use volume_attachment::Ops as $ops;
-                $call
-            }
-            Kind::Snapshot => {
-                use snapshot::Ops as $ops;
-                $call
-            }
-        }
-    };
 }
 
 impl Provider for Aws {

@@ -87,6 +87,9 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
 }
 
 super::kind_ops! {
+    async fn observe(aws: &Aws) -> Result<Vec<crate::model::Observed>, ProviderError> {
+        observe(aws, None).await
+    }
     async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
         first(observe(aws, Some(&r.id)).await?)
     }

@@ -156,6 +156,10 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
 }
 
 super::kind_ops! {
+    // Volumes and their attachments, in one listing.
+    async fn observe(aws: &Aws) -> Result<Vec<crate::model::Observed>, ProviderError> {
+        observe(aws).await
+    }
     async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
         find(aws, r).await
     }
