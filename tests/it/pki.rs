@@ -422,3 +422,43 @@ ssm.put_parameter(Name="{name}", Value=v, Type="SecureString", Overwrite=True, D
     }
     assert_eq!(params(&sb, env), before, "the PKI changed");
 }
+
+/// A CA whose value does not parse stops a reissue with an error naming the
+/// parameter and a hint; no new CA is made and nothing else changes.
+#[test]
+fn a_ca_value_that_does_not_parse_is_an_error_never_a_new_ca() {
+    let sb = Sandbox::start();
+    let env = "it-pki-garbled";
+    sb.prepare_db("pki-garbled-db");
+    let cfg = sb.config("scope.toml", &config_text(env, "pki-garbled-db", ""));
+    sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
+    let name = format!("/scopectl/scope/{env}/pki/ca");
+    // The value garbled, the description (the public facts) kept.
+    sb.python_via_proxy(&format!(
+        r#"
+import boto3
+ssm = boto3.client("ssm", region_name="us-east-1")
+d = [p for p in ssm.describe_parameters(ParameterFilters=[{{"Key": "Name", "Option": "Equals", "Values": ["{name}"]}}])["Parameters"]][0]["Description"]
+ssm.put_parameter(Name="{name}", Value="not a certificate", Type="SecureString", Overwrite=True, Description=d)
+"#
+    ));
+    let before = params(&sb, env);
+    let (_, err) = sb.expect(1, &cfg, &["--env", env, "pki", "rotate", "--yes"]);
+    assert!(
+        err.contains(&format!("the state store's {name} holds no CA certificate")),
+        "{err}"
+    );
+    assert!(err.contains("hint: restore its value"), "{err}");
+    // No new CA, and nothing the garbled CA signs was reissued (leaves of
+    // the other CAs may be: `pki rotate` reissues every leaf it can).
+    let after = params(&sb, env);
+    for key in [
+        "ca",
+        "ca.crt",
+        "admin",
+        "apiserver",
+        "apiserver-kubelet-client",
+    ] {
+        assert!(after[key] == before[key], "{key} changed");
+    }
+}

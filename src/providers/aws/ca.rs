@@ -88,8 +88,10 @@ pub async fn update(
 ) -> Result<(), ProviderError> {
     let (old_gens, old_signing) = generations(before);
     let current = pki_store::value(aws, physical_id).await?;
-    let mut have = pki::parse_ca_value(&current, &order(&old_gens, old_signing))
-        .map_err(|e| ProviderError::fatal(format!("{}: {e}", r.id)))?;
+    let mut have = pki::parse_ca_value(&current, &order(&old_gens, old_signing)).map_err(|e| {
+        ProviderError::fatal(format!("{} ({physical_id}): {e}", r.id))
+            .with_hint(super::certificate::corrupt_ca_hint(physical_id))
+    })?;
     let (gens, signing) = generations(&r.props);
     let cn = common_name(r)?;
     for g in &gens {

@@ -50,27 +50,42 @@ async fn extra_names(aws: &Aws, r: &Resource) -> Result<Vec<String>, ProviderErr
     Ok(names)
 }
 
+/// What to do about a CA parameter whose value scopectl cannot use.
+pub(crate) fn corrupt_ca_hint(name: &str) -> String {
+    format!(
+        "restore its value from the parameter's history (`aws ssm get-parameter-history --name {name} --with-decryption`); scopectl replaces a CA only in a `scopectl pki rotate --ca` stage"
+    )
+}
+
 pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
     let spec = pki::leaf_spec(r.id.name())
         .ok_or_else(|| ProviderError::fatal(format!("{} is not a known certificate", r.id)))?;
     let ca_name = str_prop(&r.props, "ca")?;
     let ca_value = pki_store::value(aws, &ca_name).await?;
+    // A CA that does not parse is an error, never a reason to make a new
+    // one (every certificate and kubelet trusts the old).
+    let corrupt = |what: &str| {
+        ProviderError::fatal(format!("the state store's {ca_name} holds no {what}"))
+            .with_hint(corrupt_ca_hint(&ca_name))
+    };
     let ca = pki::CaMaterial {
         cert_pem: pki::pem_blocks(&ca_value, "CERTIFICATE")
             .into_iter()
             .next()
-            .ok_or_else(|| ProviderError::fatal(format!("{ca_name} holds no certificate")))?,
+            .ok_or_else(|| corrupt("CA certificate"))?,
         key_pem: pki::pem_blocks(&ca_value, "PRIVATE KEY")
             .into_iter()
             .next()
-            .ok_or_else(|| ProviderError::fatal(format!("{ca_name} holds no key")))?,
+            .ok_or_else(|| corrupt("CA key"))?,
     };
     let mut sans = str_list_prop(&r.props, "sans");
     sans.extend(extra_names(aws, r).await?);
     sans.sort();
     sans.dedup();
-    let issued = pki::new_leaf(spec, &sans, &ca)
-        .map_err(|e| ProviderError::fatal(format!("{}: {e}", r.id)))?;
+    let issued = pki::new_leaf(spec, &sans, &ca).map_err(|e| {
+        ProviderError::fatal(format!("signing {} with {ca_name}: {e}", r.id))
+            .with_hint(corrupt_ca_hint(&ca_name))
+    })?;
     let name = aws.pki_parameter(&r.id);
     let value = format!("{}{}", issued.cert_pem, issued.key_pem);
     pki_store::put(
