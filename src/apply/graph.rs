@@ -106,7 +106,7 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
         .collect();
     let mut create_first: std::collections::BTreeSet<&ResourceId> = replaced
         .keys()
-        .filter(|a| replaced[*a].create_before_delete)
+        .filter(|a| replaced[*a].create_before_delete == Some(true))
         .copied()
         .collect();
     loop {

@@ -70,10 +70,10 @@ pub struct Change {
     /// Resources the existing version references: it goes before them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<ResourceId>,
-    /// A replace that creates the new one before deleting the old (capacity
-    /// never drops); otherwise the old one goes first.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub create_before_delete: bool,
+    /// For a replace: whether the new one is created before the old one is
+    /// deleted (capacity never drops), or the old one goes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_before_delete: Option<bool>,
     /// Replaces or deletes part of the control plane (a master, its etcd
     /// volume): shown as `[control plane]`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -286,7 +286,7 @@ fn plan_inner(
                 changed: Vec::new(),
                 depends_on: deps,
                 references: Vec::new(),
-                create_before_delete: false,
+                create_before_delete: None,
                 control_plane: false,
                 after_deleting: Vec::new(),
                 before_deleting: Vec::new(),
@@ -407,7 +407,7 @@ fn plan_inner(
             changed,
             depends_on: deps,
             references,
-            create_before_delete: false,
+            create_before_delete: None,
             control_plane: false,
             after_deleting: Vec::new(),
             before_deleting: Vec::new(),
@@ -427,7 +427,7 @@ fn plan_inner(
             changed: Vec::new(),
             depends_on: Vec::new(),
             references: actual.deps_of(o).into_iter().collect(),
-            create_before_delete: false,
+            create_before_delete: None,
             control_plane: false,
             after_deleting: Vec::new(),
             before_deleting: Vec::new(),
@@ -511,7 +511,7 @@ fn order_volume_changes(desired: &Desired, actual: &Actual, changes: &mut [Chang
         };
         if c.action == Action::Replace {
             c.create_before_delete =
-                kind.create_before_delete() && held_volume(desired, &c.address).is_none();
+                Some(kind.create_before_delete() && held_volume(desired, &c.address).is_none());
         }
         let control_plane = match kind {
             Kind::Instance => c.address.name().starts_with("master-"),
@@ -593,7 +593,7 @@ fn control_plane_snapshots(
             // volume's new create would wait on its own delete.
             depends_on: Vec::new(),
             references: Vec::new(),
-            create_before_delete: false,
+            create_before_delete: None,
             control_plane: false,
             after_deleting: Vec::new(),
             before_deleting: Vec::new(),

@@ -312,7 +312,10 @@ fn a_master_replacement_snapshots_etcd_and_goes_delete_first() {
     let get = |id: &ResourceId| p.changes.iter().find(|c| &c.address == id).unwrap();
     let m = get(&master);
     assert_eq!(m.action, Action::Replace);
-    assert!(m.control_plane && !m.create_before_delete, "{m:#?}");
+    assert!(
+        m.control_plane && m.create_before_delete == Some(false),
+        "{m:#?}"
+    );
     let attachment = get(&ResourceId::new(Kind::VolumeAttachment, "etcd-master-0"));
     assert_eq!(attachment.action, Action::Replace);
     assert_eq!(attachment.after_deleting, std::slice::from_ref(&master));
@@ -335,7 +338,7 @@ fn a_master_replacement_snapshots_etcd_and_goes_delete_first() {
         .insert("instance_type".into(), Value::str("t3.small"));
     let p2 = run(&d, &a2);
     let n = p2.changes.iter().find(|c| c.address == node).unwrap();
-    assert!(n.create_before_delete && !n.control_plane);
+    assert!(n.create_before_delete == Some(true) && !n.control_plane);
     assert!(!p2
         .changes
         .iter()

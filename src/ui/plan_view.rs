@@ -200,7 +200,7 @@ fn change(out: &mut String, c: &Change, color: bool) {
         let _ = writeln!(out, "{indent}# {reason}");
     }
     if c.action == Action::Replace {
-        let order = if c.create_before_delete {
+        let order = if c.create_before_delete == Some(true) {
             "the new one is created before the old one is deleted"
         } else {
             "the old one is deleted before the new one is created"
