@@ -8,6 +8,10 @@ read-back helpers for the tests. Talks to the emulator at AWS_ENDPOINT_URL.
                                                      a Service's classic ELB and its k8s-elb-* group
   sandbox.py plant-instance --subnet S [--sg G] [--public]   an instance
   sandbox.py snapshot                                everything, as JSON
+  sandbox.py cluster --project P --env E [--dir D]   what the test API server needs to stand in for
+                                                     the env's masters: the stored API server and CA
+                                                     bundles (to D/apiserver.pem, D/ca.pem) and one
+                                                     node per running instance, as JSON
   sandbox.py moto --port P                           the emulator, until standard input closes
   sandbox.py serve                                   the commands above, one JSON line each on
                                                      standard input, answered on standard output
@@ -230,6 +234,48 @@ def snapshot(_args):
     print(json.dumps(snap, indent=1, sort_keys=True))
 
 
+def cluster(args):
+    """What the test API server (tests/apiserver) needs to stand in for the
+    env's masters: the state store's API server certificate and key, the
+    cluster CA bundle, and one node per running instance (named by its
+    private DNS name, as the cloud provider names nodes). With --dir the PEM
+    bundles go to files there (0600) and only their paths are printed."""
+    ssm = client("ssm")
+    prefix = f"/scopectl/{args.project}/{args.env}/pki/"
+    values = {}
+    for name in ("apiserver", "ca"):
+        try:
+            values[name] = ssm.get_parameter(Name=prefix + name, WithDecryption=True)["Parameter"]["Value"]
+        except ssm.exceptions.ParameterNotFound:
+            sys.exit(f"{prefix}{name} is not in the state store: run `scopectl up` first")
+    ec2 = client("ec2")
+    nodes = []
+    for r in ec2.describe_instances(Filters=[
+            {"Name": "tag:scopectl:project", "Values": [args.project]},
+            {"Name": "tag:scopectl:env", "Values": [args.env]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]:
+        for i in r["Instances"]:
+            tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+            address = tags.get("scopectl:id", "")
+            nodes.append({"name": i.get("PrivateDnsName") or i["InstanceId"], "ip": i.get("PrivateIpAddress", ""),
+                          "master": address.startswith("ec2/instance/master-"), "address": address,
+                          "zone": i["Placement"]["AvailabilityZone"], "id": i["InstanceId"],
+                          "type": i.get("InstanceType", "")})
+    nodes.sort(key=lambda n: (not n["master"], n["address"]))
+    out = {"nodes": nodes}
+    if args.dir:
+        os.makedirs(args.dir, exist_ok=True)
+        for name, value in values.items():
+            path = os.path.join(args.dir, f"{name}.pem")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(value)
+            out[name] = path
+    else:
+        out.update(values)
+    print(json.dumps(out))
+
+
 def iam_client():
     return client("iam")
 
@@ -404,6 +450,11 @@ def main():
     a.add_argument("--public", action="store_true")
     a.set_defaults(func=plant_instance)
     sub.add_parser("snapshot").set_defaults(func=snapshot)
+    a = sub.add_parser("cluster")
+    a.add_argument("--project", required=True)
+    a.add_argument("--env", required=True)
+    a.add_argument("--dir")
+    a.set_defaults(func=cluster)
     a = sub.add_parser("moto")
     a.add_argument("--port", type=int, required=True)
     a.set_defaults(func=moto)

@@ -192,33 +192,42 @@ pub async fn put(
         .into_iter()
         .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
         .collect();
-    let created = aws
-        .ssm
-        .put_parameter()
-        .name(name)
-        .value(value)
-        .r#type(ParameterType::SecureString)
-        .description(&description)
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .map_err(|e| classify("PutParameter", e));
+    // Both writes are safe to repeat within the step: a repeated create
+    // whose first answer was lost meets ParameterAlreadyExists, and then
+    // overwrites its own parameter.
+    let (description, tags) = (&description, &tags);
+    let created = super::idempotent(|| async move {
+        aws.ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::SecureString)
+            .description(description)
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await
+            .map_err(|e| classify("PutParameter", e))
+    })
+    .await;
     match created {
         Ok(_) => Ok(()),
         // Tags cannot go with an overwrite; the existing parameter has them
         // (and one without them is not ours to overwrite).
         Err(e) if e.code.as_deref() == Some("ParameterAlreadyExists") => {
             ensure_ours(aws, id, name).await?;
-            aws.ssm
-                .put_parameter()
-                .name(name)
-                .value(value)
-                .r#type(ParameterType::SecureString)
-                .description(&description)
-                .overwrite(true)
-                .send()
-                .await
-                .map_err(|e| classify("PutParameter", e))?;
+            super::idempotent(|| async move {
+                aws.ssm
+                    .put_parameter()
+                    .name(name)
+                    .value(value)
+                    .r#type(ParameterType::SecureString)
+                    .description(description)
+                    .overwrite(true)
+                    .send()
+                    .await
+                    .map_err(|e| classify("PutParameter", e).doing("overwriting it"))
+            })
+            .await?;
             Ok(())
         }
         Err(e) => Err(e),
