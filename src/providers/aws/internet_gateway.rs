@@ -78,15 +78,23 @@ pub async fn finish(aws: &Aws, r: &Resource, physical_id: &str) -> Result<(), Pr
     attach(aws, physical_id, &str_prop(&r.props, "vpc")?).await
 }
 
+/// Safe to repeat within the step: a repeat after a lost answer meets
+/// `Gateway.NotAttached`, which means done.
 async fn detach(aws: &Aws, id: &str, vpc: &str) -> Result<(), ProviderError> {
-    aws.ec2
-        .detach_internet_gateway()
-        .internet_gateway_id(id)
-        .vpc_id(vpc)
-        .send()
-        .await
-        .map_err(|e| classify("DetachInternetGateway", e))?;
-    Ok(())
+    let result = super::idempotent(|| async move {
+        aws.ec2
+            .detach_internet_gateway()
+            .internet_gateway_id(id)
+            .vpc_id(vpc)
+            .send()
+            .await
+            .map_err(|e| classify("DetachInternetGateway", e))
+    })
+    .await;
+    match result {
+        Err(e) if e.code.as_deref() == Some("Gateway.NotAttached") => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// A gateway left unattached by an interrupted create is attached here.
@@ -117,12 +125,16 @@ pub async fn delete(aws: &Aws, physical_id: &str, before: &Props) -> Result<(), 
             _ => {}
         }
     }
-    aws.ec2
-        .delete_internet_gateway()
-        .internet_gateway_id(physical_id)
-        .send()
-        .await
-        .map_err(|e| classify("DeleteInternetGateway", e))?;
+    // A repeat after a lost answer is NotFound: done.
+    super::idempotent(|| async move {
+        aws.ec2
+            .delete_internet_gateway()
+            .internet_gateway_id(physical_id)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteInternetGateway", e))
+    })
+    .await?;
     Ok(())
 }
 
