@@ -100,23 +100,27 @@ fn check_saved(saved: &Plan, fresh: &Plan) -> Result<()> {
         )
         .into());
     }
-    let json = |c: &crate::plan::Change| serde_json::to_value(c).unwrap_or_default();
+    // Each change as the JSON the file holds, computed once per side.
+    let json = |p: &Plan| -> Vec<serde_json::Value> {
+        p.changes
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .collect()
+    };
+    let (mine, theirs) = (json(saved), json(fresh));
     let differs = saved
         .changes
         .iter()
-        .find(|c| {
-            !fresh
-                .changes
-                .iter()
-                .any(|f| f.address == c.address && json(f) == json(c))
-        })
-        .map(|c| (c.address.clone(), c.action))
+        .zip(&mine)
+        .find(|(_, j)| !theirs.contains(j))
+        .map(|(c, _)| (c.address.clone(), c.action))
         .or_else(|| {
             fresh
                 .changes
                 .iter()
-                .find(|f| !saved.changes.iter().any(|c| json(f) == json(c)))
-                .map(|f| (f.address.clone(), f.action))
+                .zip(&theirs)
+                .find(|(_, j)| !mine.contains(j))
+                .map(|(f, _)| (f.address.clone(), f.action))
         });
     if let Some((address, action)) = differs {
         return Err(UserError::usage(

@@ -61,18 +61,8 @@ pub async fn describe_all(
             Err(e) => return Err(e),
         };
         for d in &descriptions {
-            let list = d
-                .tags()
-                .iter()
-                .map(|t| {
-                    aws_sdk_ec2::types::Tag::builder()
-                        .key(t.key())
-                        .set_value(t.value().map(str::to_string))
-                        .build()
-                })
-                .collect();
             if let Some(n) = d.load_balancer_name() {
-                tags.insert(n.to_string(), list);
+                tags.insert(n.to_string(), ec2_tags(d));
             }
         }
     }
@@ -85,6 +75,21 @@ pub async fn describe_all(
             (lb, t)
         })
         .collect())
+}
+
+/// A balancer's tags in EC2's shape, so `owned_id` reads them like any other.
+fn ec2_tags(
+    d: &aws_sdk_elasticloadbalancing::types::TagDescription,
+) -> Vec<aws_sdk_ec2::types::Tag> {
+    d.tags()
+        .iter()
+        .map(|t| {
+            aws_sdk_ec2::types::Tag::builder()
+                .key(t.key())
+                .set_value(t.value().map(str::to_string))
+                .build()
+        })
+        .collect()
 }
 
 async fn describe_tags(
@@ -217,7 +222,7 @@ pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderErr
     let tags = describe_tags(aws, std::slice::from_ref(&name)).await?;
     let ours = tags
         .iter()
-        .any(|d| super::elb_tags_are(&aws.owner, d.tags(), &r.id));
+        .any(|d| owned_id(&aws.owner, &ec2_tags(d), Kind::LoadBalancer).as_ref() == Some(&r.id));
     if !ours {
         return Err(super::not_ours(aws, "classic load balancer", &name, &r.id));
     }

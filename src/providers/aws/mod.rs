@@ -410,18 +410,6 @@ pub(crate) fn not_ours(aws: &Aws, what: &str, name: &str, id: &ResourceId) -> Pr
     ))
 }
 
-/// Whether ELB tags say the balancer is `id` of this env.
-pub(crate) fn elb_tags_are(
-    owner: &Owner,
-    tags: &[aws_sdk_elasticloadbalancing::types::Tag],
-    id: &ResourceId,
-) -> bool {
-    let get = |k: &str| tags.iter().find(|t| t.key() == k).and_then(|t| t.value());
-    get(TAG_PROJECT) == Some(owner.project.as_str())
-        && get(TAG_ENV) == Some(owner.env.as_str())
-        && get(TAG_ID) == Some(id.as_str())
-}
-
 /// A write naming an id that this step just created (an attribute, an
 /// attachment, a policy): NotFound there is eventual consistency, retried
 /// within the step (as Terraform waits after CreateSubnet) instead of
