@@ -33,8 +33,46 @@ pub struct Cli {
     /// No colour (also NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Which layers to act on: `aws` (the machines; the Kubernetes API is
+    /// never contacted), `cluster` (the Kubernetes objects), or `all`.
+    #[arg(long, global = true, value_enum, env = "SCOPECTL_PHASE", default_value = "all")]
+    pub phase: Phase,
+    /// Reach the Kubernetes API at this URL (an SSH tunnel, a proxy) instead
+    /// of its load balancer; its certificate is still checked against the
+    /// API's name.
+    #[arg(long, global = true, env = "SCOPECTL_API_SERVER", value_name = "URL")]
+    pub api_server: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The layers a command acts on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Aws,
+    Cluster,
+    #[default]
+    All,
+}
+
+impl Phase {
+    pub fn aws(self) -> bool {
+        self != Phase::Cluster
+    }
+    pub fn cluster(self) -> bool {
+        self != Phase::Aws
+    }
+}
+
+/// `NAME=TAG`.
+fn image_arg(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((n, t)) if !n.is_empty() && !t.is_empty() && !t.contains(['/', '@', ':']) => {
+            Ok((n.to_string(), t.to_string()))
+        }
+        _ => Err(format!("`{s}` is not NAME=TAG (a service name and an image tag)")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +136,9 @@ pub struct PlanArgs {
     /// Plan moving running instances to the newest matching image.
     #[arg(long)]
     pub upgrade_image: bool,
+    /// The image tag of a service's first deployment (repeatable).
+    #[arg(long = "image", value_name = "NAME=TAG", value_parser = image_arg)]
+    pub images: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +160,13 @@ pub struct UpArgs {
     /// etcd comes back from its volume).
     #[arg(long)]
     pub allow_control_plane_replace: bool,
+    /// The image tag of a service's first deployment (repeatable); a running
+    /// service keeps its release's tag (`scopectl rollout` moves it).
+    #[arg(long = "image", value_name = "NAME=TAG", value_parser = image_arg)]
+    pub images: Vec<(String, String)>,
+    /// How long to wait for the Kubernetes API to become ready.
+    #[arg(long, default_value = "20m")]
+    pub timeout: humantime::Duration,
 }
 
 #[derive(Debug, Args)]

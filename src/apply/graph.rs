@@ -206,6 +206,38 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
             }
         }
     }
+    // Kubernetes objects in kapp's order: namespaces, then RBAC, then
+    // accounts, config and secrets, then workloads and services; each rank's
+    // applies wait for the previous present rank's, deletes go in reverse.
+    let mut ranked_ups: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
+    let mut ranked_downs: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
+    for c in changes {
+        let Some(rank) = c.address.kind().and_then(|k| k.k8s()).map(|a| a.rank) else {
+            continue;
+        };
+        if let Some(&up) = ups.get(&c.address) {
+            ranked_ups.entry(rank).or_default().push(up);
+        }
+        for &d in downs.get(&c.address).into_iter().flatten() {
+            ranked_downs.entry(rank).or_default().push(d);
+        }
+    }
+    let ups_by_rank: Vec<&Vec<usize>> = ranked_ups.values().collect();
+    for pair in ups_by_rank.windows(2) {
+        for &a in pair[0] {
+            for &b in pair[1] {
+                edge(a, b);
+            }
+        }
+    }
+    let downs_by_rank: Vec<&Vec<usize>> = ranked_downs.values().rev().collect();
+    for pair in downs_by_rank.windows(2) {
+        for &a in pair[0] {
+            for &b in pair[1] {
+                edge(a, b);
+            }
+        }
+    }
     // Rolling replacement: within a group, in index order, each create waits
     // for the previous replacement's delete.
     let mut chains: BTreeMap<(String, String), Vec<(u64, usize)>> = BTreeMap::new();

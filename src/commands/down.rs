@@ -88,6 +88,9 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
 
     let info = lock_info("down");
     acquire(&aws, &info, printer).await?;
+    if ctx.phase.cluster() {
+        release_cluster_load_balancers(ctx, &config, &aws, &actual).await;
+    }
     let reporter = StepReporter::new(printer.stderr_is_tty(), printer.quiet);
     let owner = owner(&config);
     let result = tokio::select! {
@@ -117,3 +120,38 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
 }
 
 use std::io::IsTerminal;
+
+/// When the API answers, deletes its Services of type LoadBalancer first, so
+/// the cloud controller removes their load balancers and groups itself. An
+/// API that does not answer never blocks or fails `down`: those balancers
+/// are found by their cluster tag and deleted with the rest.
+async fn release_cluster_load_balancers(
+    ctx: &Ctx,
+    config: &crate::config::Config,
+    aws: &crate::providers::aws::Aws,
+    actual: &crate::model::Actual,
+) {
+    let printer = &ctx.printer;
+    let client = match super::cluster_client(aws, config, actual, ctx.api_server.as_deref()).await {
+        Ok(Some((client, _))) => client,
+        _ => return,
+    };
+    if !client.ready().await.unwrap_or(false) {
+        printer.info("The Kubernetes API does not answer: its load balancers are deleted by their tags.");
+        return;
+    }
+    match client
+        .delete_load_balancer_services(std::time::Duration::from_secs(120))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => printer.info(&format!(
+            "Deleted {n} LoadBalancer Service{} through the API first.",
+            if n == 1 { "" } else { "s" }
+        )),
+        Err(e) => printer.info(&format!(
+            "warning: could not delete the LoadBalancer Services through the API ({}); their load balancers are deleted by their tags",
+            e.detail()
+        )),
+    }
+}

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Phase};
 use crate::config::{self, Config, Provider};
 use crate::desired::{self, Facts};
 use crate::error::UserError;
@@ -23,12 +23,16 @@ use crate::model::{Actual, Desired, Owner};
 use crate::plan::{self as planner, Plan};
 use crate::providers::aws::state::LockInfo;
 use crate::providers::aws::Aws;
+use crate::providers::k8s::{Access, K8s};
+use std::collections::BTreeMap;
 use crate::ui::{Output, Printer};
 
 pub struct Ctx {
     pub config_path: PathBuf,
     pub env: Option<String>,
     pub printer: Printer,
+    pub phase: Phase,
+    pub api_server: Option<String>,
 }
 
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -39,6 +43,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
     let ctx = Ctx {
         config_path: cli.config,
         env: cli.env,
+        phase: cli.phase,
+        api_server: cli.api_server,
         printer: Printer {
             output: cli.output,
             quiet: cli.quiet,
@@ -116,24 +122,94 @@ pub struct Observation {
     pub actual: Actual,
     pub desired: Desired,
     pub plan: Plan,
+    /// The cluster's client, when its API answered.
+    pub k8s: Option<K8s>,
 }
 
 /// What a command asks of the plan beyond the config.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Asked {
     /// What `pki rotate` asks of the PKI.
     pub rotation: desired::Rotation,
     /// Move running instances to the newest image.
     pub upgrade_image: bool,
+    /// Which layers to plan.
+    pub phase: Phase,
+    /// `--image NAME=TAG`: first deployments' tags.
+    pub images: BTreeMap<String, String>,
+    /// `--api-server`: where the API is reached.
+    pub api_server: Option<String>,
+}
+
+/// The API's name (the certificate's) and the URL to reach it at.
+fn api_address(
+    config: &Config,
+    actual: &Actual,
+    api_server: Option<&str>,
+) -> Option<(String, String)> {
+    let host = match &config.cluster.api_endpoint {
+        Some(h) => h.clone(),
+        None => {
+            let name = desired::load_balancer_name(&owner(config).cluster_name(), "api");
+            actual
+                .resources
+                .values()
+                .filter(|o| o.id.kind() == Some(crate::model::Kind::LoadBalancer))
+                .find(|o| o.props.get("name").and_then(crate::model::Value::as_str) == Some(name.as_str()) || o.physical_id == name)?
+                .props
+                .get("dns_name")?
+                .as_str()?
+                .to_string()
+        }
+    };
+    let url = api_server
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("https://{host}:443"));
+    Some((host, url))
+}
+
+/// The admin client for the env's cluster, from the state store; None when
+/// the PKI or the API's address does not exist yet (a first `up`).
+pub async fn cluster_client(
+    aws: &Aws,
+    config: &Config,
+    actual: &Actual,
+    api_server: Option<&str>,
+) -> Result<Option<(K8s, String)>> {
+    let Some((host, url)) = api_address(config, actual, api_server) else {
+        return Ok(None);
+    };
+    let prefix = aws.pki_prefix();
+    let (ca, admin) = (format!("{prefix}ca.crt"), format!("{prefix}admin"));
+    let values = crate::providers::aws::pki_store::values(aws, &[ca.clone(), admin.clone()])
+        .await
+        .context("reading the admin certificate from the state store")?;
+    let (Some(ca_pem), Some(admin_value)) = (values.get(&ca), values.get(&admin)) else {
+        return Ok(None);
+    };
+    let cert = crate::pki::pem_blocks(admin_value, "CERTIFICATE");
+    let key = crate::pki::pem_blocks(admin_value, "PRIVATE KEY");
+    let (Some(cert), Some(key)) = (cert.first(), key.first()) else {
+        return Ok(None);
+    };
+    let access = Access {
+        url: url.clone(),
+        server_name: api_server.map(|_| host),
+        ca_pem: ca_pem.clone(),
+        cert_pem: cert.to_string(),
+        key_pem: key.to_string(),
+    };
+    let k8s = K8s::connect(&access, owner(config)).await?;
+    Ok(Some((k8s, url)))
 }
 
 /// Observes and plans.
 pub async fn observe_and_plan_with(
     aws: Option<&Aws>,
     config: &Config,
-    asked: Asked,
+    asked: &Asked,
 ) -> Result<Observation> {
-    let (facts, actual) = match (aws, config.provider) {
+    let (mut facts, mut actual) = match (aws, config.provider) {
         (Some(aws), Provider::Aws) => {
             let peered = config.network.placement == config::Placement::Peered;
             let (facts, actual) = futures::try_join!(
@@ -156,24 +232,89 @@ pub async fn observe_and_plan_with(
         }
         _ => (Facts::default(), Actual::default()),
     };
-    let mut desired = desired::desired(config, &facts)?;
-    desired::settle(&mut desired, &actual, asked.rotation);
-    let notice = desired::keep_images(
-        &mut desired,
-        &actual,
-        &facts,
-        config.cluster.image_id.is_some(),
-        asked.upgrade_image,
-    );
+    let mut k8s = None;
+    let mut secret_values = BTreeMap::new();
+    if asked.phase.cluster() {
+        if let (Some(aws), Provider::Aws) = (aws, config.provider) {
+            let params: Vec<String> = config
+                .services
+                .values()
+                .flat_map(|s| s.secrets.values().cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let (client, values) = futures::try_join!(
+                cluster_client(aws, config, &actual, asked.api_server.as_deref()),
+                async {
+                    if params.is_empty() {
+                        return Ok(BTreeMap::new());
+                    }
+                    crate::providers::aws::pki_store::values(aws, &params)
+                        .await
+                        .context("reading the services' secrets from SSM")
+                },
+            )?;
+            secret_values = values;
+            for (param, value) in &secret_values {
+                facts.secrets.insert(
+                    param.clone(),
+                    crate::model::k8s::value_digest(value.as_bytes()),
+                );
+            }
+            if let Some((client, _url)) = client {
+                // Not answering yet (a first `up`, masters booting) is not
+                // an error: the cluster's objects are planned as creates.
+                if client.ready().await.unwrap_or(false) {
+                    let seen = client.observe().await.context("observing the cluster")?;
+                    facts.tags = seen.tags;
+                    for o in seen.objects {
+                        actual.insert(o);
+                    }
+                    actual.cluster = Some(seen.state);
+                    k8s = Some(client);
+                }
+            }
+        }
+    }
+    let mut desired = if asked.phase.aws() {
+        desired::desired(config, &facts)?
+    } else {
+        Desired::default()
+    };
+    let mut notices = Vec::new();
+    if asked.phase.aws() {
+        desired::settle(&mut desired, &actual, asked.rotation);
+        notices.extend(desired::keep_images(
+            &mut desired,
+            &actual,
+            &facts,
+            config.cluster.image_id.is_some(),
+            asked.upgrade_image,
+        ));
+    }
+    if asked.phase.cluster() && config.provider == Provider::Aws {
+        notices.extend(desired::cluster(config, &facts, &asked.images, &mut desired)?);
+    }
+    if !asked.phase.aws() {
+        // Only the cluster's objects are planned: AWS resources observed
+        // stay out of the plan (they are not desired here, not going).
+        actual
+            .resources
+            .retain(|id, _| id.kind().is_some_and(|k| k.is_k8s()));
+        actual.duplicates.clear();
+    }
     let fp = planner::fingerprint(&facts, &actual);
     let mut plan = planner::plan(&config.project, &config.env, &desired, &actual, fp)?;
-    plan.notices.extend(notice);
+    plan.notices.extend(notices);
     plan.options.upgrade_image = asked.upgrade_image;
+    plan.options.phase = asked.phase;
+    plan.options.images = asked.images.clone();
     Ok(Observation {
         facts,
         actual,
         desired,
         plan,
+        k8s: k8s.map(|c| c.with_secrets(secret_values)),
     })
 }
 

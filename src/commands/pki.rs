@@ -28,6 +28,8 @@ pub async fn run(ctx: &Ctx, command: PkiCommand) -> Result<u8> {
                 parallelism: 8,
                 upgrade_image: false,
                 allow_control_plane_replace: false,
+                images: Vec::new(),
+                timeout: std::time::Duration::from_secs(20 * 60).into(),
             };
             super::up::apply(ctx, args, rotation).await
         }

@@ -13,9 +13,12 @@ pub async fn run(ctx: &Ctx, args: PlanArgs) -> Result<u8> {
     };
     let asked = Asked {
         upgrade_image: args.upgrade_image,
+        phase: ctx.phase,
+        images: args.images.iter().cloned().collect(),
+        api_server: ctx.api_server.clone(),
         ..Asked::default()
     };
-    let obs = observe_and_plan_with(aws.as_ref(), &config, asked).await?;
+    let obs = observe_and_plan_with(aws.as_ref(), &config, &asked).await?;
     emit_plan(&ctx.printer, &obs.plan);
     if let Some(path) = &args.out {
         let text = serde_json::to_string_pretty(&obs.plan)?;

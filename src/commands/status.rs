@@ -20,6 +20,11 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
     let aws = connect(&config).await;
     let (actual, lock) = futures::join!(aws.observe(), aws.read_lock());
     let (actual, lock) = (actual?, lock?);
+    let cluster = if ctx.phase.cluster() {
+        Some(cluster_status(ctx, &config, &aws, &actual).await)
+    } else {
+        None
+    };
     if printer.output == Output::Json {
         let resources: Vec<_> = actual
             .resources
@@ -33,6 +38,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             .collect();
         printer.json(&serde_json::json!({
             "project": config.project, "env": config.env, "resources": resources, "lock": lock,
+            "cluster": cluster,
         }));
         return Ok(EXIT_OK);
     }
@@ -61,6 +67,9 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
     if !lbs.is_empty() {
         out.push_str(&format!("\nload balancers\n{lbs}"));
     }
+    if let Some(c) = &cluster {
+        out.push_str(&render_cluster(c));
+    }
     out.push_str(&match &lock {
         None => "\nlock: free\n".to_string(),
         Some(l) => format!(
@@ -70,4 +79,153 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
     });
     printer.data(&out);
     Ok(EXIT_OK)
+}
+
+/// One workload as `status` shows it.
+#[derive(Debug, serde::Serialize)]
+struct Workload {
+    name: String,
+    namespace: String,
+    kind: &'static str,
+    desired: i64,
+    ready: i64,
+    /// The release's tag (services only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<String>,
+    rolling_out: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ClusterStatus {
+    api: String,
+    healthy: bool,
+    services: Vec<Workload>,
+    addons: Vec<Workload>,
+}
+
+fn int(v: &serde_json::Value, path: &str) -> i64 {
+    v.pointer(path).and_then(|x| x.as_i64()).unwrap_or(0)
+}
+
+/// `kubectl rollout status`'s rule, read from one observation.
+fn deployment(v: &serde_json::Value) -> Workload {
+    let desired = int(v, "/spec/replicas");
+    let rolling_out = int(v, "/status/observedGeneration") < int(v, "/metadata/generation")
+        || int(v, "/status/updatedReplicas") < desired
+        || int(v, "/status/replicas") > int(v, "/status/updatedReplicas")
+        || int(v, "/status/availableReplicas") < int(v, "/status/updatedReplicas");
+    Workload {
+        name: v.pointer("/metadata/name").and_then(|x| x.as_str()).unwrap_or("").into(),
+        namespace: v.pointer("/metadata/namespace").and_then(|x| x.as_str()).unwrap_or("").into(),
+        kind: "Deployment",
+        desired,
+        ready: int(v, "/status/readyReplicas"),
+        tag: v
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(crate::model::k8s::TAG_ANNOTATION))
+            .and_then(|t| t.as_str())
+            .map(str::to_string),
+        rolling_out,
+    }
+}
+
+fn daemon_set(v: &serde_json::Value) -> Workload {
+    let desired = int(v, "/status/desiredNumberScheduled");
+    Workload {
+        name: v.pointer("/metadata/name").and_then(|x| x.as_str()).unwrap_or("").into(),
+        namespace: v.pointer("/metadata/namespace").and_then(|x| x.as_str()).unwrap_or("").into(),
+        kind: "DaemonSet",
+        desired,
+        ready: int(v, "/status/numberReady"),
+        tag: None,
+        rolling_out: int(v, "/status/observedGeneration") < int(v, "/metadata/generation")
+            || int(v, "/status/updatedNumberScheduled") < desired,
+    }
+}
+
+async fn cluster_status(
+    ctx: &Ctx,
+    config: &crate::config::Config,
+    aws: &crate::providers::aws::Aws,
+    actual: &crate::model::Actual,
+) -> ClusterStatus {
+    let unreachable = |api: String| ClusterStatus {
+        api,
+        healthy: false,
+        services: Vec::new(),
+        addons: Vec::new(),
+    };
+    let (client, url) =
+        match super::cluster_client(aws, config, actual, ctx.api_server.as_deref()).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return unreachable("not created yet".into()),
+            Err(e) => return unreachable(format!("unknown ({e:#})")),
+        };
+    match client.ready().await {
+        Ok(true) => {}
+        Ok(false) => return unreachable(format!("{url}: not ready")),
+        Err(e) => return unreachable(format!("{url}: {}", e.detail())),
+    }
+    let (deployments, daemon_sets) = futures::join!(
+        client.list_with_status(crate::model::Kind::Deployment),
+        client.list_with_status(crate::model::Kind::DaemonSet)
+    );
+    let mut services = Vec::new();
+    let mut addons = Vec::new();
+    for w in deployments
+        .unwrap_or_default()
+        .iter()
+        .map(deployment)
+        .chain(daemon_sets.unwrap_or_default().iter().map(daemon_set))
+    {
+        if w.namespace == config.project && w.kind == "Deployment" {
+            services.push(w);
+        } else {
+            addons.push(w);
+        }
+    }
+    ClusterStatus {
+        api: url,
+        healthy: true,
+        services,
+        addons,
+    }
+}
+
+fn render_cluster(c: &ClusterStatus) -> String {
+    let mut out = format!(
+        "\ncluster: API {} ({})\n",
+        c.api,
+        if c.healthy { "ready" } else { "not reachable" }
+    );
+    if !c.services.is_empty() {
+        out.push_str("\nservices\n");
+        for w in &c.services {
+            out.push_str(&format!(
+                "  {:<20} {}/{} ready  tag {}{}\n",
+                w.name,
+                w.ready,
+                w.desired,
+                w.tag.as_deref().unwrap_or("?"),
+                if w.rolling_out { "  (rolling out)" } else { "" }
+            ));
+        }
+    }
+    if !c.addons.is_empty() {
+        out.push_str("\nadd-ons\n");
+        for w in &c.addons {
+            let state = if w.ready >= w.desired && w.desired > 0 && !w.rolling_out {
+                "ready"
+            } else {
+                "not ready"
+            };
+            out.push_str(&format!(
+                "  {:<40} {}/{} {state}\n",
+                format!("{}/{} ({})", w.namespace, w.name, w.kind),
+                w.ready,
+                w.desired
+            ));
+        }
+    }
+    out
 }

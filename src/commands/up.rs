@@ -140,17 +140,83 @@ fn check_saved(saved: &Plan, fresh: &Plan) -> Result<()> {
     Ok(())
 }
 
-fn asked_by(plan: &Plan, rotation: Rotation) -> Asked {
+fn asked_by(ctx: &Ctx, plan: &Plan, rotation: Rotation) -> Asked {
     Asked {
         rotation,
         upgrade_image: plan.options.upgrade_image,
+        phase: plan.options.phase,
+        images: plan.options.images.clone(),
+        api_server: ctx.api_server.clone(),
     }
 }
 
-fn asked(args: &UpArgs, rotation: Rotation) -> Asked {
+fn asked(ctx: &Ctx, args: &UpArgs, rotation: Rotation) -> Asked {
     Asked {
         rotation,
         upgrade_image: args.upgrade_image,
+        phase: ctx.phase,
+        images: args.images.iter().cloned().collect(),
+        api_server: ctx.api_server.clone(),
+    }
+}
+
+/// The plan's changes of one layer (AWS, or the cluster's objects).
+fn layer(plan: &Plan, k8s: bool) -> Plan {
+    let mut out = plan.clone();
+    out.changes
+        .retain(|c| c.address.kind().is_some_and(|k| k.is_k8s()) == k8s);
+    out
+}
+
+/// Waits, bounded, for the API's `/readyz` through its endpoint with the
+/// admin certificate from the state store; returns a client for it.
+async fn wait_for_api(
+    ctx: &Ctx,
+    config: &crate::config::Config,
+    aws: &crate::providers::aws::Aws,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let printer = &ctx.printer;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut said = String::new();
+    let poll = crate::timing::Timing::current()
+        .max_delay
+        .min(std::time::Duration::from_secs(2));
+    loop {
+        let mut actual = crate::model::Actual::default();
+        for o in aws.load_balancers().await.unwrap_or_default() {
+            actual.insert(o);
+        }
+        let state = match super::cluster_client(aws, config, &actual, ctx.api_server.as_deref()).await {
+            Ok(Some((client, url))) => match client.ready().await {
+                Ok(true) => return Ok(()),
+                Ok(false) => format!("{url}: not ready yet"),
+                Err(e) => format!("{url}: {}", e.detail()),
+            },
+            Ok(None) => "no API address or admin certificate yet".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        if started.elapsed() >= timeout {
+            return Err(UserError::failed(
+                format!(
+                    "the Kubernetes API did not become ready within {} ({state})",
+                    humantime::format_duration(timeout)
+                ),
+                "the machines are up; check master-0's boot (its console output: cloud-init and kubeadm), then run `scopectl up` again to apply the cluster phase",
+            )
+            .into());
+        }
+        if said.is_empty() || last_report.elapsed() >= std::time::Duration::from_secs(15) {
+            printer.info(&format!(
+                "Waiting for the Kubernetes API ({state}; {}s of at most {})",
+                started.elapsed().as_secs(),
+                humantime::format_duration(timeout)
+            ));
+            said = state;
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(poll).await;
     }
 }
 
@@ -212,10 +278,12 @@ pub async fn apply(ctx: &Ctx, args: UpArgs, rotation: Rotation) -> Result<u8> {
     // write at all, and a saved plan that reality or an edit contradicts is
     // refused before any write (the lock is one).
     if let Some(plan) = &saved {
-        let first = observe_and_plan_with(Some(&aws), &config, asked_by(plan, rotation)).await?;
+        let first =
+            observe_and_plan_with(Some(&aws), &config, &asked_by(ctx, plan, rotation)).await?;
         check_saved(plan, &first.plan)?;
     } else {
-        let first = observe_and_plan_with(Some(&aws), &config, asked(&args, rotation)).await?;
+        let first =
+            observe_and_plan_with(Some(&aws), &config, &asked(ctx, &args, rotation)).await?;
         if first.plan.is_empty() {
             emit_plan(printer, &first.plan);
             return Ok(EXIT_OK);
@@ -259,10 +327,10 @@ async fn locked(
 ) -> Result<u8> {
     let printer = &ctx.printer;
     let asked = match &saved {
-        Some(plan) => asked_by(plan, rotation),
-        None => asked(args, rotation),
+        Some(plan) => asked_by(ctx, plan, rotation),
+        None => asked(ctx, args, rotation),
     };
-    let obs = observe_and_plan_with(Some(aws), config, asked).await?;
+    let obs = observe_and_plan_with(Some(aws), config, &asked).await?;
     let plan = match saved {
         Some(saved) => {
             // Again under the lock: the first look was before it.
@@ -289,10 +357,10 @@ async fn locked(
                     "--yes",
                 )?;
             }
-            obs.plan
+            obs.plan.clone()
         }
     };
-    let ids = obs
+    let ids: std::collections::BTreeMap<_, _> = obs
         .actual
         .resources
         .iter()
@@ -303,19 +371,82 @@ async fn locked(
         concurrency: usize::from(args.parallelism),
         ..Options::default()
     };
-    let apply = execute(&plan, ids, aws, &reporter, &opts);
-    let outcome = tokio::select! {
-        o = apply => o,
-        _ = tokio::signal::ctrl_c() => {
-            return Err(UserError::failed(
-                "interrupted: some changes may have been applied",
-                "run `scopectl up` again; it picks up where this run stopped",
-            ).into());
-        }
+    let interrupted = || -> anyhow::Error {
+        UserError::failed(
+            "interrupted: some changes may have been applied",
+            "run `scopectl up` again; it picks up where this run stopped",
+        )
+        .into()
     };
-    if outcome.failures.is_empty() {
-        await_listed(aws, &plan, &outcome, printer).await;
+
+    // The AWS phase.
+    let aws_plan = layer(&plan, false);
+    let mut outcome = crate::apply::Outcome::default();
+    if !aws_plan.is_empty() {
+        outcome = tokio::select! {
+            o = execute(&aws_plan, ids.clone(), aws, &reporter, &opts) => o,
+            _ = tokio::signal::ctrl_c() => return Err(interrupted()),
+        };
+        if outcome.failures.is_empty() {
+            await_listed(aws, &aws_plan, &outcome, printer).await;
+        }
     }
+
+    // The cluster phase: once the API answers, the cluster's objects as
+    // planned (or, when the API did not answer before, as planned now).
+    let mut k8s_plan = layer(&plan, true);
+    if outcome.failures.is_empty()
+        && asked.phase.cluster()
+        && (!k8s_plan.is_empty() || obs.actual.cluster.is_none())
+    {
+        let (client, state, k8s_ids) = match (obs.k8s, &obs.actual.cluster) {
+            (Some(client), Some(state)) => (client, state.clone(), ids),
+            _ => {
+                wait_for_api(ctx, config, aws, *args.timeout).await?;
+                let again = Asked {
+                    phase: crate::cli::Phase::Cluster,
+                    ..asked.clone()
+                };
+                let now = observe_and_plan_with(Some(aws), config, &again).await?;
+                let (Some(client), Some(state)) = (now.k8s, now.actual.cluster.clone()) else {
+                    return Err(UserError::failed(
+                        "the Kubernetes API answered /readyz, then not",
+                        "run `scopectl up` again",
+                    )
+                    .into());
+                };
+                k8s_plan = now.plan;
+                if printer.output == Output::Human && !k8s_plan.is_empty() {
+                    printer.info("The API is up; the cluster phase:");
+                    emit_plan(printer, &k8s_plan);
+                }
+                let ids = now
+                    .actual
+                    .resources
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.physical_id.clone()))
+                    .collect();
+                (client, state, ids)
+            }
+        };
+        if !k8s_plan.is_empty() {
+            let k8s_outcome = cluster_phase(&client, &k8s_plan, &state, k8s_ids, &reporter, &opts, &interrupted).await?;
+            outcome.created += k8s_outcome.created;
+            outcome.updated += k8s_outcome.updated;
+            outcome.deleted += k8s_outcome.deleted;
+            outcome.found += k8s_outcome.found;
+            outcome.skipped += k8s_outcome.skipped;
+            outcome.failures.extend(k8s_outcome.failures);
+        }
+    }
+    let plan = Plan {
+        changes: aws_plan
+            .changes
+            .into_iter()
+            .chain(k8s_plan.changes)
+            .collect(),
+        ..plan
+    };
     let elapsed = started.elapsed().as_secs_f64();
     let summary = serde_json::json!({
         "project": config.project, "env": config.env,
@@ -376,4 +507,57 @@ async fn locked(
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Applies the cluster's objects, keeping the inventory of what scopectl
+/// applied ahead of the applies (a crash never leaves an object it does not
+/// list) and behind the deletes (an object is unlisted once it is gone).
+async fn cluster_phase(
+    client: &crate::providers::k8s::K8s,
+    plan: &Plan,
+    state: &crate::model::ClusterState,
+    ids: std::collections::BTreeMap<crate::model::ResourceId, String>,
+    reporter: &StepReporter,
+    opts: &Options,
+    interrupted: &dyn Fn() -> anyhow::Error,
+) -> Result<crate::apply::Outcome> {
+    use std::collections::BTreeSet;
+    let applied: BTreeSet<crate::model::ResourceId> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Delete)
+        .map(|c| c.address.clone())
+        .collect();
+    let ahead: BTreeSet<_> = state.inventory.union(&applied).cloned().collect();
+    if !state.inventory_exists || ahead != state.inventory {
+        client
+            .write_inventory(&ahead)
+            .await
+            .map_err(anyhow::Error::new)
+            .context("recording what scopectl applies (the inventory)")?;
+    }
+    let outcome = tokio::select! {
+        o = execute(plan, ids, client, reporter, opts) => o,
+        _ = tokio::signal::ctrl_c() => return Err(interrupted()),
+    };
+    let failed: BTreeSet<&crate::model::ResourceId> = outcome
+        .failures
+        .iter()
+        .filter_map(|f| f.object.as_ref().map(|o| &o.address))
+        .collect();
+    let deleted: BTreeSet<_> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Delete && !failed.contains(&c.address))
+        .map(|c| c.address.clone())
+        .collect();
+    let behind: BTreeSet<_> = ahead.difference(&deleted).cloned().collect();
+    if behind != ahead {
+        client
+            .write_inventory(&behind)
+            .await
+            .map_err(anyhow::Error::new)
+            .context("recording what scopectl applies (the inventory)")?;
+    }
+    Ok(outcome)
 }

@@ -111,6 +111,31 @@ pub struct ServiceConfig {
     /// The NodePort behind the service's load balancer (exposed services only).
     pub node_port: Option<u16>,
     pub initial_tag: Option<String>,
+    /// TCP on `port` unless an HTTP path is given.
+    pub readiness: Readiness,
+    pub resources: Resources,
+    /// Plain environment variables, by name.
+    pub env: BTreeMap<String, String>,
+    /// Environment variables from SSM parameters (variable -> parameter
+    /// name): a Kubernetes Secret, never shown.
+    pub secrets: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Tcp,
+    Http(String),
+}
+
+/// Requests and limits, as Kubernetes quantities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    pub cpu: String,
+    pub memory: String,
+    /// None: no CPU limit (throttling hurts latency more than it protects).
+    pub cpu_limit: Option<String>,
+    /// Defaults to the memory request: memory is not compressible.
+    pub memory_limit: String,
 }
 
 /// Canonical's account, which publishes the official Ubuntu images.

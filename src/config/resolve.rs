@@ -484,6 +484,49 @@ fn services_config(
             }
             None => None,
         };
+        let readiness = match &s.readiness {
+            None => Readiness::Tcp,
+            Some(r) => match (&r.http, &r.tcp) {
+                (Some(path), None) if path.get_ref().starts_with('/') => {
+                    Readiness::Http(path.get_ref().clone())
+                }
+                (Some(path), None) => {
+                    return Err(src.at(
+                        path,
+                        format!("services.{name}.readiness.http `{}` is not a path", path.get_ref()),
+                        "give the path the service answers on, e.g. http = \"/healthz\"",
+                    ))
+                }
+                (None, Some(_)) | (None, None) => Readiness::Tcp,
+                (Some(path), Some(_)) => {
+                    return Err(src.at(
+                        path,
+                        format!("services.{name}.readiness has both http and tcp"),
+                        "keep one: http = \"/path\" or tcp = true",
+                    ))
+                }
+            },
+        };
+        let resources = service_resources(src, &name, s.resources.as_ref())?;
+        let secrets_at = s.secrets.as_ref().map(|m| m.span());
+        let env = plain_map(src, &name, "env", s.env)?;
+        let secrets = plain_map(src, &name, "secrets", s.secrets)?;
+        for (var, param) in &secrets {
+            if env.contains_key(var) {
+                return Err(src.error(
+                    secrets_at.clone(),
+                    format!("services.{name}: `{var}` is in both env and secrets"),
+                    Some("keep it in one of them".into()),
+                ));
+            }
+            if !param.starts_with('/') {
+                return Err(src.error(
+                    secrets_at.clone(),
+                    format!("services.{name}.secrets.{var} `{param}` is not an SSM parameter name"),
+                    Some("give the parameter's full name, e.g. \"/scope/staging/db-password\"".into()),
+                ));
+            }
+        }
         out.insert(
             name,
             ServiceConfig {
@@ -493,9 +536,89 @@ fn services_config(
                 expose,
                 node_port,
                 initial_tag: s.initial_tag.map(Spanned::into_inner),
+                readiness,
+                resources,
+                env,
+                secrets,
             },
         );
     }
     assign_node_ports(&mut out);
+    Ok(out)
+}
+
+/// A Kubernetes quantity as scopectl accepts it: digits with an optional
+/// fraction and one of the suffixes the API takes.
+fn valid_quantity(q: &str) -> bool {
+    const SUFFIXES: [&str; 14] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "m", "k", "M", "G", "T", "P", "E", "",
+    ];
+    SUFFIXES.iter().any(|s| {
+        q.strip_suffix(s).is_some_and(|n| {
+            let mut parts = n.splitn(2, '.');
+            let whole = parts.next().unwrap_or("");
+            let frac = parts.next();
+            !whole.is_empty()
+                && whole.chars().all(|c| c.is_ascii_digit())
+                && frac.is_none_or(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_digit()))
+        })
+    })
+}
+
+fn service_resources(
+    src: &Source,
+    name: &str,
+    layer: Option<&ResourcesLayer>,
+) -> Result<Resources, ConfigError> {
+    let pick = |v: Option<&Spanned<String>>, key: &str| -> Result<Option<String>, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(q) if valid_quantity(q.get_ref()) => Ok(Some(q.get_ref().clone())),
+            Some(q) => Err(src.at(
+                q,
+                format!("services.{name}.resources.{key} `{}` is not a quantity", q.get_ref()),
+                "write CPU as \"250m\" or \"1\" and memory as \"256Mi\" or \"1Gi\"",
+            )),
+        }
+    };
+    let empty = ResourcesLayer::default();
+    let l = layer.unwrap_or(&empty);
+    let memory = pick(l.memory.as_ref(), "memory")?.unwrap_or_else(|| "128Mi".into());
+    Ok(Resources {
+        cpu: pick(l.cpu.as_ref(), "cpu")?.unwrap_or_else(|| "100m".into()),
+        memory_limit: pick(l.memory_limit.as_ref(), "memory_limit")?
+            .unwrap_or_else(|| memory.clone()),
+        memory,
+        cpu_limit: pick(l.cpu_limit.as_ref(), "cpu_limit")?,
+    })
+}
+
+/// `env` and `secrets`: names a container accepts, string values.
+fn plain_map(
+    src: &Source,
+    name: &str,
+    what: &str,
+    map: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let Some(map) = map else {
+        return Ok(BTreeMap::new());
+    };
+    let at = map.clone();
+    let mut out = BTreeMap::new();
+    for (k, v) in map.into_inner() {
+        let ok = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(src.at(
+                &at,
+                format!("services.{name}.{what}: `{k}` is not an environment variable name"),
+                "use letters, digits and `_`, not starting with a digit",
+            ));
+        }
+        out.insert(k, v.into_inner());
+    }
     Ok(out)
 }

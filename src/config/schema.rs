@@ -93,4 +93,16 @@ layer!(ServiceLayer {
     expose: String,
     node_port: i64,
     initial_tag: String,
+    env: BTreeMap<String, Spanned<String>>,
+    secrets: BTreeMap<String, Spanned<String>>,
+} nested { readiness: ReadinessLayer, resources: ResourcesLayer });
+layer!(ReadinessLayer {
+    http: String,
+    tcp: bool
+});
+layer!(ResourcesLayer {
+    cpu: String,
+    memory: String,
+    cpu_limit: String,
+    memory_limit: String,
 });

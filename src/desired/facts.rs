@@ -12,6 +12,13 @@ pub struct Facts {
     /// The machine image for masters and nodes (see [`choose_image`]).
     #[serde(default)]
     pub image: Option<ImageFacts>,
+    /// The running release's image tag per service (from the cluster).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// Digests of the SSM parameters services read secrets from (never the
+    /// values), by parameter name; a missing parameter is absent.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub secrets: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,10 +1,12 @@
 //! Pure: `(config, facts) -> Desired`. No clock, no network, no randomness.
 
+mod cluster;
 mod compute;
 mod facts;
 mod network;
 mod pki;
 
+pub use cluster::{cluster, dns_service_ip};
 pub use compute::{canonical_json, keep_images, load_balancer_name, ETCD_DEVICE};
 pub use facts::*;
 pub use network::to_database_name;

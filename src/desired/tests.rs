@@ -45,6 +45,7 @@ pub(crate) fn sample_facts() -> Facts {
             }],
         }),
         zones,
+        ..Facts::default()
     }
 }
 

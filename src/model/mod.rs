@@ -3,6 +3,7 @@
 //! Nothing here knows how a kind is created; `Kind` only carries what the
 //! planner needs (which fields are immutable, how kinds are named).
 
+pub mod k8s;
 pub mod schema;
 mod value;
 
@@ -122,12 +123,48 @@ kinds! {
     /// An EBS snapshot taken before a master's replacement; only `down`
     /// deletes it.
     Snapshot = "ec2/snapshot" => SNAPSHOT,
+    // Kubernetes objects: `k8s/<apiVersion>/<Kind>/[<namespace>/]<name>`.
+    Namespace = "k8s/v1/Namespace" => K8S_NAMESPACE,
+    ClusterRole = "k8s/rbac.authorization.k8s.io/v1/ClusterRole" => K8S_CLUSTER_ROLE,
+    ClusterRoleBinding = "k8s/rbac.authorization.k8s.io/v1/ClusterRoleBinding" => K8S_CLUSTER_ROLE_BINDING,
+    Role = "k8s/rbac.authorization.k8s.io/v1/Role" => K8S_ROLE,
+    RoleBinding = "k8s/rbac.authorization.k8s.io/v1/RoleBinding" => K8S_ROLE_BINDING,
+    ServiceAccount = "k8s/v1/ServiceAccount" => K8S_SERVICE_ACCOUNT,
+    ConfigMap = "k8s/v1/ConfigMap" => K8S_CONFIG_MAP,
+    Secret = "k8s/v1/Secret" => K8S_SECRET,
+    Deployment = "k8s/apps/v1/Deployment" => K8S_WORKLOAD,
+    DaemonSet = "k8s/apps/v1/DaemonSet" => K8S_WORKLOAD,
+    Service = "k8s/v1/Service" => K8S_SERVICE,
+    PodDisruptionBudget = "k8s/policy/v1/PodDisruptionBudget" => K8S_PDB,
 }
 
 impl Kind {
     /// A short human label used in status output.
     pub fn label(self) -> &'static str {
         &self.prefix()[4..]
+    }
+
+    /// How the Kubernetes API serves this kind; None for AWS kinds.
+    pub fn k8s(self) -> Option<&'static k8s::ApiKind> {
+        Some(match self {
+            Kind::Namespace => &k8s::NAMESPACE,
+            Kind::ClusterRole => &k8s::CLUSTER_ROLE,
+            Kind::ClusterRoleBinding => &k8s::CLUSTER_ROLE_BINDING,
+            Kind::Role => &k8s::ROLE,
+            Kind::RoleBinding => &k8s::ROLE_BINDING,
+            Kind::ServiceAccount => &k8s::SERVICE_ACCOUNT,
+            Kind::ConfigMap => &k8s::CONFIG_MAP,
+            Kind::Secret => &k8s::SECRET,
+            Kind::Deployment => &k8s::DEPLOYMENT,
+            Kind::DaemonSet => &k8s::DAEMON_SET,
+            Kind::Service => &k8s::SERVICE,
+            Kind::PodDisruptionBudget => &k8s::POD_DISRUPTION_BUDGET,
+            _ => return None,
+        })
+    }
+
+    pub fn is_k8s(self) -> bool {
+        self.k8s().is_some()
     }
 
     /// Items of the state store: secret material that `down` deletes last
@@ -234,6 +271,20 @@ pub struct Actual {
     /// Second and later copies of an id (from a crash between create and a
     /// re-observe, or a manual copy): always deleted.
     pub duplicates: Vec<Observed>,
+    /// The cluster as observed through its API; None when it was not
+    /// reached (not up yet) or not asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterState>,
+}
+
+/// What scopectl keeps in the cluster about its own objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterState {
+    /// Addresses scopectl applied for this env (its inventory): only these
+    /// are ever pruned.
+    pub inventory: BTreeSet<ResourceId>,
+    /// Whether the inventory object exists yet.
+    pub inventory_exists: bool,
 }
 
 impl Actual {

@@ -17,6 +17,9 @@ pub enum Type {
     /// A map of plain values (a health check, a rule).
     Map,
     List(Elem, Order),
+    /// A section of a Kubernetes object (any JSON shape), compared on the
+    /// fields desired sets; differences are reported per leaf path.
+    Object,
 }
 
 /// What a list holds.
@@ -84,6 +87,9 @@ impl Field {
     pub const fn map(name: &'static str) -> Field {
         Field::new(name, Type::Map)
     }
+    pub const fn object(name: &'static str) -> Field {
+        Field::new(name, Type::Object)
+    }
     pub const fn set(name: &'static str, of: Elem) -> Field {
         Field::new(name, Type::List(of, Order::Set))
     }
@@ -135,6 +141,7 @@ impl Field {
             (Type::Ref, Value::Ref(_) | Value::Str(_)) => true,
             (Type::Map, Value::Map(m)) => m.values().all(plain),
             (Type::List(e, _), Value::List(items)) => items.iter().all(|i| elem(e, i)),
+            (Type::Object, v) => plain(v),
             _ => false,
         }
     }
@@ -314,6 +321,33 @@ pub(super) static SNAPSHOT: Schema = schema!(DeleteFirst;
     F::reference("volume").replace(),
     F::str("description").replace(),
 );
+
+// Kubernetes objects: their sections (see `model::k8s`). A field the API
+// never lets change in place replaces the object.
+macro_rules! k8s_schema {
+    ($($f:expr),* $(,)?) => {
+        schema!(DeleteFirst; F::object("labels"), F::object("annotations"), $($f),*)
+    };
+}
+pub(super) static K8S_NAMESPACE: Schema = k8s_schema!();
+pub(super) static K8S_SERVICE_ACCOUNT: Schema = k8s_schema!();
+pub(super) static K8S_CONFIG_MAP: Schema = k8s_schema!(F::object("data"));
+pub(super) static K8S_SECRET: Schema = k8s_schema!(
+    F::str("type").replace(),
+    // A digest of the data: the values never enter a plan.
+    F::str("digest").sensitive(),
+);
+pub(super) static K8S_CLUSTER_ROLE: Schema = k8s_schema!(F::object("rules"));
+pub(super) static K8S_ROLE: Schema = k8s_schema!(F::object("rules"));
+pub(super) static K8S_CLUSTER_ROLE_BINDING: Schema =
+    k8s_schema!(F::object("role_ref").replace(), F::object("subjects"));
+pub(super) static K8S_ROLE_BINDING: Schema =
+    k8s_schema!(F::object("role_ref").replace(), F::object("subjects"));
+pub(super) static K8S_WORKLOAD: Schema =
+    k8s_schema!(F::object("spec"), F::object("selector").replace());
+pub(super) static K8S_SERVICE: Schema =
+    k8s_schema!(F::object("spec"), F::object("cluster_ip").replace());
+pub(super) static K8S_PDB: Schema = k8s_schema!(F::object("spec"));
 
 #[cfg(test)]
 mod tests {

@@ -108,7 +108,11 @@ impl Value {
                     .iter()
                     .map(|v| v.resolve(lookup))
                     .collect::<Option<Vec<_>>>()?;
-                items.sort();
+                // Resolved references sort anew (sets of ids); a list
+                // without any keeps its order (a container's args).
+                if l.iter().any(|v| matches!(v, Value::Ref(_))) {
+                    items.sort();
+                }
                 Value::List(items)
             }
             Value::Map(m) => Value::Map(
@@ -128,7 +132,10 @@ impl Value {
             Value::Ref(r) => lookup(&r.target)
                 .map(Value::Str)
                 .unwrap_or_else(|| self.clone()),
-            Value::List(l) => Value::list(l.iter().map(|v| v.resolve_partial(lookup)).collect()),
+            Value::List(l) if l.iter().any(|v| matches!(v, Value::Ref(_))) => {
+                Value::list(l.iter().map(|v| v.resolve_partial(lookup)).collect())
+            }
+            Value::List(l) => Value::List(l.iter().map(|v| v.resolve_partial(lookup)).collect()),
             Value::Map(m) => Value::Map(
                 m.iter()
                     .map(|(k, v)| (k.clone(), v.resolve_partial(lookup)))

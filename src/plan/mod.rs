@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::desired::Facts;
+use crate::model::k8s;
 use crate::model::schema::{Field, Order, Type};
 use crate::model::{
     Actual, Desired, Kind, Observed, OnChange, Ownership, Props, Resource, ResourceId, Value,
@@ -111,6 +112,8 @@ pub enum Reason {
     OwnedBy { project: String, env: String },
     /// A second copy of one address; the other one is kept.
     Duplicate { of: String },
+    /// A Kubernetes object, created once the API answers (it did not yet).
+    AfterApiUp,
     /// A copy of a master's etcd volume before `of` goes.
     Snapshot {
         volume: ResourceId,
@@ -135,6 +138,7 @@ impl std::fmt::Display for Reason {
             Reason::NotInConfig => f.write_str("no longer in the config"),
             Reason::OwnedBy { project, env } => write!(f, "owned by {project}/{env}"),
             Reason::Duplicate { of } => write!(f, "duplicate of {of}"),
+            Reason::AfterApiUp => f.write_str("after the API is up"),
             Reason::Snapshot { volume, of, action } => write!(
                 f,
                 "a copy of {volume} before {} is {}",
@@ -179,11 +183,21 @@ pub struct Plan {
     pub options: PlanOptions,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOptions {
     /// Running instances move to the newest image (`--upgrade-image`).
     #[serde(default)]
     pub upgrade_image: bool,
+    /// The layers planned (`--phase`).
+    #[serde(default, skip_serializing_if = "is_all")]
+    pub phase: crate::cli::Phase,
+    /// First deployments' tags (`--image NAME=TAG`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
+}
+
+fn is_all(p: &crate::cli::Phase) -> bool {
+    *p == crate::cli::Phase::All
 }
 
 impl PlanOptions {
@@ -275,10 +289,12 @@ fn plan_inner(
         let Some(obs) = actual.resources.get(&r.id) else {
             renewed.insert(r.id.clone());
             summary.create += 1;
+            // Not seen because the API was not reached: created once it is.
+            let unseen = r.kind().is_k8s() && actual.cluster.is_none();
             changes.push(Change {
                 address: r.id.clone(),
                 action: Action::Create,
-                reason: None,
+                reason: unseen.then_some(Reason::AfterApiUp),
                 ownership: r.ownership,
                 physical_id: None,
                 before: None,
@@ -313,6 +329,23 @@ fn plan_inner(
             // an undeclared one is compared like any other, never skipped.
             let decl = schema.field(field);
             if decl.is_some_and(|f| !f.compared()) {
+                continue;
+            }
+            // A Kubernetes object's section: the fields scopectl sets, each
+            // difference at its own path (`spec.replicas`).
+            if decl.is_some_and(|f| f.ty == Type::Object) {
+                let mut leaves = Vec::new();
+                k8s::subset_diff(field, want, obs.props.get(field), &mut leaves);
+                if !leaves.is_empty() && reason.is_none() && replaces(field) {
+                    reason = Some(Reason::FieldImmutable {
+                        field: field.clone(),
+                    });
+                }
+                changed.extend(leaves.into_iter().map(|l| FieldChange {
+                    field: l.path,
+                    before: l.have,
+                    after: l.want,
+                }));
                 continue;
             }
             let resolved = want.resolve(&lookup);
@@ -433,8 +466,15 @@ fn plan_inner(
             before_deleting: Vec::new(),
         });
     };
+    let mut notices = Vec::new();
     for o in actual.resources.values() {
         let kept = !destroying && o.id.kind().is_some_and(|k| k.kept_until_down());
+        if !destroying && !desired.resources.contains_key(&o.id) && o.id.kind().is_some_and(Kind::is_k8s) {
+            if let Some(notice) = kept_from_prune(o, actual) {
+                notices.push(notice);
+                continue;
+            }
+        }
         if !desired.resources.contains_key(&o.id) && !kept {
             delete(
                 o,
@@ -471,8 +511,39 @@ fn plan_inner(
         fingerprint,
         changes,
         summary,
-        notices: Vec::new(),
+        notices,
         options: PlanOptions::default(),
+    })
+}
+
+/// Why an object scopectl no longer wants is kept, if it is: only what the
+/// inventory lists (scopectl applied it) is pruned, and never one annotated
+/// `scopectl.io/prune: disabled`. Observation found it by this env's labels,
+/// so a look-alike with copied labels is reported, not deleted.
+fn kept_from_prune(o: &Observed, actual: &Actual) -> Option<String> {
+    let in_inventory = actual
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.inventory.contains(&o.id));
+    if !in_inventory {
+        return Some(format!(
+            "{} carries this env's labels but scopectl never applied it: left alone",
+            o.id
+        ));
+    }
+    let disabled = o
+        .props
+        .get("annotations")
+        .and_then(Value::as_map)
+        .and_then(|a| a.get(k8s::PRUNE_ANNOTATION))
+        .and_then(Value::as_str)
+        == Some("disabled");
+    disabled.then(|| {
+        format!(
+            "{} is no longer in the config but is annotated {}: disabled; kept",
+            o.id,
+            k8s::PRUNE_ANNOTATION
+        )
     })
 }
 

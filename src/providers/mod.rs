@@ -1,3 +1,4 @@
 //! The only code that talks to clouds and clusters.
 
 pub mod aws;
+pub mod k8s;

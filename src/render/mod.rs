@@ -1,6 +1,9 @@
 //! Pure: cloud-init user data from the templates in `templates/`, embedded in
 //! the binary. Undefined variables are errors, never empty strings.
 
+pub mod addons;
+pub mod workloads;
+
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
@@ -60,6 +63,9 @@ pub struct RenderError {
 fn environment() -> Result<Environment<'static>, RenderError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // `.yaml` names would otherwise get JSON auto-escaping (minijinja's
+    // `json` feature): values are quoted explicitly with `tojson`.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_keep_trailing_newline(true);
     for (name, text) in TEMPLATES {
         env.add_template(name, text).map_err(|source| RenderError {

@@ -25,6 +25,7 @@ pub async fn gather(
         database,
         database_vpc,
         image,
+        ..Facts::default()
     })
 }
 

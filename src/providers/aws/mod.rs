@@ -136,8 +136,40 @@ macro_rules! registry {
                 use snapshot::Ops as $ops;
                 $call
             }
+            // Kubernetes objects (`Kind::k8s`): applied by `providers::k8s`.
+            _ => {
+                use not_aws::Ops as $ops;
+                $call
+            }
         }
     };
+}
+
+/// Kubernetes kinds: nothing to observe in AWS; a call is a wiring mistake.
+mod not_aws {
+
+    fn misrouted(id: &crate::model::ResourceId) -> crate::apply::ProviderError {
+        crate::apply::ProviderError::fatal(format!(
+            "{id} is a Kubernetes object, not an AWS resource"
+        ))
+    }
+
+    super::kind_ops! {
+        async fn find(_aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderError> {
+            Err(super::misrouted(&r.id))
+        }
+        async fn create(_aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
+            Err(super::misrouted(&r.id))
+        }
+        async fn delete(
+            _aws: &Aws,
+            id: &ResourceId,
+            _pid: &str,
+            _before: &Props,
+        ) -> Result<(), ProviderError> {
+            Err(super::misrouted(id))
+        }
+    }
 }
 
 /// Clients for one region, and whose resources they act on.
