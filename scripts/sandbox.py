@@ -8,10 +8,13 @@ read-back helpers for the tests. Talks to the emulator at AWS_ENDPOINT_URL.
                                                      a Service's classic ELB and its k8s-elb-* group
   sandbox.py plant-instance --subnet S [--sg G] [--public]   an instance
   sandbox.py snapshot                                everything, as JSON
-  sandbox.py cluster --project P --env E [--dir D]   what the test API server needs to stand in for
+  sandbox.py cluster --project P --env E [--dir D] [--instances N]
+                                                     what the test API server needs to stand in for
                                                      the env's masters: the stored API server and CA
                                                      bundles (to D/apiserver.pem, D/ca.pem) and one
-                                                     node per running instance, as JSON
+                                                     node per running instance, as JSON; fails (exit
+                                                     status 1) while the PKI is missing or fewer than
+                                                     N instances are pending or running
   sandbox.py moto --port P                           the emulator, until standard input closes
   sandbox.py serve                                   the commands above, one JSON line each on
                                                      standard input, answered on standard output
@@ -239,7 +242,10 @@ def cluster(args):
     env's masters: the state store's API server certificate and key, the
     cluster CA bundle, and one node per running instance (named by its
     private DNS name, as the cloud provider names nodes). With --dir the PEM
-    bundles go to files there (0600) and only their paths are printed."""
+    bundles go to files there (0600) and only their paths are printed. Until
+    the PKI is stored and --instances instances are pending or running, it
+    exits with a message and writes nothing: a caller polls it while `up`
+    runs."""
     ssm = client("ssm")
     prefix = f"/scopectl/{args.project}/{args.env}/pki/"
     values = {}
@@ -261,6 +267,8 @@ def cluster(args):
                           "master": address.startswith("ec2/instance/master-"), "address": address,
                           "zone": i["Placement"]["AvailabilityZone"], "id": i["InstanceId"],
                           "type": i.get("InstanceType", "")})
+    if len(nodes) < args.instances:
+        sys.exit(f"{len(nodes)} of {args.instances} instances of {args.project}-{args.env} are pending or running")
     nodes.sort(key=lambda n: (not n["master"], n["address"]))
     out = {"nodes": nodes}
     if args.dir:
@@ -454,6 +462,7 @@ def main():
     a.add_argument("--project", required=True)
     a.add_argument("--env", required=True)
     a.add_argument("--dir")
+    a.add_argument("--instances", type=int, default=0)
     a.set_defaults(func=cluster)
     a = sub.add_parser("moto")
     a.add_argument("--port", type=int, required=True)

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cluster;
 mod compute;
 mod config_errors;
 mod network;

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 pub use api::{Body, Request, Response};
 pub use controllers::NodeSpec;
-pub use server::{Server, Tls};
+pub use server::{Reservation, Server, Tls};
 use state::{Clock, State};
 
 /// Seeded faults, like the AWS proxy's: each API request is faulted with

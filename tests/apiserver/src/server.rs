@@ -278,8 +278,49 @@ pub struct Server {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+/// An address held for a server that starts later ([`Server::start_on`]):
+/// bound but not listening, so no other process can take the port and,
+/// until the server starts, connections to it are refused (as by a load
+/// balancer with no healthy backend) rather than left waiting.
+pub struct Reservation {
+    pub addr: SocketAddr,
+    socket: tokio::net::TcpSocket,
+}
+
+impl Reservation {
+    /// Binds `addr` (port 0: any free port), without `SO_REUSEADDR`.
+    pub fn new(addr: &str) -> Result<Reservation, String> {
+        let want: SocketAddr = addr.parse().map_err(|e| format!("address {addr}: {e}"))?;
+        let socket = if want.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(|e| format!("a socket for {addr}: {e}"))?;
+        socket
+            .bind(want)
+            .map_err(|e| format!("binding {addr}: {e}"))?;
+        let addr = socket.local_addr().map_err(|e| e.to_string())?;
+        Ok(Reservation { addr, socket })
+    }
+}
+
+enum Bind<'a> {
+    Addr(&'a str),
+    Reserved(Reservation),
+}
+
 impl Server {
     pub fn start(config: Config, tls: &Tls, addr: &str) -> Result<Server, String> {
+        Self::start_with(config, tls, Bind::Addr(addr))
+    }
+
+    /// Starts listening on a reserved address.
+    pub fn start_on(config: Config, tls: &Tls, reserved: Reservation) -> Result<Server, String> {
+        Self::start_with(config, tls, Bind::Reserved(reserved))
+    }
+
+    fn start_with(config: Config, tls: &Tls, on: Bind<'_>) -> Result<Server, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -287,9 +328,15 @@ impl Server {
             .map_err(|e| e.to_string())?;
         let cluster = Cluster::new(config);
         let addr = runtime.block_on(async {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("binding {addr}: {e}"))?;
+            let listener = match on {
+                Bind::Reserved(r) => r
+                    .socket
+                    .listen(1024)
+                    .map_err(|e| format!("listening on {}: {e}", r.addr))?,
+                Bind::Addr(addr) => TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("binding {addr}: {e}"))?,
+            };
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             spawn(cluster.clone(), tls, listener)?;
             cluster.spawn_controllers();

@@ -1,7 +1,9 @@
 //! Test harness: a moto server on a free loopback port, the recording proxy in
-//! front of it, and helpers to run the real scopectl binary against them.
+//! front of it, and helpers to run the real scopectl binary against them;
+//! `cluster` stands the test API server in for an env's masters.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader, Write};
@@ -201,6 +203,7 @@ impl Sandbox {
             .env_remove("AWS_PROFILE")
             .env_remove("SCOPECTL_ENV")
             .env_remove("SCOPECTL_CONFIG")
+            .env_remove("SCOPECTL_API_SERVER")
             .env("SCOPECTL_RETRY_MIN_DELAY", RETRY_MIN_DELAY)
             .env("SCOPECTL_RETRY_MAX_DELAY", RETRY_MAX_DELAY)
             .env("SCOPECTL_TEARDOWN_PAUSE", TEARDOWN_PAUSE)
@@ -214,55 +217,43 @@ impl Sandbox {
         p
     }
 
-    /// The real binary, pointed at this sandbox.
+    /// The real binary, pointed at this sandbox, AWS phase only
+    /// (`SCOPECTL_PHASE=aws`: it never waits for a Kubernetes API; `down`
+    /// skips it too). `scopectl_in_cluster` (support/cluster.rs) runs every
+    /// phase against a [`cluster::TestCluster`].
     pub fn scopectl(&self, config: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(binary());
         self.aws_env(&mut cmd);
-        cmd.arg("-c").arg(config).args(args).stdin(Stdio::null());
+        cmd.env("SCOPECTL_PHASE", "aws")
+            .arg("-c")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::null());
         cmd
     }
 
     /// Runs scopectl and returns (exit code, stdout, stderr).
     pub fn run(&self, config: &Path, args: &[&str]) -> (i32, String, String) {
-        let out = self.scopectl(config, args).output().expect("run scopectl");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
+        output(self.scopectl(config, args))
     }
 
     /// Runs scopectl and fails the test unless it exits with `code`.
     pub fn expect(&self, code: i32, config: &Path, args: &[&str]) -> (String, String) {
-        let (c, out, err) = self.run(config, args);
-        assert_eq!(
-            c, code,
-            "scopectl {args:?} exited {c}\n--- stdout\n{out}\n--- stderr\n{err}"
-        );
-        (out, err)
+        expect_exit(code, args, self.run(config, args))
     }
 
     /// Runs a `scripts/sandbox.py` command against this sandbox's account
     /// of the emulator (directly, not through the proxy: the harness's calls
     /// are not scopectl's), in the shared helper process.
     pub fn python(&self, args: &[&str]) -> String {
-        let mut helper = shared().helper.lock().unwrap_or_else(|e| e.into_inner());
-        let req = serde_json::json!({"account": self.account, "args": args});
-        writeln!(helper.stdin, "{req}").expect("write to sandbox.py serve");
-        helper.stdin.flush().expect("flush sandbox.py serve");
-        let mut line = String::new();
-        helper
-            .stdout
-            .read_line(&mut line)
-            .expect("read from sandbox.py serve");
-        let answer: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("sandbox.py {args:?}: {e}: {line:?}"));
-        assert!(
-            answer["ok"] == true,
-            "sandbox.py {args:?}: {}",
-            answer["err"]
-        );
-        answer["out"].as_str().unwrap_or_default().to_string()
+        self.try_python(args)
+            .unwrap_or_else(|e| panic!("sandbox.py {args:?}: {e}"))
+    }
+
+    /// [`Sandbox::python`], with the command's failure (a `sys.exit`
+    /// message, an exception) as an error rather than a panic.
+    pub fn try_python(&self, args: &[&str]) -> Result<String, String> {
+        helper_call(&self.account, args)
     }
 
     /// Runs a Python snippet against moto directly (not through the proxy),
@@ -316,6 +307,51 @@ impl Sandbox {
     pub fn mark(&self) -> usize {
         self.proxy.calls.len()
     }
+}
+
+/// One command for the shared `sandbox.py serve` helper, in `account`.
+fn helper_call(account: &str, args: &[&str]) -> Result<String, String> {
+    let mut helper = shared().helper.lock().unwrap_or_else(|e| e.into_inner());
+    let req = serde_json::json!({"account": account, "args": args});
+    writeln!(helper.stdin, "{req}").map_err(|e| format!("writing to sandbox.py serve: {e}"))?;
+    helper
+        .stdin
+        .flush()
+        .map_err(|e| format!("flushing sandbox.py serve: {e}"))?;
+    let mut line = String::new();
+    helper
+        .stdout
+        .read_line(&mut line)
+        .map_err(|e| format!("reading from sandbox.py serve: {e}"))?;
+    let answer: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))?;
+    if answer["ok"] != true {
+        return Err(answer["err"].as_str().unwrap_or("failed").to_string());
+    }
+    Ok(answer["out"].as_str().unwrap_or_default().to_string())
+}
+
+/// Runs a command to its end: (exit code, stdout, stderr).
+pub fn output(mut cmd: Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run scopectl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Fails the test unless scopectl exited with `code`.
+pub fn expect_exit(
+    code: i32,
+    args: &[&str],
+    (c, out, err): (i32, String, String),
+) -> (String, String) {
+    assert_eq!(
+        c, code,
+        "scopectl {args:?} exited {c}\n--- stdout\n{out}\n--- stderr\n{err}"
+    );
+    (out, err)
 }
 
 /// Makes every boto3 client of a snippet talk to `account` of the emulator.
