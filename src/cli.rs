@@ -35,7 +35,13 @@ pub struct Cli {
     pub no_color: bool,
     /// Which layers to act on: `aws` (the machines; the Kubernetes API is
     /// never contacted), `cluster` (the Kubernetes objects), or `all`.
-    #[arg(long, global = true, value_enum, env = "SCOPECTL_PHASE", default_value = "all")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "SCOPECTL_PHASE",
+        default_value = "all"
+    )]
     pub phase: Phase,
     /// Reach the Kubernetes API at this URL (an SSH tunnel, a proxy) instead
     /// of its load balancer; its certificate is still checked against the
@@ -47,7 +53,17 @@ pub struct Cli {
 }
 
 /// The layers a command acts on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     Aws,
@@ -71,7 +87,9 @@ fn image_arg(s: &str) -> Result<(String, String), String> {
         Some((n, t)) if !n.is_empty() && !t.is_empty() && !t.contains(['/', '@', ':']) => {
             Ok((n.to_string(), t.to_string()))
         }
-        _ => Err(format!("`{s}` is not NAME=TAG (a service name and an image tag)")),
+        _ => Err(format!(
+            "`{s}` is not NAME=TAG (a service name and an image tag)"
+        )),
     }
 }
 

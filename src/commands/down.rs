@@ -137,7 +137,9 @@ async fn release_cluster_load_balancers(
         _ => return,
     };
     if !client.ready().await.unwrap_or(false) {
-        printer.info("The Kubernetes API does not answer: its load balancers are deleted by their tags.");
+        printer.info(
+            "The Kubernetes API does not answer: its load balancers are deleted by their tags.",
+        );
         return;
     }
     match client

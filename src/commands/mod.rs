@@ -24,8 +24,8 @@ use crate::plan::{self as planner, Plan};
 use crate::providers::aws::state::LockInfo;
 use crate::providers::aws::Aws;
 use crate::providers::k8s::{Access, K8s};
-use std::collections::BTreeMap;
 use crate::ui::{Output, Printer};
+use std::collections::BTreeMap;
 
 pub struct Ctx {
     pub config_path: PathBuf,
@@ -155,7 +155,10 @@ fn api_address(
                 .resources
                 .values()
                 .filter(|o| o.id.kind() == Some(crate::model::Kind::LoadBalancer))
-                .find(|o| o.props.get("name").and_then(crate::model::Value::as_str) == Some(name.as_str()) || o.physical_id == name)?
+                .find(|o| {
+                    o.props.get("name").and_then(crate::model::Value::as_str) == Some(name.as_str())
+                        || o.physical_id == name
+                })?
                 .props
                 .get("dns_name")?
                 .as_str()?
@@ -293,7 +296,12 @@ pub async fn observe_and_plan_with(
         ));
     }
     if asked.phase.cluster() && config.provider == Provider::Aws {
-        notices.extend(desired::cluster(config, &facts, &asked.images, &mut desired)?);
+        notices.extend(desired::cluster(
+            config,
+            &facts,
+            &asked.images,
+            &mut desired,
+        )?);
     }
     if !asked.phase.aws() {
         // Only the cluster's objects are planned: AWS resources observed

@@ -115,8 +115,16 @@ fn deployment(v: &serde_json::Value) -> Workload {
         || int(v, "/status/replicas") > int(v, "/status/updatedReplicas")
         || int(v, "/status/availableReplicas") < int(v, "/status/updatedReplicas");
     Workload {
-        name: v.pointer("/metadata/name").and_then(|x| x.as_str()).unwrap_or("").into(),
-        namespace: v.pointer("/metadata/namespace").and_then(|x| x.as_str()).unwrap_or("").into(),
+        name: v
+            .pointer("/metadata/name")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .into(),
+        namespace: v
+            .pointer("/metadata/namespace")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .into(),
         kind: "Deployment",
         desired,
         ready: int(v, "/status/readyReplicas"),
@@ -132,8 +140,16 @@ fn deployment(v: &serde_json::Value) -> Workload {
 fn daemon_set(v: &serde_json::Value) -> Workload {
     let desired = int(v, "/status/desiredNumberScheduled");
     Workload {
-        name: v.pointer("/metadata/name").and_then(|x| x.as_str()).unwrap_or("").into(),
-        namespace: v.pointer("/metadata/namespace").and_then(|x| x.as_str()).unwrap_or("").into(),
+        name: v
+            .pointer("/metadata/name")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .into(),
+        namespace: v
+            .pointer("/metadata/namespace")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .into(),
         kind: "DaemonSet",
         desired,
         ready: int(v, "/status/numberReady"),

@@ -188,15 +188,16 @@ async fn wait_for_api(
         for o in aws.load_balancers().await.unwrap_or_default() {
             actual.insert(o);
         }
-        let state = match super::cluster_client(aws, config, &actual, ctx.api_server.as_deref()).await {
-            Ok(Some((client, url))) => match client.ready().await {
-                Ok(true) => return Ok(()),
-                Ok(false) => format!("{url}: not ready yet"),
-                Err(e) => format!("{url}: {}", e.detail()),
-            },
-            Ok(None) => "no API address or admin certificate yet".to_string(),
-            Err(e) => format!("{e:#}"),
-        };
+        let state =
+            match super::cluster_client(aws, config, &actual, ctx.api_server.as_deref()).await {
+                Ok(Some((client, url))) => match client.ready().await {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => format!("{url}: not ready yet"),
+                    Err(e) => format!("{url}: {}", e.detail()),
+                },
+                Ok(None) => "no API address or admin certificate yet".to_string(),
+                Err(e) => format!("{e:#}"),
+            };
         if started.elapsed() >= timeout {
             return Err(UserError::failed(
                 format!(
@@ -430,7 +431,16 @@ async fn locked(
             }
         };
         if !k8s_plan.is_empty() {
-            let k8s_outcome = cluster_phase(&client, &k8s_plan, &state, k8s_ids, &reporter, &opts, &interrupted).await?;
+            let k8s_outcome = cluster_phase(
+                &client,
+                &k8s_plan,
+                &state,
+                k8s_ids,
+                &reporter,
+                &opts,
+                &interrupted,
+            )
+            .await?;
             outcome.created += k8s_outcome.created;
             outcome.updated += k8s_outcome.updated;
             outcome.deleted += k8s_outcome.deleted;

@@ -493,7 +493,10 @@ fn services_config(
                 (Some(path), None) => {
                     return Err(src.at(
                         path,
-                        format!("services.{name}.readiness.http `{}` is not a path", path.get_ref()),
+                        format!(
+                            "services.{name}.readiness.http `{}` is not a path",
+                            path.get_ref()
+                        ),
                         "give the path the service answers on, e.g. http = \"/healthz\"",
                     ))
                 }
@@ -523,7 +526,10 @@ fn services_config(
                 return Err(src.error(
                     secrets_at.clone(),
                     format!("services.{name}.secrets.{var} `{param}` is not an SSM parameter name"),
-                    Some("give the parameter's full name, e.g. \"/scope/staging/db-password\"".into()),
+                    Some(
+                        "give the parameter's full name, e.g. \"/scope/staging/db-password\""
+                            .into(),
+                    ),
                 ));
             }
         }
@@ -576,7 +582,10 @@ fn service_resources(
             Some(q) if valid_quantity(q.get_ref()) => Ok(Some(q.get_ref().clone())),
             Some(q) => Err(src.at(
                 q,
-                format!("services.{name}.resources.{key} `{}` is not a quantity", q.get_ref()),
+                format!(
+                    "services.{name}.resources.{key} `{}` is not a quantity",
+                    q.get_ref()
+                ),
                 "write CPU as \"250m\" or \"1\" and memory as \"256Mi\" or \"1Gi\"",
             )),
         }

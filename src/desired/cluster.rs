@@ -122,7 +122,12 @@ pub fn cluster(
                 message: format!("--image names `{name}`, which is not a service of the config"),
                 hint: Some(format!(
                     "services are: {}",
-                    config.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                    config
+                        .services
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
                 at: None,
             });
@@ -155,11 +160,7 @@ pub fn cluster(
 
     let namespace = config.project.clone();
     let db = facts.database.as_ref();
-    let database_port = config
-        .database
-        .port
-        .or(db.map(|d| d.port))
-        .unwrap_or(5432);
+    let database_port = config.database.port.or(db.map(|d| d.port)).unwrap_or(5432);
     for obj in workloads::namespace(&workloads::NamespaceInputs {
         project: config.project.clone(),
         namespace: namespace.clone(),
@@ -297,7 +298,10 @@ mod tests {
         let obj = mk::to_object(&users.id, &users.props).unwrap();
         insta::assert_json_snapshot!("users_deployment", obj);
         let db = &d.resources[&ResourceId::parse("k8s/v1/Service/scope/database").unwrap()];
-        insta::assert_json_snapshot!("database_service", mk::to_object(&db.id, &db.props).unwrap());
+        insta::assert_json_snapshot!(
+            "database_service",
+            mk::to_object(&db.id, &db.props).unwrap()
+        );
         let frontend = &d.resources[&ResourceId::parse("k8s/v1/Service/scope/frontend").unwrap()];
         let spec = mk::to_json(&frontend.props["spec"]);
         assert_eq!(spec["type"], "NodePort");
@@ -334,9 +338,18 @@ mod tests {
 
         let mut config = example("staging");
         config.services.get_mut("ui").unwrap().initial_tag = None;
-        let err = cluster(&config, &sample_facts(), &BTreeMap::new(), &mut Desired::default())
-            .unwrap_err();
-        assert!(err.message.contains("services.ui has no image tag"), "{}", err.message);
+        let err = cluster(
+            &config,
+            &sample_facts(),
+            &BTreeMap::new(),
+            &mut Desired::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("services.ui has no image tag"),
+            "{}",
+            err.message
+        );
         assert!(err.hint.unwrap().contains("--image ui=TAG"));
     }
 
@@ -349,9 +362,16 @@ mod tests {
             .unwrap()
             .secrets
             .insert("DB_PASSWORD".into(), "/scope/staging/db-password".into());
-        let err = cluster(&config, &sample_facts(), &BTreeMap::new(), &mut Desired::default())
-            .unwrap_err();
-        assert!(err.message.contains("/scope/staging/db-password does not exist"));
+        let err = cluster(
+            &config,
+            &sample_facts(),
+            &BTreeMap::new(),
+            &mut Desired::default(),
+        )
+        .unwrap_err();
+        assert!(err
+            .message
+            .contains("/scope/staging/db-password does not exist"));
         let mut facts = sample_facts();
         facts.secrets.insert(
             "/scope/staging/db-password".into(),
@@ -364,10 +384,14 @@ mod tests {
         assert!(!text.contains("hunter2"));
         assert_eq!(
             secret.props["digest"],
-            Value::str(mk::data_digest([("DB_PASSWORD", mk::value_digest(b"hunter2").as_str())]))
+            Value::str(mk::data_digest([(
+                "DB_PASSWORD",
+                mk::value_digest(b"hunter2").as_str()
+            )]))
         );
         // The plan shows it only as sensitive.
-        let plan = crate::plan::plan("scope", "staging", &d, &Actual::default(), "fp".into()).unwrap();
+        let plan =
+            crate::plan::plan("scope", "staging", &d, &Actual::default(), "fp".into()).unwrap();
         let shown = crate::ui::render_plan(&plan, false);
         assert!(shown.contains("digest = (sensitive)"), "{shown}");
     }

@@ -148,9 +148,9 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         Value::Str(s) => serde_json::Value::String(s.clone()),
         Value::List(l) => serde_json::Value::Array(l.iter().map(to_json).collect()),
         Value::Ref(r) => serde_json::Value::String(r.target.to_string()),
-        Value::Map(m) => serde_json::Value::Object(
-            m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
-        ),
+        Value::Map(m) => {
+            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
     }
 }
 
@@ -381,7 +381,10 @@ mod tests {
                      "template": {"spec": {"containers": [{"name": "c", "args": ["b", "a"]}]}}},
         });
         let props = to_props(&DEPLOYMENT, &obj);
-        assert_eq!(props["selector"], v(serde_json::json!({"matchLabels": {"app": "users"}})));
+        assert_eq!(
+            props["selector"],
+            v(serde_json::json!({"matchLabels": {"app": "users"}}))
+        );
         assert!(props["spec"].as_map().unwrap().get("selector").is_none());
         let id = address(Kind::Deployment, Some("scope"), "users");
         assert_eq!(id.as_str(), "k8s/apps/v1/Deployment/scope/users");
@@ -392,13 +395,17 @@ mod tests {
 
     #[test]
     fn defaults_and_extra_elements_are_not_differences() {
-        let want = v(serde_json::json!({"replicas": 2, "template": {"spec": {"containers": [
-            {"name": "users", "image": "r/users:v1", "ports": [{"containerPort": 8080}]}]}}}));
-        let have = v(serde_json::json!({"replicas": 2, "progressDeadlineSeconds": 600,
+        let want = v(
+            serde_json::json!({"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "users", "image": "r/users:v1", "ports": [{"containerPort": 8080}]}]}}}),
+        );
+        let have = v(
+            serde_json::json!({"replicas": 2, "progressDeadlineSeconds": 600,
             "template": {"spec": {"containers": [
                 {"name": "users", "image": "r/users:v1", "imagePullPolicy": "IfNotPresent",
                  "ports": [{"containerPort": 8080, "protocol": "TCP"}]},
-                {"name": "sidecar", "image": "x"}]}}}));
+                {"name": "sidecar", "image": "x"}]}}}),
+        );
         let mut out = Vec::new();
         subset_diff("spec", &want, Some(&have), &mut out);
         assert!(out.is_empty(), "{out:?}");
@@ -406,10 +413,14 @@ mod tests {
 
     #[test]
     fn drift_is_reported_at_its_path() {
-        let want = v(serde_json::json!({"replicas": 2, "template": {"spec": {"containers": [
-            {"name": "users", "image": "r/users:v1", "args": ["a", "b"]}]}}}));
-        let have = v(serde_json::json!({"replicas": 5, "template": {"spec": {"containers": [
-            {"name": "users", "image": "r/users:v2", "args": ["a", "b", "c"]}]}}}));
+        let want = v(
+            serde_json::json!({"replicas": 2, "template": {"spec": {"containers": [
+            {"name": "users", "image": "r/users:v1", "args": ["a", "b"]}]}}}),
+        );
+        let have = v(
+            serde_json::json!({"replicas": 5, "template": {"spec": {"containers": [
+            {"name": "users", "image": "r/users:v2", "args": ["a", "b", "c"]}]}}}),
+        );
         let mut out = Vec::new();
         subset_diff("spec", &want, Some(&have), &mut out);
         let paths: Vec<&str> = out.iter().map(|l| l.path.as_str()).collect();

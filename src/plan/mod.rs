@@ -469,7 +469,10 @@ fn plan_inner(
     let mut notices = Vec::new();
     for o in actual.resources.values() {
         let kept = !destroying && o.id.kind().is_some_and(|k| k.kept_until_down());
-        if !destroying && !desired.resources.contains_key(&o.id) && o.id.kind().is_some_and(Kind::is_k8s) {
+        if !destroying
+            && !desired.resources.contains_key(&o.id)
+            && o.id.kind().is_some_and(Kind::is_k8s)
+        {
             if let Some(notice) = kept_from_prune(o, actual) {
                 notices.push(notice);
                 continue;

@@ -64,7 +64,10 @@ pub struct ServiceInputs {
     pub node_port: Option<u16>,
 }
 
-fn render(template: &'static str, ctx: &impl Serialize) -> Result<Vec<serde_json::Value>, RenderError> {
+fn render(
+    template: &'static str,
+    ctx: &impl Serialize,
+) -> Result<Vec<serde_json::Value>, RenderError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // `.yaml` names would otherwise get JSON auto-escaping (minijinja's

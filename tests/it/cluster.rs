@@ -153,3 +153,262 @@ fn a_test_cluster_that_never_starts_ends_with_its_owner() {
     // The port is free again.
     std::net::TcpListener::bind(addr).unwrap();
 }
+
+/// A config with services for the cluster phase: `extra_services` are
+/// appended (removing them later prunes them).
+fn product(env: &str, db: &str, extra_services: &str) -> String {
+    format!(
+        r#"project = "scope"
+
+[aws]
+region = "us-east-1"
+
+[cluster]
+nodes = {{ count = 2, instance_type = "m5.large" }}
+
+[network]
+placement = "beside-database"
+cidr = "172.31.128.0/20"
+
+[database]
+rds_instance = "{db}"
+
+[services.users]
+image = "registry.example/scope/users"
+replicas = 2
+port = 8080
+readiness = {{ http = "/healthz" }}
+env = {{ LOG_LEVEL = "info" }}
+initial_tag = "v1.4.2"
+
+[services.frontend]
+image = "registry.example/scope/frontend"
+port = 8080
+expose = "elb"
+initial_tag = "v1.4.2"
+{extra_services}
+[env.{env}]
+"#
+    )
+}
+
+fn plan_json(sb: &Sandbox, tc: &TestCluster, cfg: &Path, env: &str) -> Value {
+    let (code, out, err) = sb.run_in_cluster(tc, cfg, &["--env", env, "plan", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn addresses(plan: &Value) -> Vec<String> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["action"].as_str().unwrap(),
+                c["address"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// The cluster phase end to end: `up` builds the machines, waits for the
+/// API, applies add-ons and services; a fresh plan is empty; drift made with
+/// kubectl shows at its field and `up` restores it; a removed service is
+/// pruned while a look-alike with copied labels and a protected object
+/// survive; `status` shows the services; `down` ends it all.
+#[test]
+fn up_applies_the_cluster_restores_drift_and_prunes_only_its_own() {
+    let Some(_) = kubectl_binary() else {
+        eprintln!("skipped: kubectl is not on PATH");
+        return;
+    };
+    let sb = Sandbox::start();
+    let env = "it-k8s";
+    sb.prepare_db("k8s-db");
+    let reports =
+        "\n[services.reports]\nimage = \"registry.example/scope/reports\"\ninitial_tag = \"v2\"\n";
+    let audit =
+        "\n[services.audit]\nimage = \"registry.example/scope/audit\"\ninitial_tag = \"v3\"\n";
+    let cfg = sb.config(
+        "scope.toml",
+        &product(env, "k8s-db", &format!("{reports}{audit}")),
+    );
+    let tc = TestCluster::expect(&sb, &cfg, env, 3, cluster::config());
+
+    // Before the API exists, the cluster's objects are creates after it.
+    let (code, out, err) = sb.run_in_cluster(&tc, &cfg, &["--env", env, "plan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("+ k8s/apps/v1/Deployment/scope/users") && out.contains("after the API is up"),
+        "{out}"
+    );
+
+    let t = Instant::now();
+    let (_, err) = sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "up", "--yes"]);
+    eprintln!("up (AWS and cluster): {:.1} s", t.elapsed().as_secs_f64());
+    assert!(
+        err.contains("Waiting for the Kubernetes API") || tc.is_started(),
+        "{err}"
+    );
+    let (out, _) =
+        sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
+    assert!(out.contains("No changes"), "{out}");
+
+    // What was applied: the services, the database name, the add-ons.
+    let get = |args: &[&str]| tc.kubectl_ok(args);
+    let image = get(&[
+        "-n",
+        "scope",
+        "get",
+        "deploy",
+        "users",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "registry.example/scope/users:v1.4.2");
+    let ext = get(&[
+        "-n",
+        "scope",
+        "get",
+        "svc",
+        "database",
+        "-o",
+        "jsonpath={.spec.type} {.spec.externalName}",
+    ]);
+    assert!(ext.starts_with("ExternalName k8s-db."), "{ext}");
+    let managers = get(&[
+        "-n",
+        "scope",
+        "get",
+        "deploy",
+        "users",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(
+        managers.split_whitespace().any(|m| m == "scopectl"),
+        "{managers}"
+    );
+
+    // Drift: scaled and re-imaged with kubectl; the plan names the fields.
+    tc.kubectl_ok(&["-n", "scope", "scale", "deploy", "users", "--replicas=5"]);
+    tc.kubectl_ok(&[
+        "-n",
+        "scope",
+        "set",
+        "image",
+        "deploy/users",
+        "users=registry.example/scope/users:hotfix",
+    ]);
+    let plan = plan_json(&sb, &tc, &cfg, env);
+    let change = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "k8s/apps/v1/Deployment/scope/users")
+        .unwrap_or_else(|| panic!("no drift shown: {plan:#}"));
+    assert_eq!(change["action"], "update");
+    let fields: Vec<&str> = change["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.replicas",
+            "spec.template.spec.containers[users].image"
+        ],
+        "{change:#}"
+    );
+    assert_eq!(change["changed"][0]["before"], 5);
+    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "up", "--yes"]);
+    assert_eq!(
+        get(&[
+            "-n",
+            "scope",
+            "get",
+            "deploy",
+            "users",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "2"
+    );
+    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
+
+    // A look-alike with this env's labels that scopectl never applied, and
+    // `audit` protected from pruning.
+    let lookalike = tc.dir().join("lookalike.yaml");
+    std::fs::write(
+        &lookalike,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lookalike\n  namespace: scope\n  labels:\n    app.kubernetes.io/managed-by: scopectl\n    scopectl.io/project: scope\n    scopectl.io/env: it-k8s\ndata:\n  a: b\n",
+    )
+    .unwrap();
+    tc.kubectl_ok(&["apply", "-f", lookalike.to_str().unwrap()]);
+    tc.kubectl_ok(&[
+        "-n",
+        "scope",
+        "annotate",
+        "deploy",
+        "audit",
+        "scopectl.io/prune=disabled",
+    ]);
+
+    // `reports` and `audit` leave the config; the annotation protects the
+    // one object that carries it.
+    std::fs::write(&cfg, product(env, "k8s-db", "")).unwrap();
+    let plan = plan_json(&sb, &tc, &cfg, env);
+    let shown = addresses(&plan);
+    assert_eq!(
+        shown,
+        [
+            "delete k8s/apps/v1/Deployment/scope/reports",
+            "delete k8s/v1/Service/scope/audit",
+            "delete k8s/v1/Service/scope/reports",
+        ],
+        "{plan:#}"
+    );
+    assert_eq!(plan["changes"][0]["reason"]["type"], "not-in-config");
+    let notices = plan["notices"].to_string();
+    assert!(notices.contains("k8s/v1/ConfigMap/scope/lookalike carries this env's labels but scopectl never applied it"), "{notices}");
+    assert!(
+        notices.contains(
+            "k8s/apps/v1/Deployment/scope/audit is no longer in the config but is annotated"
+        ),
+        "{notices}"
+    );
+    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "up", "--yes"]);
+    let (code, _, _) = tc.kubectl(&["-n", "scope", "get", "deploy", "reports"]);
+    assert_ne!(code, 0, "reports was not pruned");
+    tc.kubectl_ok(&["-n", "scope", "get", "configmap", "lookalike"]);
+    tc.kubectl_ok(&["-n", "scope", "get", "deploy", "audit"]);
+    let (out, _) =
+        sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
+    assert!(
+        out.contains("annotated scopectl.io/prune: disabled; kept"),
+        "{out}"
+    );
+
+    // status: services with replicas and tags, add-ons, the API.
+    let (out, _) = sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "status"]);
+    assert!(
+        out.contains("cluster: API https://127.0.0.1:") && out.contains("(ready)"),
+        "{out}"
+    );
+    let users = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("users "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        users.contains("2/2 ready") && users.contains("tag v1.4.2"),
+        "{out}"
+    );
+
+    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "down", "--yes"]);
+    let left = sb.snapshot().owned(PROJECT, env);
+    assert!(left.is_empty(), "owned resources left: {left:#?}");
+}

@@ -121,7 +121,8 @@ impl K8s {
             b64(&access.cert_pem),
             b64(&access.key_pem)
         );
-        let bad = |e: String| ProviderError::fatal("configuring the Kubernetes client").caused_by(e);
+        let bad =
+            |e: String| ProviderError::fatal("configuring the Kubernetes client").caused_by(e);
         let kc = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| bad(e.to_string()))?;
         let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
@@ -201,7 +202,10 @@ impl K8s {
                 let id = mk::address(kind, ns.as_deref().filter(|_| a.namespaced), &name);
                 let mut props = mk::to_props(a, &json);
                 if kind == Kind::Secret {
-                    props.insert("digest".into(), crate::model::Value::str(secret::observed_digest(&json)));
+                    props.insert(
+                        "digest".into(),
+                        crate::model::Value::str(secret::observed_digest(&json)),
+                    );
                 }
                 if kind == Kind::Deployment {
                     if let Some(tag) = item
@@ -279,7 +283,9 @@ impl K8s {
         let lbs: Vec<(String, String)> = list
             .items
             .iter()
-            .filter(|s| s.data.pointer("/spec/type").and_then(|t| t.as_str()) == Some("LoadBalancer"))
+            .filter(|s| {
+                s.data.pointer("/spec/type").and_then(|t| t.as_str()) == Some("LoadBalancer")
+            })
             .map(|s| {
                 (
                     s.metadata.namespace.clone().unwrap_or_default(),

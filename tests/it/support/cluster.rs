@@ -224,6 +224,11 @@ impl<'a> TestCluster<'a> {
     /// `tls-server-name` keeping the API load balancer's name. Written once;
     /// [`TestCluster::refresh_kubeconfig`] writes it again (after a PKI
     /// rotation).
+    /// A directory of this cluster's own, for files a test writes.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn kubeconfig(&self) -> PathBuf {
         let mut k = self.kubeconfig.lock().unwrap_or_else(|e| e.into_inner());
         if k.is_none() {

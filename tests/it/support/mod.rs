@@ -471,6 +471,7 @@ rds_instance = "{db}"
 [services.users]
 image = "registry.example/scope/users"
 port = 8080
+initial_tag = "v1.0.0"
 
 [env.{env}]
 {extra}
