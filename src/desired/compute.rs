@@ -8,7 +8,7 @@ use super::network::{ELB, MASTERS, NODES};
 use super::{DesiredError, Facts};
 use crate::config::{Config, Expose};
 use crate::model::{Actual, Desired, Kind, Ownership, Props, ResourceId, Value};
-use crate::render::{user_data, UserData};
+use crate::render::{dns_service_ip, user_data, UserData};
 
 fn props<const N: usize>(items: [(&str, Value); N]) -> Props {
     items.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
@@ -228,6 +228,13 @@ pub fn compute(
     })?;
     let api_name = load_balancer_name(&cluster, "api");
     let state_prefix = format!("/scopectl/{}/{}/", config.project, config.env);
+    let dns_ip = dns_service_ip(&config.cluster.service_cidr).map_err(|e| {
+        DesiredError::new(
+            e.to_string(),
+            "give cluster.service_cidr a larger range, like 10.96.0.0/12",
+            None,
+        )
+    })?;
     let subnet_refs: Vec<Value> = zones
         .iter()
         .map(|z| Value::reference(&ResourceId::new(Kind::Subnet, &format!("nodes-{z}"))))
@@ -261,6 +268,7 @@ pub fn compute(
                 kubernetes_version: config.cluster.kubernetes_version.clone(),
                 service_cidr: config.cluster.service_cidr.to_string(),
                 pod_cidr: config.cluster.pod_cidr.to_string(),
+                dns_service_ip: dns_ip.to_string(),
                 domain: config.cluster.domain.clone(),
                 etcd_volume: if role == "master" {
                     ResourceId::new(Kind::Volume, &format!("etcd-{name}")).to_string()

@@ -1,5 +1,10 @@
-//! Pure: cloud-init user data from the templates in `templates/`, embedded in
-//! the binary. Undefined variables are errors, never empty strings.
+//! Pure: cloud-init user data and the cluster add-ons from the templates in
+//! `templates/`, embedded in the binary. Undefined variables are errors, never
+//! empty strings.
+
+pub mod addons;
+
+pub use addons::dns_service_ip;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -44,6 +49,9 @@ pub struct UserData {
     pub service_cidr: String,
     pub pod_cidr: String,
     pub domain: String,
+    /// The kubelets' clusterDNS: the tenth address of `service_cidr`, where
+    /// the `kube-dns` Service is (`addons::dns_service_ip`).
+    pub dns_service_ip: String,
     /// The `scopectl:id` of a master's etcd volume (`ec2/volume/etcd-master-N`),
     /// which its user data finds, mounts and keeps etcd on; empty for nodes.
     pub etcd_volume: String,
@@ -52,9 +60,35 @@ pub struct UserData {
 #[derive(Debug, thiserror::Error)]
 #[error("rendering {template}: {source}")]
 pub struct RenderError {
+    /// The template, or what was being rendered.
     pub template: &'static str,
     #[source]
-    pub source: minijinja::Error,
+    pub source: RenderCause,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderCause {
+    #[error(transparent)]
+    Template(#[from] minijinja::Error),
+    /// An input or a rendered document that is not what it must be.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RenderError {
+    pub fn template(template: &'static str, source: minijinja::Error) -> Self {
+        RenderError {
+            template,
+            source: source.into(),
+        }
+    }
+
+    pub fn invalid(template: &'static str, message: impl Into<String>) -> Self {
+        RenderError {
+            template,
+            source: RenderCause::Invalid(message.into()),
+        }
+    }
 }
 
 fn environment() -> Result<Environment<'static>, RenderError> {
@@ -62,10 +96,8 @@ fn environment() -> Result<Environment<'static>, RenderError> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     for (name, text) in TEMPLATES {
-        env.add_template(name, text).map_err(|source| RenderError {
-            template: name,
-            source,
-        })?;
+        env.add_template(name, text)
+            .map_err(|source| RenderError::template(name, source))?;
     }
     Ok(env)
 }
@@ -76,8 +108,10 @@ pub fn user_data(input: &UserData) -> Result<String, RenderError> {
     let env = environment()?;
     env.get_template(template)
         .and_then(|t| t.render(input))
-        .map_err(|source| RenderError { template, source })
+        .map_err(|source| RenderError::template(template, source))
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod validate_tests;

@@ -94,7 +94,7 @@ fn runcmd(text: &str) -> Vec<String> {
 }
 
 /// CI must run every check: a missing tool there is a failure, not a skip.
-fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var_os("CI").is_some()
 }
 
