@@ -91,10 +91,24 @@ impl RenderError {
     }
 }
 
+/// The text without its comment lines (`# ...` and `#` alone, in scripts
+/// and YAML alike); shebangs and ShellCheck directives stay. The templates
+/// keep their comments; the user data must fit EC2's 16 KiB.
+fn strip_comments(text: String) -> String {
+    text.split_inclusive('\n')
+        .filter(|line| {
+            let t = line.trim_start();
+            let comment = t.starts_with("# ") || t.trim_end() == "#";
+            !comment || t.starts_with("# shellcheck ")
+        })
+        .collect()
+}
+
 fn environment() -> Result<Environment<'static>, RenderError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    env.add_filter("strip_comments", strip_comments);
     for (name, text) in TEMPLATES {
         env.add_template(name, text)
             .map_err(|source| RenderError::template(name, source))?;
@@ -102,13 +116,28 @@ fn environment() -> Result<Environment<'static>, RenderError> {
     Ok(env)
 }
 
+/// EC2's limit on an instance's user data, in bytes before base64.
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+
 /// The `#cloud-config` user data of one instance.
 pub fn user_data(input: &UserData) -> Result<String, RenderError> {
     let template = "cloud-init.yaml.j2";
     let env = environment()?;
-    env.get_template(template)
+    let text = env
+        .get_template(template)
         .and_then(|t| t.render(input))
-        .map_err(|source| RenderError::template(template, source))
+        .map_err(|source| RenderError::template(template, source))?;
+    if text.len() > USER_DATA_LIMIT {
+        return Err(RenderError::invalid(
+            template,
+            format!(
+                "the user data of {} is {} bytes; EC2 takes at most {USER_DATA_LIMIT}",
+                input.name,
+                text.len()
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
