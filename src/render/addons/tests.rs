@@ -399,7 +399,8 @@ fn versions_are_pinned_in_one_place() {
 
 #[test]
 fn inputs_that_would_change_the_documents_are_errors() {
-    let cases: [(&str, fn(&mut AddonInputs)); 6] = [
+    type Change = fn(&mut AddonInputs);
+    let cases: [(&str, Change); 6] = [
         ("domain", |i| i.domain = "cluster.local\n  x: y".into()),
         ("pod_cidr", |i| i.pod_cidr = "10.244.0.0".into()),
         ("dns_service_ip", |i| {
