@@ -16,11 +16,6 @@ fn nth(net: &ipnet::Ipv4Net, n: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(net.network()).saturating_add(n))
 }
 
-/// The kubelet's `clusterDNS`, where the `kube-dns` Service must be.
-pub fn dns_service_ip(config: &Config) -> Ipv4Addr {
-    nth(&config.cluster.service_cidr, 10)
-}
-
 /// The private zone the RDS endpoint is in, and the resolver that answers
 /// it with private addresses: the database VPC's own (base + 2) beside it;
 /// the cluster VPC's, which resolves the peer's names privately, when peered.
@@ -141,7 +136,9 @@ pub fn cluster(
             region: config.aws.region.clone(),
             pod_cidr: config.cluster.pod_cidr.to_string(),
             service_cidr: config.cluster.service_cidr.to_string(),
-            dns_service_ip: dns_service_ip(config).to_string(),
+            dns_service_ip: crate::render::dns_service_ip(&config.cluster.service_cidr)
+                .map_err(render_error)?
+                .to_string(),
             domain: config.cluster.domain.clone(),
             database_zone,
             database_resolver,
@@ -319,6 +316,30 @@ mod tests {
                 .check(&r.props, true)
                 .unwrap_or_else(|e| panic!("{}: {e}", r.id));
         }
+    }
+
+    /// Every object of every example env (add-ons, namespace, services)
+    /// passes the official schemas of the env's Kubernetes version.
+    #[test]
+    fn every_object_passes_the_kubernetes_schemas() {
+        for env in ["staging", "prod", "sandbox", "sandbox-peered"] {
+            let config = example(env);
+            let d = objects(env, &sample_facts());
+            let all: Vec<serde_json::Value> = d
+                .resources
+                .values()
+                .map(|r| mk::to_object(&r.id, &r.props).unwrap())
+                .collect();
+            assert!(all.len() > 20, "{env}: {}", all.len());
+            crate::render::validate_tests::validate_k8s(&all, &config.cluster.kubernetes_version);
+        }
+    }
+
+    #[test]
+    fn the_addresses_of_the_example() {
+        let d = objects("staging", &sample_facts());
+        let ids: Vec<&str> = d.resources.keys().map(|id| id.as_str()).collect();
+        insta::assert_snapshot!("cluster_addresses_staging", ids.join("\n"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::network::{ELB, MASTERS, NODES};
 use super::{DesiredError, Facts};
 use crate::config::{Config, Expose};
 use crate::model::{Actual, Desired, Kind, Ownership, Props, ResourceId, Value};
-use crate::render::{user_data, UserData};
+use crate::render::{dns_service_ip, user_data, UserData};
 
 fn props<const N: usize>(items: [(&str, Value); N]) -> Props {
     items.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
@@ -82,6 +82,13 @@ fn policy(config: &Config, role: &str) -> String {
             "Condition": {"StringEquals": {"kms:ViaService": format!("ssm.{}.amazonaws.com", config.aws.region)}},
         }),
     ];
+    // The cloud controller manager's documented policies
+    // (kubernetes/cloud-provider-aws, docs/prerequisites.md, at the tags
+    // pinned in templates/addons/versions.toml): the control plane's on the
+    // masters, where it runs, with `elasticloadbalancing:*` for its list of
+    // ELB actions; the nodes' on the nodes. Beyond them: the user data reads
+    // the API balancer's name (every instance) and finds its etcd volume
+    // (masters: ec2:DescribeVolumes, in the list).
     let cloud_provider: &[&str] = if role == "master" {
         &[
             "ec2:DescribeInstances",
@@ -91,6 +98,8 @@ fn policy(config: &Config, role: &str) -> String {
             "ec2:DescribeSubnets",
             "ec2:DescribeVolumes",
             "ec2:DescribeVpcs",
+            "ec2:DescribeAvailabilityZones",
+            "ec2:DescribeInstanceTopology",
             "ec2:CreateSecurityGroup",
             "ec2:CreateTags",
             "ec2:CreateVolume",
@@ -105,6 +114,9 @@ fn policy(config: &Config, role: &str) -> String {
             "ec2:AuthorizeSecurityGroupIngress",
             "ec2:RevokeSecurityGroupIngress",
             "elasticloadbalancing:*",
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeLaunchConfigurations",
+            "autoscaling:DescribeTags",
             "iam:CreateServiceLinkedRole",
             "kms:DescribeKey",
         ]
@@ -116,6 +128,9 @@ fn policy(config: &Config, role: &str) -> String {
             "ecr:BatchCheckLayerAvailability",
             "ecr:GetDownloadUrlForLayer",
             "ecr:BatchGetImage",
+            "ecr:GetRepositoryPolicy",
+            "ecr:DescribeRepositories",
+            "ecr:ListImages",
             "elasticloadbalancing:DescribeLoadBalancers",
         ]
     };
@@ -228,6 +243,13 @@ pub fn compute(
     })?;
     let api_name = load_balancer_name(&cluster, "api");
     let state_prefix = format!("/scopectl/{}/{}/", config.project, config.env);
+    let dns_ip = dns_service_ip(&config.cluster.service_cidr).map_err(|e| {
+        DesiredError::new(
+            e.to_string(),
+            "give cluster.service_cidr a larger range, like 10.96.0.0/12",
+            None,
+        )
+    })?;
     let subnet_refs: Vec<Value> = zones
         .iter()
         .map(|z| Value::reference(&ResourceId::new(Kind::Subnet, &format!("nodes-{z}"))))
@@ -261,6 +283,7 @@ pub fn compute(
                 kubernetes_version: config.cluster.kubernetes_version.clone(),
                 service_cidr: config.cluster.service_cidr.to_string(),
                 pod_cidr: config.cluster.pod_cidr.to_string(),
+                dns_service_ip: dns_ip.to_string(),
                 domain: config.cluster.domain.clone(),
                 etcd_volume: if role == "master" {
                     ResourceId::new(Kind::Volume, &format!("etcd-{name}")).to_string()
@@ -306,7 +329,9 @@ pub fn compute(
         Kind::SecurityGroup,
         ELB,
     ))]);
-    let mut balancer = |name: &str, port: i64, target: i64, role: &str, count: u32| {
+    // TCP to TCP (client certificates reach the API servers), a TCP health
+    // check every 10 s (5 s timeout, 2/2 thresholds, as kops), cross-zone.
+    let mut balancer = |name: &str, port: i64, target: i64, role: &str, count: u32, idle: i64| {
         let lb = d.add(
             ResourceId::new(Kind::LoadBalancer, name),
             owned,
@@ -339,6 +364,7 @@ pub fn compute(
                     map([
                         ("cross_zone", Value::Bool(true)),
                         ("draining_seconds", Value::Int(300)),
+                        ("idle_timeout_seconds", Value::Int(idle)),
                     ]),
                 ),
             ]),
@@ -355,7 +381,16 @@ pub fn compute(
             );
         }
     };
-    balancer("api", 443, 6443, "master", config.cluster.masters.count);
+    // The API's: 300 s idle before the balancer cuts a connection (its
+    // default 60 s cuts long watches, logs and exec sessions).
+    balancer(
+        "api",
+        443,
+        6443,
+        "master",
+        config.cluster.masters.count,
+        300,
+    );
     for (name, service) in &config.services {
         if service.expose != Expose::Elb {
             continue;
@@ -376,7 +411,128 @@ pub fn compute(
             i64::from(node_port),
             "node",
             config.cluster.nodes.count,
+            60,
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use crate::config;
+    use crate::desired::{desired, tests::sample_facts};
+    use crate::model::{Kind, ResourceId, Value};
+
+    fn example() -> crate::model::Desired {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/scope.toml"))
+                .unwrap();
+        let config = config::parse(Path::new("examples/scope.toml"), &text, "staging").unwrap();
+        desired(&config, &sample_facts()).unwrap()
+    }
+
+    /// The actions a role's policy allows on every resource.
+    fn allowed(d: &crate::model::Desired, role: &str) -> BTreeSet<String> {
+        let profile = &d.resources[&ResourceId::new(Kind::InstanceProfile, role)];
+        let policy: serde_json::Value =
+            serde_json::from_str(profile.props["policy"].as_str().unwrap()).unwrap();
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Resource"] == serde_json::json!(["*"]) && s.get("Condition").is_none())
+            .flat_map(|s| s["Action"].as_array().unwrap().clone())
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn covers(allowed: &BTreeSet<String>, action: &str) -> bool {
+        allowed.contains(action)
+            || allowed
+                .iter()
+                .any(|a| a.strip_suffix('*').is_some_and(|p| action.starts_with(p)))
+    }
+
+    /// kubernetes/cloud-provider-aws docs/prerequisites.md (v1.32.8): the
+    /// control plane policy on the masters, the node policy on the nodes.
+    #[test]
+    fn instance_roles_hold_the_cloud_controller_managers_documented_policies() {
+        let control_plane = "autoscaling:DescribeAutoScalingGroups autoscaling:DescribeLaunchConfigurations \
+            autoscaling:DescribeTags ec2:DescribeInstances ec2:DescribeRegions ec2:DescribeRouteTables \
+            ec2:DescribeSecurityGroups ec2:DescribeSubnets ec2:DescribeVolumes ec2:DescribeAvailabilityZones \
+            ec2:CreateSecurityGroup ec2:CreateTags ec2:CreateVolume ec2:ModifyInstanceAttribute \
+            ec2:ModifyVolume ec2:AttachVolume ec2:AuthorizeSecurityGroupIngress ec2:CreateRoute \
+            ec2:DeleteRoute ec2:DeleteSecurityGroup ec2:DeleteVolume ec2:DetachVolume \
+            ec2:RevokeSecurityGroupIngress ec2:DescribeVpcs ec2:DescribeInstanceTopology \
+            elasticloadbalancing:AddTags elasticloadbalancing:AttachLoadBalancerToSubnets \
+            elasticloadbalancing:ApplySecurityGroupsToLoadBalancer elasticloadbalancing:CreateLoadBalancer \
+            elasticloadbalancing:CreateLoadBalancerPolicy elasticloadbalancing:CreateLoadBalancerListeners \
+            elasticloadbalancing:ConfigureHealthCheck elasticloadbalancing:DeleteLoadBalancer \
+            elasticloadbalancing:DeleteLoadBalancerListeners elasticloadbalancing:DescribeLoadBalancers \
+            elasticloadbalancing:DescribeLoadBalancerAttributes elasticloadbalancing:DetachLoadBalancerFromSubnets \
+            elasticloadbalancing:DeregisterInstancesFromLoadBalancer elasticloadbalancing:ModifyLoadBalancerAttributes \
+            elasticloadbalancing:RegisterInstancesWithLoadBalancer \
+            elasticloadbalancing:SetLoadBalancerPoliciesForBackendServer elasticloadbalancing:CreateListener \
+            elasticloadbalancing:CreateTargetGroup elasticloadbalancing:DeleteListener \
+            elasticloadbalancing:DeleteTargetGroup elasticloadbalancing:DescribeListeners \
+            elasticloadbalancing:DescribeLoadBalancerPolicies elasticloadbalancing:DescribeTargetGroups \
+            elasticloadbalancing:DescribeTargetHealth elasticloadbalancing:ModifyListener \
+            elasticloadbalancing:ModifyTargetGroup elasticloadbalancing:RegisterTargets \
+            elasticloadbalancing:DeregisterTargets elasticloadbalancing:SetLoadBalancerPoliciesOfListener \
+            elasticloadbalancing:SetSecurityGroups iam:CreateServiceLinkedRole kms:DescribeKey";
+        let node = "ec2:DescribeInstances ec2:DescribeRegions ecr:GetAuthorizationToken \
+            ecr:BatchCheckLayerAvailability ecr:GetDownloadUrlForLayer ecr:GetRepositoryPolicy \
+            ecr:DescribeRepositories ecr:ListImages ecr:BatchGetImage";
+        let d = example();
+        for (role, documented) in [("master", control_plane), ("node", node)] {
+            let allowed = allowed(&d, role);
+            for action in documented.split_whitespace() {
+                assert!(covers(&allowed, action), "{role}: no {action}");
+            }
+            // The user data reads the API balancer's DNS name.
+            assert!(
+                covers(&allowed, "elasticloadbalancing:DescribeLoadBalancers"),
+                "{role}"
+            );
+        }
+        // Nodes change nothing in EC2 or the balancers.
+        let node = allowed(&d, "node");
+        assert!(
+            node.iter().all(|a| a.starts_with("ec2:Describe")
+                || a.starts_with("ecr:")
+                || a == "elasticloadbalancing:DescribeLoadBalancers"),
+            "{node:?}"
+        );
+    }
+
+    /// KUBEADM-ON-EC2: TCP to TCP, a TCP health check on 6443 every 10 s
+    /// (timeout 5 s, 2/2), cross-zone, idle timeout of at least 300 s.
+    #[test]
+    fn the_api_balancer_passes_tcp_through_and_keeps_long_connections() {
+        let d = example();
+        let lb = &d.resources[&ResourceId::new(Kind::LoadBalancer, "api")].props;
+        let map = |v: &Value| v.as_map().unwrap().clone();
+        let listeners = lb["listeners"].as_list();
+        assert_eq!(listeners.len(), 1);
+        let l = map(&listeners[0]);
+        assert_eq!(l["protocol"].as_str(), Some("TCP"));
+        assert_eq!(l["instance_protocol"].as_str(), Some("TCP"));
+        assert_eq!(l["instance_port"].as_int(), Some(6443));
+        let h = map(&lb["health_check"]);
+        assert_eq!(h["target"].as_str(), Some("TCP:6443"));
+        for (k, v) in [
+            ("interval", 10),
+            ("timeout", 5),
+            ("healthy", 2),
+            ("unhealthy", 2),
+        ] {
+            assert_eq!(h[k].as_int(), Some(v), "{k}");
+        }
+        let a = map(&lb["attributes"]);
+        assert_eq!(a["cross_zone"].as_bool(), Some(true));
+        assert!(a["idle_timeout_seconds"].as_int().unwrap() >= 300);
+    }
 }

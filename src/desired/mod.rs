@@ -6,7 +6,7 @@ mod facts;
 mod network;
 mod pki;
 
-pub use cluster::{cluster, dns_service_ip};
+pub use cluster::cluster;
 pub use compute::{canonical_json, keep_images, load_balancer_name, ETCD_DEVICE};
 pub use facts::*;
 pub use network::to_database_name;

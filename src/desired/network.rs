@@ -329,13 +329,18 @@ fn security_groups(config: &Config, vpc_value: Value, d: &mut Desired) -> Value 
             rule_set(Value::reference(group), rules),
         );
     };
-    // kops' layout: masters and nodes talk freely, except that only masters reach etcd.
+    // kops' layout: masters and nodes talk freely, except that only masters
+    // reach etcd (kubeadm's: client 2379, peers 2380, metrics 2381). Flows
+    // the cluster needs, all inside these: the pod network's VXLAN (UDP 8472)
+    // between every two instances, nodes to the API servers (6443), masters
+    // to the kubelets (10250), etcd between masters, the balancers to the
+    // NodePorts and to the API servers.
     ingress(
         MASTERS,
         &masters,
         vec![
             rule("-1", -1, -1, m.clone(), "masters to masters"),
-            rule("tcp", 1, 2379, n.clone(), "nodes to masters (below etcd)"),
+            rule("tcp", 1, 2378, n.clone(), "nodes to masters (below etcd)"),
             rule(
                 "tcp",
                 2382,
@@ -508,3 +513,7 @@ fn check_free(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "network_tests.rs"]
+mod tests;

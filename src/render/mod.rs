@@ -1,7 +1,11 @@
-//! Pure: cloud-init user data from the templates in `templates/`, embedded in
-//! the binary. Undefined variables are errors, never empty strings.
+//! Pure: cloud-init user data and the cluster add-ons from the templates in
+//! `templates/`, embedded in the binary. Undefined variables are errors, never
+//! empty strings.
 
 pub mod addons;
+
+pub use addons::dns_service_ip;
+
 pub mod workloads;
 
 use minijinja::{Environment, UndefinedBehavior};
@@ -47,6 +51,9 @@ pub struct UserData {
     pub service_cidr: String,
     pub pod_cidr: String,
     pub domain: String,
+    /// The kubelets' clusterDNS: the tenth address of `service_cidr`, where
+    /// the `kube-dns` Service is (`addons::dns_service_ip`).
+    pub dns_service_ip: String,
     /// The `scopectl:id` of a master's etcd volume (`ec2/volume/etcd-master-N`),
     /// which its user data finds, mounts and keeps etcd on; empty for nodes.
     pub etcd_volume: String,
@@ -55,9 +62,48 @@ pub struct UserData {
 #[derive(Debug, thiserror::Error)]
 #[error("rendering {template}: {source}")]
 pub struct RenderError {
+    /// The template, or what was being rendered.
     pub template: &'static str,
     #[source]
-    pub source: minijinja::Error,
+    pub source: RenderCause,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderCause {
+    #[error(transparent)]
+    Template(#[from] minijinja::Error),
+    /// An input or a rendered document that is not what it must be.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RenderError {
+    pub fn template(template: &'static str, source: minijinja::Error) -> Self {
+        RenderError {
+            template,
+            source: source.into(),
+        }
+    }
+
+    pub fn invalid(template: &'static str, message: impl Into<String>) -> Self {
+        RenderError {
+            template,
+            source: RenderCause::Invalid(message.into()),
+        }
+    }
+}
+
+/// The text without its comment lines (`# ...` and `#` alone, in scripts
+/// and YAML alike); shebangs and ShellCheck directives stay. The templates
+/// keep their comments; the user data must fit EC2's 16 KiB.
+fn strip_comments(text: String) -> String {
+    text.split_inclusive('\n')
+        .filter(|line| {
+            let t = line.trim_start();
+            let comment = t.starts_with("# ") || t.trim_end() == "#";
+            !comment || t.starts_with("# shellcheck ")
+        })
+        .collect()
 }
 
 fn environment() -> Result<Environment<'static>, RenderError> {
@@ -67,23 +113,39 @@ fn environment() -> Result<Environment<'static>, RenderError> {
     // `json` feature): values are quoted explicitly with `tojson`.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.set_keep_trailing_newline(true);
+    env.add_filter("strip_comments", strip_comments);
     for (name, text) in TEMPLATES {
-        env.add_template(name, text).map_err(|source| RenderError {
-            template: name,
-            source,
-        })?;
+        env.add_template(name, text)
+            .map_err(|source| RenderError::template(name, source))?;
     }
     Ok(env)
 }
+
+/// EC2's limit on an instance's user data, in bytes before base64.
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
 
 /// The `#cloud-config` user data of one instance.
 pub fn user_data(input: &UserData) -> Result<String, RenderError> {
     let template = "cloud-init.yaml.j2";
     let env = environment()?;
-    env.get_template(template)
+    let text = env
+        .get_template(template)
         .and_then(|t| t.render(input))
-        .map_err(|source| RenderError { template, source })
+        .map_err(|source| RenderError::template(template, source))?;
+    if text.len() > USER_DATA_LIMIT {
+        return Err(RenderError::invalid(
+            template,
+            format!(
+                "the user data of {} is {} bytes; EC2 takes at most {USER_DATA_LIMIT}",
+                input.name,
+                text.len()
+            ),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod validate_tests;

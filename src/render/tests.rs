@@ -94,7 +94,7 @@ fn runcmd(text: &str) -> Vec<String> {
 }
 
 /// CI must run every check: a missing tool there is a failure, not a skip.
-fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var_os("CI").is_some()
 }
 
@@ -120,6 +120,39 @@ fn user_data_holds_no_secret_and_names_the_instance() {
         }
         let instance = name.rsplit('/').next().unwrap();
         assert!(text.contains(&format!("-{instance}\n")), "{name}");
+    }
+}
+
+/// EC2 refuses user data over 16 KiB (before base64): the largest, a
+/// joining master's, fits with room to spare.
+#[test]
+fn user_data_fits_ec2s_limit() {
+    let all = rendered_with_ha();
+    let (name, largest) = all.iter().max_by_key(|(_, t)| t.len()).unwrap();
+    assert!(
+        largest.len() <= crate::render::USER_DATA_LIMIT * 15 / 16,
+        "{name}: {} bytes",
+        largest.len()
+    );
+}
+
+/// Comment lines go; shebangs, ShellCheck directives and everything else
+/// stay, line for line.
+#[test]
+fn comment_lines_are_stripped_from_the_files_in_user_data() {
+    let text = "#!/bin/sh\n# a comment\n  # indented\n#\n# shellcheck source=/dev/null\nx=1 # trailing\necho '#x'\n";
+    assert_eq!(
+        super::strip_comments(text.to_string()),
+        "#!/bin/sh\n# shellcheck source=/dev/null\nx=1 # trailing\necho '#x'\n"
+    );
+    for (name, text) in rendered() {
+        for (path, script) in scripts(&text) {
+            assert!(
+                !script.lines().any(|l| l.trim_start().starts_with("# ")
+                    && !l.trim_start().starts_with("# shellcheck ")),
+                "{name}: {path}"
+            );
+        }
     }
 }
 
@@ -326,4 +359,135 @@ fn masters_keep_etcd_on_their_volume_and_nodes_do_not() {
         masters >= 5 && joining_masters >= 2 && nodes > 0,
         "{masters} {joining_masters} {nodes}"
     );
+}
+
+/// The kubeadm config a user data writes (`kubeadm.yaml.in`), by kind.
+fn kubeadm_documents(text: &str) -> Vec<serde_json::Value> {
+    let doc: serde_norway::Value = serde_norway::from_str(text).unwrap();
+    let config = doc["write_files"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str() == Some("/etc/kubernetes/scopectl/kubeadm.yaml.in"))
+        .and_then(|f| f["content"].as_str())
+        .expect("user data writes kubeadm.yaml.in")
+        .to_string();
+    super::addons::documents("kubeadm.yaml.in", &config).unwrap()
+}
+
+/// KUBEADM-ON-EC2: nodes named as EC2 names the instance (substituted at
+/// boot from the instance metadata), CoreDNS skipped (scopectl's add-on owns
+/// it), the kubelets' DNS at the tenth service address through resolved's
+/// upstream list with the systemd cgroup driver, the cloud left to the cloud
+/// controller manager and no cloud-provider flag on the API server.
+#[test]
+fn kubeadm_configs_follow_the_ec2_facts() {
+    let (mut inits, mut joins) = (0, 0);
+    for (name, text) in rendered_with_ha() {
+        let docs = kubeadm_documents(&text);
+        let kind = |k: &str| docs.iter().find(|d| d["kind"] == k);
+        let registration = if let Some(init) = kind("InitConfiguration") {
+            inits += 1;
+            assert_eq!(
+                init["skipPhases"],
+                serde_json::json!(["addon/coredns"]),
+                "{name}"
+            );
+            let cluster = kind("ClusterConfiguration").expect(&name);
+            assert!(cluster.get("apiServer").is_none(), "{name}: {cluster}");
+            assert_eq!(
+                cluster["controllerManager"]["extraArgs"],
+                serde_json::json!([{"name": "cloud-provider", "value": "external"}]),
+                "{name}"
+            );
+            let kubelet = kind("KubeletConfiguration").expect(&name);
+            assert_eq!(kubelet["apiVersion"], "kubelet.config.k8s.io/v1beta1");
+            assert_eq!(kubelet["clusterDNS"], serde_json::json!(["10.96.0.10"]));
+            assert_eq!(kubelet["resolvConf"], "/run/systemd/resolve/resolv.conf");
+            assert_eq!(kubelet["cgroupDriver"], "systemd");
+            assert_eq!(
+                kubelet["clusterDomain"], cluster["networking"]["dnsDomain"],
+                "{name}"
+            );
+            init["nodeRegistration"].clone()
+        } else {
+            joins += 1;
+            let join = kind("JoinConfiguration").expect(&name);
+            assert_eq!(docs.len(), 1, "{name}");
+            join["nodeRegistration"].clone()
+        };
+        assert_eq!(registration["name"], "@NODE_NAME@", "{name}");
+        assert_eq!(
+            registration["kubeletExtraArgs"],
+            serde_json::json!([{"name": "cloud-provider", "value": "external"}]),
+            "{name}"
+        );
+
+        let (_, state) = scripts(&text)
+            .into_iter()
+            .find(|(p, _)| p == "/usr/local/sbin/scopectl-state")
+            .unwrap();
+        assert!(
+            state.contains("-e \"s|@NODE_NAME@|$node|\""),
+            "{name}: @NODE_NAME@ is never substituted"
+        );
+        assert!(state.contains("latest/meta-data/local-hostname"), "{name}");
+    }
+    assert!(inits >= 4 && joins >= 6, "{inits} {joins}");
+}
+
+/// The machine as the kubelet and flannel need it: swap off for good,
+/// containerd on the systemd cgroup driver, the CNI plugins in /opt/cni/bin,
+/// the kernel modules and sysctls loaded before anything runs.
+#[test]
+fn the_machine_is_prepared_for_the_kubelet_and_the_pod_network() {
+    for (name, text) in rendered() {
+        let (_, install) = scripts(&text)
+            .into_iter()
+            .find(|(p, _)| p == "/usr/local/sbin/scopectl-install")
+            .unwrap();
+        for line in [
+            "swapoff -a\n",
+            "[[:space:]]swap[[:space:]]/ s/^/#/' /etc/fstab\n",
+            "sed 's/SystemdCgroup = false/SystemdCgroup = true/'",
+            "grep -q 'SystemdCgroup = true' /etc/containerd/config.toml",
+            "apt-get install -y kubelet kubeadm kubectl kubernetes-cni\n",
+            "for plugin in bridge host-local loopback portmap; do\n",
+        ] {
+            assert!(install.contains(line), "{name}: no {line:?}");
+        }
+        let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+        let file = |path: &str| {
+            doc["write_files"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|f| f["path"].as_str() == Some(path))
+                .and_then(|f| f["content"].as_str())
+                .unwrap_or_else(|| panic!("{name}: no {path}"))
+                .to_string()
+        };
+        assert_eq!(
+            file("/etc/modules-load.d/k8s.conf"),
+            "overlay\nbr_netfilter\n"
+        );
+        let sysctl = file("/etc/sysctl.d/k8s.conf");
+        for s in [
+            "net.bridge.bridge-nf-call-iptables = 1",
+            "net.ipv4.ip_forward = 1",
+        ] {
+            assert!(sysctl.contains(s), "{name}: {s}");
+        }
+        let commands = runcmd(&text);
+        assert_eq!(
+            commands[..4],
+            [
+                "modprobe overlay",
+                "modprobe br_netfilter",
+                "sysctl --system",
+                "/usr/local/sbin/scopectl-install"
+            ],
+            "{name}"
+        );
+    }
 }

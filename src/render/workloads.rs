@@ -74,40 +74,15 @@ fn render(
     // `json` feature): values are quoted explicitly with `tojson`.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     for (name, text) in TEMPLATES {
-        env.add_template(name, text).map_err(|source| RenderError {
-            template: name,
-            source,
-        })?;
+        env.add_template(name, text)
+            .map_err(|e| RenderError::template(name, e))?;
     }
     let text = env
         .get_template(template)
         .and_then(|t| t.render(ctx))
-        .map_err(|source| RenderError { template, source })?;
-    parse_documents(template, &text)
+        .map_err(|e| RenderError::template(template, e))?;
+    super::addons::documents(template, &text)
 }
-
-/// Multi-document YAML to JSON objects (empty documents skipped).
-pub fn parse_documents(
-    template: &'static str,
-    text: &str,
-) -> Result<Vec<serde_json::Value>, RenderError> {
-    let mut out = Vec::new();
-    for doc in serde_norway::Deserializer::from_str(text) {
-        let v = serde_json::Value::deserialize(doc).map_err(|e| RenderError {
-            template,
-            source: minijinja::Error::new(
-                minijinja::ErrorKind::BadSerialization,
-                format!("the rendered YAML does not parse: {e}"),
-            ),
-        })?;
-        if !v.is_null() {
-            out.push(v);
-        }
-    }
-    Ok(out)
-}
-
-use serde::Deserialize as _;
 
 pub fn namespace(inputs: &NamespaceInputs) -> Result<Vec<serde_json::Value>, RenderError> {
     render("workloads/namespace.yaml.j2", inputs)
