@@ -267,8 +267,7 @@ pub async fn observe_and_plan_with(
             if let Some((client, _url)) = client {
                 // Not answering yet (a first `up`, masters booting) is not
                 // an error: the cluster's objects are planned as creates.
-                if client.ready().await.unwrap_or(false) {
-                    let seen = client.observe().await.context("observing the cluster")?;
+                if let Some(seen) = client.observe().await.context("observing the cluster")? {
                     facts.tags = seen.tags;
                     for o in seen.objects {
                         actual.insert(o);

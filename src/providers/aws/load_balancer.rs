@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_elasticloadbalancing::types::{
-    ConnectionDraining, CrossZoneLoadBalancing, HealthCheck, Listener, LoadBalancerAttributes,
+    ConnectionDraining, ConnectionSettings, CrossZoneLoadBalancing, HealthCheck, Listener, LoadBalancerAttributes,
     LoadBalancerDescription, Tag,
 };
 
@@ -281,7 +281,8 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 }
 
 /// The health check and the attributes (cross-zone balancing, connection
-/// draining); both idempotent.
+/// draining, the idle timeout: long watches and exec streams through the
+/// API's balancer outlive the 60 s default); both idempotent.
 pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderError> {
     configure_health_check(aws, r, name).await?;
     let attrs = r
@@ -307,6 +308,15 @@ pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderE
                 .enabled(draining > 0)
                 .timeout(draining)
                 .build(),
+        )
+        .connection_settings(
+            ConnectionSettings::builder()
+                .idle_timeout(match int(&attrs, "idle_timeout_seconds") {
+                    0 => 60,
+                    n => n,
+                })
+                .build()
+                .map_err(|e| ProviderError::fatal("the idle timeout").caused_by(e.to_string()))?,
         )
         .build();
     let attributes = &attributes;

@@ -162,28 +162,44 @@ impl K8s {
         }
     }
 
-    /// Lists every kind once by this env's labels (all namespaces), at once.
-    pub async fn observe(&self) -> Result<Observation, ProviderError> {
+    /// Lists every kind once by this env's labels (all namespaces), at once:
+    /// one call per kind. None when the API does not answer at all (not up
+    /// yet: every list failed to connect or got 5xx); a list that fails
+    /// while others answer is retried with backoff.
+    pub async fn observe(&self) -> Result<Option<Observation>, ProviderError> {
         let selector = mk::selector(&self.owner.project, &self.owner.env);
-        let lists = futures::future::try_join_all(
-            Kind::ALL
-                .iter()
-                .filter_map(|k| k.k8s().map(|a| (*k, a)))
-                .map(|(kind, a)| {
-                    let api = self.api(a, None);
-                    let lp = ListParams::default().labels(&selector);
-                    async move {
-                        let list = retried(|| async {
-                            api.list(&lp)
-                                .await
-                                .map_err(|e| error(&format!("listing {}", a.plural), e))
-                        })
-                        .await?;
-                        Ok::<_, ProviderError>((kind, a, list.items))
-                    }
-                }),
-        )
-        .await?;
+        let lp = ListParams::default().labels(&selector);
+        let kinds: Vec<(Kind, &'static ApiKind)> = Kind::ALL
+            .iter()
+            .filter_map(|k| k.k8s().map(|a| (*k, a)))
+            .collect();
+        let list = |a: &'static ApiKind| {
+            let api = self.api(a, None);
+            let lp = lp.clone();
+            async move {
+                api.list(&lp)
+                    .await
+                    .map_err(|e| error(&format!("listing {}", a.plural), e))
+            }
+        };
+        let first = futures::future::join_all(kinds.iter().map(|(_, a)| list(a))).await;
+        if first.iter().all(|r| {
+            r.as_ref()
+                .is_err_and(|e| e.kind == ErrorKind::Transient && e.code.as_deref() != Some("TooManyRequests"))
+        }) {
+            return Ok(None);
+        }
+        let mut lists = Vec::new();
+        for ((kind, a), got) in kinds.iter().zip(first) {
+            let items = match got {
+                Ok(l) => l.items,
+                Err(e) if e.kind == ErrorKind::Transient => {
+                    retried(|| list(a)).await?.items
+                }
+                Err(e) => return Err(e),
+            };
+            lists.push((*kind, *a, items));
+        }
         let mut out = Observation::default();
         for (kind, a, items) in lists {
             for item in items {
@@ -225,7 +241,7 @@ impl K8s {
                 });
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Applies `r` (server-side, forced) and returns its uid.
