@@ -462,3 +462,63 @@ async fn a_create_whose_answer_was_lost_is_found_not_repeated() {
         assert_eq!(creates("ec2/instance/master-0"), want, "polls {polls}");
     }
 }
+
+#[test]
+fn kubernetes_objects_apply_in_kapps_order_and_delete_in_reverse() {
+    use crate::model::k8s;
+    let change = |kind: Kind, name: &str, action: Action| Change {
+        address: k8s::address(
+            kind,
+            kind.k8s().unwrap().namespaced.then_some("scope"),
+            name,
+        ),
+        action,
+        reason: None,
+        ownership: crate::model::Ownership::Owned,
+        physical_id: None,
+        before: None,
+        after: Some(Props::new()),
+        changed: Vec::new(),
+        depends_on: Vec::new(),
+        references: Vec::new(),
+        create_before_delete: None,
+        control_plane: false,
+        after_deleting: Vec::new(),
+        before_deleting: Vec::new(),
+    };
+    let changes = vec![
+        change(Kind::Deployment, "users", Action::Create),
+        change(Kind::ConfigMap, "c", Action::Create),
+        change(Kind::Namespace, "scope", Action::Create),
+        change(Kind::ClusterRole, "r", Action::Create),
+        change(Kind::Service, "old", Action::Delete),
+        change(Kind::Secret, "old", Action::Delete),
+    ];
+    let (steps, graph) = crate::apply::steps(&changes);
+    let at = |name: &str, op: crate::apply::Op| {
+        steps
+            .iter()
+            .position(|s| s.address.as_str().ends_with(name) && s.op == op)
+            .unwrap()
+    };
+    use crate::apply::Op::{Create, Delete};
+    let waits = |a: usize| graph.waits_on(a);
+    assert_eq!(waits(at("Namespace/scope", Create)), Vec::<usize>::new());
+    assert_eq!(
+        waits(at("ClusterRole/r", Create)),
+        [at("Namespace/scope", Create)]
+    );
+    assert_eq!(
+        waits(at("ConfigMap/scope/c", Create)),
+        [at("ClusterRole/r", Create)]
+    );
+    assert_eq!(
+        waits(at("Deployment/scope/users", Create)),
+        [at("ConfigMap/scope/c", Create)]
+    );
+    // Deletes in reverse: the Service (rank 3) before the Secret (rank 2).
+    assert_eq!(
+        waits(at("Secret/scope/old", Delete)),
+        [at("Service/scope/old", Delete)]
+    );
+}

@@ -410,10 +410,23 @@ mod tests {
                 mk::value_digest(b"hunter2").as_str()
             )]))
         );
-        // The plan shows it only as sensitive.
-        let plan =
-            crate::plan::plan("scope", "staging", &d, &Actual::default(), "fp".into()).unwrap();
+        // A changed value shows only as sensitive, never the digests.
+        let mut actual = Actual::default();
+        let mut before = secret.props.clone();
+        before.insert("digest".into(), Value::str("sha256:old"));
+        actual.insert(crate::model::Observed {
+            id: secret.id.clone(),
+            physical_id: "uid-1".into(),
+            props: before,
+        });
+        actual.cluster = Some(Default::default());
+        let plan = crate::plan::plan("scope", "staging", &d, &actual, "fp".into()).unwrap();
         let shown = crate::ui::render_plan(&plan, false);
-        assert!(shown.contains("digest = (sensitive)"), "{shown}");
+        assert!(
+            shown.contains("~ k8s/v1/Secret/scope/users-secrets"),
+            "{shown}"
+        );
+        assert!(shown.contains("digest: (sensitive)"), "{shown}");
+        assert!(!shown.contains("sha256:old"), "{shown}");
     }
 }

@@ -506,3 +506,110 @@ fn sets_ignore_order_and_ordered_lists_keep_it() {
         normalize(Some(&ordered), &ba)
     );
 }
+
+/// The example's cluster objects, and a cluster that holds exactly them
+/// (with what the API server adds: defaults, status-like fields).
+fn cluster_applied() -> (Desired, Actual) {
+    let config = example("staging");
+    let mut d = Desired::default();
+    crate::desired::cluster(&config, &sample_facts(), &Default::default(), &mut d).unwrap();
+    let mut actual = applied(&d);
+    for o in actual.resources.values_mut() {
+        if let Some(Value::Map(spec)) = o.props.get_mut("spec") {
+            spec.insert("progressDeadlineSeconds".into(), Value::Int(600));
+        }
+    }
+    actual.cluster = Some(crate::model::ClusterState {
+        inventory: d.resources.keys().cloned().collect(),
+        inventory_exists: true,
+    });
+    (d, actual)
+}
+
+#[test]
+fn a_cluster_not_reached_is_created_after_the_api_is_up() {
+    let (d, _) = cluster_applied();
+    let p = run(&d, &Actual::default());
+    assert!(p
+        .changes
+        .iter()
+        .all(|c| c.action == Action::Create && c.reason == Some(Reason::AfterApiUp)));
+    assert!(crate::ui::render_plan(&p, false).contains("# after the API is up"));
+}
+
+#[test]
+fn an_applied_cluster_plans_nothing_and_drift_shows_at_its_field() {
+    let (d, mut actual) = cluster_applied();
+    assert!(
+        run(&d, &actual).is_empty(),
+        "{:#?}",
+        run(&d, &actual).changes
+    );
+    let users = ResourceId::parse("k8s/apps/v1/Deployment/scope/users").unwrap();
+    if let Some(Value::Map(spec)) = actual
+        .resources
+        .get_mut(&users)
+        .and_then(|o| o.props.get_mut("spec"))
+    {
+        spec.insert("replicas".into(), Value::Int(5));
+    }
+    let p = run(&d, &actual);
+    assert_eq!(p.changes.len(), 1);
+    let c = &p.changes[0];
+    assert_eq!((c.action, &c.address), (Action::Update, &users));
+    assert_eq!(c.changed[0].field, "spec.replicas");
+    assert_eq!(c.changed[0].before, Some(Value::Int(5)));
+    assert_eq!(c.changed[0].after, Value::Int(2));
+    assert!(crate::ui::render_plan(&p, false).contains("spec.replicas: 5 -> 2"));
+}
+
+#[test]
+fn a_changed_selector_replaces_the_workload() {
+    let (d, mut actual) = cluster_applied();
+    let users = ResourceId::parse("k8s/apps/v1/Deployment/scope/users").unwrap();
+    actual.resources.get_mut(&users).unwrap().props.insert(
+        "selector".into(),
+        Value::Map([("matchLabels".to_string(), Value::Map(Default::default()))].into()),
+    );
+    let p = run(&d, &actual);
+    assert_eq!(p.changes[0].action, Action::Replace);
+    assert_eq!(
+        p.changes[0].reason,
+        Some(Reason::FieldImmutable {
+            field: "selector".into()
+        })
+    );
+}
+
+#[test]
+fn prune_takes_only_what_the_inventory_lists_and_keeps_the_protected() {
+    let (mut d, mut actual) = cluster_applied();
+    let gone = ResourceId::parse("k8s/apps/v1/Deployment/scope/ui").unwrap();
+    let protected = ResourceId::parse("k8s/v1/Service/scope/ui").unwrap();
+    d.resources.remove(&gone);
+    d.resources.remove(&protected);
+    actual.resources.get_mut(&protected).unwrap().props.insert(
+        "annotations".into(),
+        Value::Map([(k8s::PRUNE_ANNOTATION.to_string(), Value::str("disabled"))].into()),
+    );
+    // A look-alike with the env's labels that scopectl never applied.
+    let lookalike = ResourceId::parse("k8s/v1/ConfigMap/scope/lookalike").unwrap();
+    actual.insert(Observed {
+        id: lookalike.clone(),
+        physical_id: "uid-x".into(),
+        props: Props::new(),
+    });
+    let p = run(&d, &actual);
+    let shown: Vec<(Action, &ResourceId)> =
+        p.changes.iter().map(|c| (c.action, &c.address)).collect();
+    assert_eq!(shown, [(Action::Delete, &gone)]);
+    assert_eq!(p.changes[0].reason, Some(Reason::NotInConfig));
+    assert!(p
+        .notices
+        .iter()
+        .any(|n| n.contains("lookalike") && n.contains("never applied")));
+    assert!(p
+        .notices
+        .iter()
+        .any(|n| n.contains("k8s/v1/Service/scope/ui") && n.contains("kept")));
+}

@@ -208,6 +208,9 @@ fn change(out: &mut String, c: &Change, color: bool) {
         let _ = writeln!(out, "{indent}# {order}");
     }
     match c.action {
+        // A Kubernetes object is long: its address says what it is, the JSON
+        // plan holds every field, and the Secret's sensitive digest only.
+        Action::Create if c.address.kind().is_some_and(Kind::is_k8s) => {}
         Action::Create => props_block(
             out,
             c.address.kind(),

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_elasticloadbalancing::types::{
-    ConnectionDraining, ConnectionSettings, CrossZoneLoadBalancing, HealthCheck, Listener, LoadBalancerAttributes,
-    LoadBalancerDescription, Tag,
+    ConnectionDraining, ConnectionSettings, CrossZoneLoadBalancing, HealthCheck, Listener,
+    LoadBalancerAttributes, LoadBalancerDescription, Tag,
 };
 
 use super::{classify, idempotent, owned_id, read, str_list_prop, str_prop, Aws};

@@ -184,8 +184,9 @@ impl K8s {
         };
         let first = futures::future::join_all(kinds.iter().map(|(_, a)| list(a))).await;
         if first.iter().all(|r| {
-            r.as_ref()
-                .is_err_and(|e| e.kind == ErrorKind::Transient && e.code.as_deref() != Some("TooManyRequests"))
+            r.as_ref().is_err_and(|e| {
+                e.kind == ErrorKind::Transient && e.code.as_deref() != Some("TooManyRequests")
+            })
         }) {
             return Ok(None);
         }
@@ -193,9 +194,7 @@ impl K8s {
         for ((kind, a), got) in kinds.iter().zip(first) {
             let items = match got {
                 Ok(l) => l.items,
-                Err(e) if e.kind == ErrorKind::Transient => {
-                    retried(|| list(a)).await?.items
-                }
+                Err(e) if e.kind == ErrorKind::Transient => retried(|| list(a)).await?.items,
                 Err(e) => return Err(e),
             };
             lists.push((*kind, *a, items));
