@@ -37,6 +37,9 @@ fn main() -> ExitCode {
         "hyper_util=warn",
         "h2=warn",
         "rustls=warn",
+        // kube logs every failed request at error level; scopectl reports
+        // the failures that matter itself, with their cause.
+        "kube_client=off",
     ] {
         if let Ok(d) = quiet.parse() {
             filter = filter.add_directive(d);

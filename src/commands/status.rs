@@ -236,7 +236,7 @@ fn render_cluster(c: &ClusterStatus) -> String {
                 "not ready"
             };
             out.push_str(&format!(
-                "  {:<40} {}/{} {state}\n",
+                "  {:<56} {}/{} {state}\n",
                 format!("{}/{} ({})", w.namespace, w.name, w.kind),
                 w.ready,
                 w.desired

@@ -193,6 +193,10 @@ async fn wait_for_api(
                 Ok(Some((client, url))) => match client.ready().await {
                     Ok(true) => return Ok(()),
                     Ok(false) => format!("{url}: not ready yet"),
+                    // No answer at all: the masters are still booting.
+                    Err(e) if e.code.is_none() && e.kind == crate::apply::ErrorKind::Transient => {
+                        format!("{url}: not answering yet")
+                    }
                     Err(e) => format!("{url}: {}", e.detail()),
                 },
                 Ok(None) => "no API address or admin certificate yet".to_string(),
