@@ -335,6 +335,26 @@ mod tests {
         }
     }
 
+    /// The database's zone goes to the resolver that answers it privately:
+    /// the database VPC's beside it, the cluster VPC's when peered.
+    #[test]
+    fn the_database_zone_is_forwarded_to_the_vpc_resolver() {
+        for (env, resolver) in [("sandbox", "172.31.0.2"), ("sandbox-peered", "10.20.0.2")] {
+            let d = objects(env, &sample_facts());
+            let cm =
+                &d.resources[&ResourceId::parse("k8s/v1/ConfigMap/kube-system/coredns").unwrap()];
+            let corefile = mk::to_json(&cm.props["data"])["Corefile"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                corefile.contains("abc.us-east-1.rds.amazonaws.com:53")
+                    && corefile.contains(&format!("forward . {resolver}")),
+                "{env}:\n{corefile}"
+            );
+        }
+    }
+
     #[test]
     fn the_addresses_of_the_example() {
         let d = objects("staging", &sample_facts());

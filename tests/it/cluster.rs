@@ -130,7 +130,27 @@ fn a_test_cluster_starts_beside_up_and_kubectl_and_kube_reach_it() {
         "{log:#?}"
     );
 
-    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "down", "--yes"]);
+    // An API that no longer answers never blocks or fails `down`.
+    let url = tc.url();
+    drop(tc);
+    let t = Instant::now();
+    let out = sb
+        .scopectl(&cfg, &["--env", env, "down", "--yes"])
+        .env_remove("SCOPECTL_PHASE")
+        .env("SCOPECTL_API_SERVER", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not answer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("down with the API gone: {:.1} s", t.elapsed().as_secs_f64());
     let left = sb.snapshot().owned(PROJECT, env);
     assert!(left.is_empty(), "owned resources left: {left:#?}");
 }
@@ -179,6 +199,7 @@ replicas = 2
 port = 8080
 readiness = {{ http = "/healthz" }}
 env = {{ LOG_LEVEL = "info" }}
+secrets = {{ DB_PASSWORD = "/scope/{env}/db-password" }}
 initial_tag = "v1.4.2"
 
 [services.frontend]
@@ -236,6 +257,13 @@ fn up_applies_the_cluster_restores_drift_and_prunes_only_its_own() {
         &product(env, "k8s-db", &format!("{reports}{audit}")),
     );
     let tc = TestCluster::expect(&sb, &cfg, env, 3, cluster::config());
+    let put_secret = |value: &str| {
+        assert!(sb.python_code(
+            "import boto3, sys\nboto3.client('ssm').put_parameter(Name=sys.argv[1], Value=sys.argv[2], Type='SecureString', Overwrite=True)",
+            &[&format!("/scope/{env}/db-password"), value],
+        ));
+    };
+    put_secret("hunter2");
 
     // Before the API exists, the cluster's objects are creates after it.
     let (code, out, err) = sb.run_in_cluster(&tc, &cfg, &["--env", env, "plan"]);
@@ -278,6 +306,53 @@ fn up_applies_the_cluster_restores_drift_and_prunes_only_its_own() {
         "jsonpath={.spec.type} {.spec.externalName}",
     ]);
     assert!(ext.starts_with("ExternalName k8s-db."), "{ext}");
+    // The secret's value reaches the Secret, and no plan shows it.
+    let data = get(&[
+        "-n",
+        "scope",
+        "get",
+        "secret",
+        "users-secrets",
+        "-o",
+        "jsonpath={.data.DB_PASSWORD}",
+    ]);
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .unwrap();
+    assert_eq!(decoded, b"hunter2");
+    put_secret("correct-horse");
+    let (code, out, err) = sb.run_in_cluster(&tc, &cfg, &["--env", env, "plan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("~ k8s/v1/Secret/scope/users-secrets") && out.contains("digest: (sensitive)"),
+        "{out}"
+    );
+    let json = plan_json(&sb, &tc, &cfg, env).to_string();
+    assert!(!json.contains("hunter2") && !json.contains("correct-horse"));
+    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "up", "--yes"]);
+    let data = get(&[
+        "-n",
+        "scope",
+        "get",
+        "secret",
+        "users-secrets",
+        "-o",
+        "jsonpath={.data.DB_PASSWORD}",
+    ]);
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .unwrap(),
+        b"correct-horse"
+    );
+
+    // The API's balancer keeps long watches open.
+    assert!(sb.python_code(
+        "import boto3\nelb = boto3.client('elb')\nname = [d['LoadBalancerName'] for d in elb.describe_load_balancers()['LoadBalancerDescriptions'] if d['LoadBalancerName'].endswith('-api')][0]\nassert elb.describe_load_balancer_attributes(LoadBalancerName=name)['LoadBalancerAttributes']['ConnectionSettings']['IdleTimeout'] == 300",
+        &[],
+    ));
+
     let managers = get(&[
         "-n",
         "scope",
@@ -408,7 +483,25 @@ fn up_applies_the_cluster_restores_drift_and_prunes_only_its_own() {
         "{out}"
     );
 
-    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "down", "--yes"]);
+    // `down` deletes LoadBalancer Services through the API first.
+    let lb = tc.dir().join("lb.yaml");
+    std::fs::write(
+        &lb,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: public\n  namespace: default\nspec:\n  type: LoadBalancer\n  selector:\n    app: x\n  ports:\n  - port: 80\n",
+    )
+    .unwrap();
+    tc.kubectl_ok(&["apply", "-f", lb.to_str().unwrap()]);
+    let (_, err) = sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "down", "--yes"]);
+    assert!(
+        err.contains("Deleted 1 LoadBalancer Service through the API first"),
+        "{err}"
+    );
+    assert!(
+        tc.requests()
+            .iter()
+            .any(|r| r.verb == "delete" && r.path.ends_with("/namespaces/default/services/public")),
+        "no delete of the LoadBalancer Service"
+    );
     let left = sb.snapshot().owned(PROJECT, env);
     assert!(left.is_empty(), "owned resources left: {left:#?}");
 }
