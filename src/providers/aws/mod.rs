@@ -349,8 +349,8 @@ fn debug_check(actual: &Actual) {
 }
 
 /// Jittered exponential backoff for reads: 100 ms doubling to 5 s (see
-/// `timing`), 8 retries.
-fn backoff() -> ExponentialBuilder {
+/// `timing`), 8 retries; shared with the Kubernetes provider.
+pub(crate) fn backoff() -> ExponentialBuilder {
     let t = crate::timing::Timing::current();
     ExponentialBuilder::default()
         .with_min_delay(t.min_delay)

@@ -10,7 +10,7 @@ mod secret;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::Client;
 
@@ -67,22 +67,14 @@ fn error(op: &str, e: kube::Error) -> ProviderError {
     }
 }
 
-/// Jittered exponential backoff for calls that are safe to repeat (every
-/// call here: reads, forced applies, deletes).
-fn backoff() -> ExponentialBuilder {
-    let t = crate::timing::Timing::current();
-    ExponentialBuilder::default()
-        .with_min_delay(t.min_delay)
-        .with_max_delay(t.max_delay)
-        .with_max_times(8)
-        .with_jitter()
-}
-
+/// Retries a call that is safe to repeat (every call here: reads, forced
+/// applies, deletes) on throttling, 5xx, conflicts and dropped connections,
+/// with the same jittered backoff as AWS reads.
 async fn retried<T, Fut>(call: impl FnMut() -> Fut) -> Result<T, ProviderError>
 where
     Fut: std::future::Future<Output = Result<T, ProviderError>>,
 {
-    call.retry(backoff())
+    call.retry(crate::providers::aws::backoff())
         .sleep(tokio::time::sleep)
         .when(|e| e.kind == ErrorKind::Transient)
         .await
