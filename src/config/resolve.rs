@@ -571,6 +571,51 @@ fn valid_quantity(q: &str) -> bool {
     })
 }
 
+/// A quantity as the API server writes it back (`1000m` is `1`, `0.5` is
+/// `500m`, `1024Mi` is `1Gi`), so that the plan never shows a change the
+/// server would undo. Assumes `valid_quantity`.
+pub(crate) fn canonical_quantity(q: &str) -> String {
+    const BINARY: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    const DECIMAL: [&str; 8] = ["m", "", "k", "M", "G", "T", "P", "E"];
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    // The value as an integer of `scale` units of the suffix.
+    let digits = format!("{whole}{frac}");
+    let Ok(mantissa) = digits.parse::<u128>() else {
+        return q.to_string();
+    };
+    let scale = 10u128.pow(frac.len() as u32);
+    if let Some(k) = BINARY.iter().position(|b| *b == suffix) {
+        let bytes = mantissa * 1024u128.pow(k as u32 + 1);
+        if bytes % scale != 0 {
+            return q.to_string();
+        }
+        let bytes = bytes / scale;
+        for (i, b) in BINARY.iter().enumerate().rev() {
+            let unit = 1024u128.pow(i as u32 + 1);
+            if bytes % unit == 0 {
+                return format!("{}{b}", bytes / unit);
+            }
+        }
+        return bytes.to_string();
+    }
+    let Some(k) = DECIMAL.iter().position(|d| *d == suffix) else {
+        return q.to_string();
+    };
+    // In thousandths of a unit; finer than that rounds up, as the API does.
+    let milli = (mantissa * 1000u128.pow(k as u32)).div_ceil(scale);
+    for (i, d) in DECIMAL.iter().enumerate().rev() {
+        let unit = 1000u128.pow(i as u32);
+        if milli % unit == 0 {
+            return format!("{}{d}", milli / unit);
+        }
+    }
+    q.to_string()
+}
+
 fn service_resources(
     src: &Source,
     name: &str,
@@ -579,7 +624,7 @@ fn service_resources(
     let pick = |v: Option<&Spanned<String>>, key: &str| -> Result<Option<String>, ConfigError> {
         match v {
             None => Ok(None),
-            Some(q) if valid_quantity(q.get_ref()) => Ok(Some(q.get_ref().clone())),
+            Some(q) if valid_quantity(q.get_ref()) => Ok(Some(canonical_quantity(q.get_ref()))),
             Some(q) => Err(src.at(
                 q,
                 format!(

@@ -84,3 +84,24 @@ fn an_env_can_name_its_own_project() {
     let text = format!("{}\n[env.other]\nproject = \"other\"\n", example());
     assert_eq!(load(&text, "other").unwrap().project, "other");
 }
+
+#[test]
+fn quantities_are_written_as_the_api_server_writes_them() {
+    use super::resolve::canonical_quantity as c;
+    for (given, canonical) in [
+        ("1000m", "1"),
+        ("0.5", "500m"),
+        ("250m", "250m"),
+        ("1.5", "1500m"),
+        ("2", "2"),
+        ("1024Mi", "1Gi"),
+        ("1536Mi", "1536Mi"),
+        ("1.5Gi", "1536Mi"),
+        ("256Mi", "256Mi"),
+        ("1000k", "1M"),
+        ("128974848", "128974848"),
+        ("0.0001", "1m"),
+    ] {
+        assert_eq!(c(given), canonical, "{given}");
+    }
+}
