@@ -101,6 +101,9 @@ pub enum Command {
     Up(UpArgs),
     /// Delete everything this env owns.
     Down(DownArgs),
+    /// Roll services to new image tags, watched, rolled back on failure;
+    /// or show a rollout's status, the history, or undo.
+    Rollout(RolloutArgs),
     /// What exists for the env.
     Status,
     /// Break a stale env lock.
@@ -210,4 +213,68 @@ pub struct DownArgs {
 pub struct UnlockArgs {
     /// The id of the lock to break, as printed by the command that is locked out.
     pub lock_id: String,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub command: Option<RolloutCommand>,
+    /// The tags: `SERVICE=TAG` for each service to move.
+    #[arg(value_name = "SERVICE=TAG", value_parser = image_arg)]
+    pub tags: Vec<(String, String)>,
+    /// Move every service to this tag.
+    #[arg(long, value_name = "TAG", conflicts_with_all = ["tags", "from", "tags_file"])]
+    pub all: Option<String>,
+    /// The tags of that env's last successful release (promotion).
+    #[arg(long, value_name = "ENV", conflicts_with_all = ["tags", "tags_file"])]
+    pub from: Option<String>,
+    /// The tags of a release record another rollout printed (`--output json`).
+    #[arg(long, value_name = "FILE", conflicts_with = "tags")]
+    pub tags_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// How long the release may take; then it is rolled back.
+    #[arg(long, default_value = "10m")]
+    pub timeout: humantime::Duration,
+    /// How long the rollback may take (its own budget, not what is left).
+    #[arg(long, default_value = "5m")]
+    pub rollback_timeout: humantime::Duration,
+    /// How long a new pod may stay in CrashLoopBackOff, ImagePullBackOff,
+    /// ErrImagePull or CreateContainerConfigError before the release fails.
+    #[arg(long, default_value = "20s")]
+    pub failure_grace: humantime::Duration,
+    /// On failure, leave the failed release in place (exit 1).
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Apply without asking.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// The env's name, required for envs marked `protected = true`.
+    #[arg(long, value_name = "ENV")]
+    pub confirm: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// The current release and, while one runs, its progress.
+    Status,
+    /// The env's releases, newest first.
+    History,
+    /// A new release with the tags of an earlier one (default: the one
+    /// before the current).
+    Undo(UndoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The revision whose tags to go back to.
+    #[arg(long, value_name = "REV")]
+    pub to: Option<u64>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
 }

@@ -15,6 +15,7 @@ pub mod pki;
 pub mod plan;
 pub mod providers;
 pub mod render;
+pub mod rollout;
 pub mod teardown;
 pub mod timing;
 pub mod ui;

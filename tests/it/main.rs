@@ -12,3 +12,4 @@ mod network;
 mod ownership;
 mod pki;
 mod proving_ground;
+mod rollout;

@@ -5,6 +5,7 @@
 //! (`secret.rs`); the inventory of what scopectl applied is `inventory.rs`.
 
 mod inventory;
+pub mod rollout;
 mod secret;
 
 use std::collections::{BTreeMap, BTreeSet};

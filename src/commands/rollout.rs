@@ -1,0 +1,675 @@
+//! `scopectl rollout`: a release (image tags of some services) applied at
+//! once, watched, rolled back as one on failure; `status`, `history`, `undo`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::{acquire, confirm, connect, lock_info, Ctx};
+use crate::cli::{RolloutArgs, RolloutCommand, WatchArgs};
+use crate::config::{Config, Provider};
+use crate::error::{UserError, EXIT_OK};
+use crate::providers::aws::Aws;
+use crate::providers::k8s::rollout::Target;
+use crate::providers::k8s::K8s;
+use crate::rollout::{self, Failure, Outcome, Progress, Release};
+use crate::ui::Output;
+
+pub const EXIT_ROLLED_BACK: u8 = 3;
+
+/// Which tags a release goes to.
+enum Wanted {
+    Tags(BTreeMap<String, String>),
+    All(String),
+    From(String),
+    File(std::path::PathBuf),
+    Undo(Option<u64>),
+}
+
+pub async fn run(ctx: &Ctx, args: RolloutArgs) -> Result<u8> {
+    match args.command {
+        Some(RolloutCommand::Status) => status(ctx).await,
+        Some(RolloutCommand::History) => history(ctx).await,
+        Some(RolloutCommand::Undo(u)) => release(ctx, Wanted::Undo(u.to), &u.watch).await,
+        None => {
+            let wanted = if let Some(tag) = args.all {
+                Wanted::All(tag)
+            } else if let Some(env) = args.from {
+                Wanted::From(env)
+            } else if let Some(f) = args.tags_file {
+                Wanted::File(f)
+            } else if !args.tags.is_empty() {
+                Wanted::Tags(args.tags.into_iter().collect())
+            } else {
+                return Err(UserError::usage(
+                    "no tags given",
+                    "name them: `scopectl rollout --env ENV users=v1.5.0 ui=v1.5.0`, or use --all TAG, --from ENV or --tags-file FILE",
+                )
+                .into());
+            };
+            release(ctx, wanted, &args.watch).await
+        }
+    }
+}
+
+fn aws_env(config: &Config) -> Result<()> {
+    if config.provider == Provider::Local {
+        return Err(UserError::usage(
+            format!(
+                "env {} uses provider \"local\": rollouts to a local cluster are not supported yet",
+                config.env
+            ),
+            "roll out to an AWS env, or use kubectl against the local cluster",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The env's cluster client, which must answer.
+async fn cluster(ctx: &Ctx, config: &Config, aws: &Aws) -> Result<K8s> {
+    let mut actual = crate::model::Actual::default();
+    for o in aws.load_balancers().await.context("finding the API")? {
+        actual.insert(o);
+    }
+    let Some((client, url)) =
+        super::cluster_client(aws, config, &actual, ctx.api_server.as_deref()).await?
+    else {
+        return Err(UserError::failed(
+            format!("{}/{} has no cluster yet", config.project, config.env),
+            format!("run `scopectl up --env {}` first", config.env),
+        )
+        .into());
+    };
+    if !client.ready().await.unwrap_or(false) {
+        return Err(UserError::failed(
+            format!("the Kubernetes API at {url} does not answer"),
+            format!(
+                "check the masters (`scopectl status --env {}`), or reach the API with --api-server URL",
+                config.env
+            ),
+        )
+        .into());
+    }
+    Ok(client)
+}
+
+/// The tag each service runs now: its Deployment's release annotation.
+async fn running(k8s: &K8s, config: &Config) -> Result<BTreeMap<String, String>> {
+    let deployments = k8s
+        .service_deployments(&config.project)
+        .await
+        .context("reading the services' deployments")?;
+    Ok(config
+        .services
+        .keys()
+        .filter_map(|s| {
+            let d = deployments.get(s)?;
+            let tag = d
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(crate::model::k8s::TAG_ANNOTATION))
+                .and_then(|t| t.as_str())?;
+            Some((s.clone(), tag.to_string()))
+        })
+        .collect())
+}
+
+/// Marks releases left in progress by a process that no longer holds the
+/// lock (killed, a cancelled CI job) as interrupted.
+async fn settle_interrupted(k8s: &K8s, history: &mut [Release], held: Option<&str>) -> Result<()> {
+    for r in history.iter_mut() {
+        if r.outcome == Outcome::InProgress && Some(r.lock_id.as_str()) != held {
+            r.outcome = Outcome::Interrupted;
+            r.ended = Some(now());
+            k8s.update_release(r)
+                .await
+                .context("marking an interrupted release")?;
+        }
+    }
+    Ok(())
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+async fn wanted_tags(
+    ctx: &Ctx,
+    config: &Config,
+    k8s: &K8s,
+    wanted: &Wanted,
+) -> Result<(BTreeMap<String, String>, String)> {
+    let known = |names: &mut dyn Iterator<Item = &String>| -> Result<()> {
+        for n in names {
+            if !config.services.contains_key(n) {
+                return Err(UserError::usage(
+                    format!(
+                        "`{n}` is not a service of {}/{}",
+                        config.project, config.env
+                    ),
+                    format!(
+                        "services are: {}",
+                        config
+                            .services
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    };
+    let describe = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(s, t)| format!("{s}={t}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    Ok(match wanted {
+        Wanted::Tags(m) => {
+            known(&mut m.keys())?;
+            (m.clone(), format!("rollout {}", describe(m)))
+        }
+        Wanted::All(tag) => {
+            let m: BTreeMap<_, _> = config
+                .services
+                .keys()
+                .map(|s| (s.clone(), tag.clone()))
+                .collect();
+            (m, format!("rollout --all {tag}"))
+        }
+        Wanted::File(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
+            let m: BTreeMap<String, String> =
+                serde_json::from_value(v.get("services").cloned().unwrap_or(v)).map_err(|_| {
+                    UserError::usage(
+                        format!("{} holds no tags", path.display()),
+                        "give the release record `scopectl rollout --output json` printed, or {\"SERVICE\": \"TAG\"}",
+                    )
+                })?;
+            let m: BTreeMap<_, _> = m
+                .into_iter()
+                .filter(|(s, _)| config.services.contains_key(s))
+                .collect();
+            (
+                m.clone(),
+                format!("rollout --tags-file {}: {}", path.display(), describe(&m)),
+            )
+        }
+        Wanted::From(env) => {
+            let other = crate::config::load(&ctx.config_path, env)?;
+            aws_env(&other)?;
+            let aws = connect(&other).await;
+            let theirs = cluster(ctx, &other, &aws).await?;
+            let history = theirs.releases().await.context("reading their releases")?;
+            let last = rollout::last_succeeded(&history).ok_or_else(|| {
+                UserError::failed(
+                    format!("{env} has no successful release to promote"),
+                    format!("roll out to {env} first"),
+                )
+            })?;
+            let m: BTreeMap<_, _> = last
+                .services
+                .iter()
+                .filter(|(s, _)| config.services.contains_key(*s))
+                .map(|(s, t)| (s.clone(), t.clone()))
+                .collect();
+            (
+                m.clone(),
+                format!("promote {env} revision {}: {}", last.revision, describe(&m)),
+            )
+        }
+        Wanted::Undo(to) => {
+            let history = k8s.releases().await.context("reading the releases")?;
+            let target = rollout::undo_target(&history, *to)
+                .map_err(|e| UserError::usage(e, "see `scopectl rollout history`"))?;
+            (
+                target.services.clone(),
+                format!("undo to revision {}", target.revision),
+            )
+        }
+    })
+}
+
+/// Prints a service's progress: a line per change (a terminal redraws).
+struct Lines {
+    quiet: bool,
+    tty: bool,
+}
+
+impl Lines {
+    fn report(&self, service: &str, p: &Progress) {
+        if self.quiet {
+            return;
+        }
+        let line = match p {
+            Progress::Waiting {
+                updated,
+                available,
+                desired,
+            } => format!("{service}: {updated} updated, {available} available of {desired}"),
+            Progress::Complete => format!("{service}: complete"),
+            Progress::Failed { reason, .. } => format!("{service}: {reason}"),
+        };
+        if self.tty {
+            eprintln!("  {line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+async fn release(ctx: &Ctx, wanted: Wanted, w: &WatchArgs) -> Result<u8> {
+    let config = ctx.config()?;
+    aws_env(&config)?;
+    let printer = &ctx.printer;
+    if config.protected
+        && w.confirm.as_deref() != Some(config.env.as_str())
+        && !std::io::stdin().is_terminal()
+    {
+        return Err(UserError::usage(
+            format!("env {} is protected", config.env),
+            format!("pass --confirm {} --yes", config.env),
+        )
+        .into());
+    }
+    let aws = connect(&config).await;
+    let k8s = cluster(ctx, &config, &aws).await?;
+    let (tags, cause) = wanted_tags(ctx, &config, &k8s, &wanted).await?;
+    let before = running(&k8s, &config).await?;
+    let changes = rollout::changes(&before, &tags);
+    if changes.is_empty() {
+        printer.info(&format!(
+            "{}/{} already runs these tags; nothing to roll out.",
+            config.project, config.env
+        ));
+        if printer.output == Output::Json {
+            let history = k8s.releases().await.unwrap_or_default();
+            printer.json(&serde_json::json!({"format_version": rollout::FORMAT_VERSION, "changed": false, "release": history.last()}));
+        }
+        return Ok(EXIT_OK);
+    }
+    let mut shown = String::new();
+    for (s, old, new) in &changes {
+        shown.push_str(&format!(
+            "  {s:<20} {} -> {new}\n",
+            if old.is_empty() { "(none)" } else { old }
+        ));
+    }
+    if printer.output == Output::Human {
+        printer.data(&format!(
+            "Release for {}/{} ({cause}):\n{shown}",
+            config.project, config.env
+        ));
+    }
+    if config.protected && w.confirm.is_none() {
+        confirm(
+            &format!("Env `{}` is protected.", config.env),
+            &config.env,
+            "--confirm ENV --yes",
+        )?;
+    } else if !w.yes {
+        confirm(
+            &format!("Roll out to {}/{}?", config.project, config.env),
+            "yes",
+            "--yes",
+        )?;
+    }
+    let info = lock_info("rollout");
+    acquire(&aws, &info, printer).await?;
+    let result = locked(ctx, &config, &k8s, &tags, &cause, w, &info.id).await;
+    let released = aws.unlock(&info.id).await;
+    let code = result?;
+    released.context("releasing the env lock")?;
+    Ok(code)
+}
+
+async fn locked(
+    ctx: &Ctx,
+    config: &Config,
+    k8s: &K8s,
+    tags: &BTreeMap<String, String>,
+    cause: &str,
+    w: &WatchArgs,
+    lock_id: &str,
+) -> Result<u8> {
+    let printer = &ctx.printer;
+    let mut history = k8s.releases().await.context("reading the releases")?;
+    settle_interrupted(k8s, &mut history, Some(lock_id)).await?;
+    // Again under the lock: what runs may have moved since the first look.
+    let before = running(k8s, config).await?;
+    let changes = rollout::changes(&before, tags);
+    if changes.is_empty() {
+        printer.info("Nothing to roll out: the env runs these tags.");
+        return Ok(EXIT_OK);
+    }
+    let moved: BTreeMap<String, String> = changes
+        .iter()
+        .map(|(s, _, n)| (s.clone(), n.clone()))
+        .collect();
+    let previous: BTreeMap<String, String> = changes
+        .iter()
+        .map(|(s, o, _)| (s.clone(), o.clone()))
+        .collect();
+    let info = lock_info("rollout");
+    let mut record = Release {
+        format_version: rollout::FORMAT_VERSION.into(),
+        project: config.project.clone(),
+        env: config.env.clone(),
+        revision: rollout::next_revision(&history),
+        tags: moved.clone(),
+        previous: previous.clone(),
+        services: before
+            .iter()
+            .chain(&moved)
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect(),
+        by: info
+            .holder
+            .split(" (")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        from: rollout::origin(&|k| std::env::var(k).ok(), &info.host),
+        cause: cause.to_string(),
+        started: now(),
+        ended: None,
+        outcome: Outcome::InProgress,
+        failure: None,
+        lock_id: lock_id.to_string(),
+    };
+    while !k8s
+        .create_release(&record)
+        .await
+        .context("recording the release")?
+    {
+        record.revision += 1;
+    }
+    let targets = |m: &BTreeMap<String, String>| -> Vec<Target> {
+        m.iter()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(s, t)| Target {
+                service: s.clone(),
+                image: format!("{}:{t}", config.services[s].image),
+                tag: t.clone(),
+            })
+            .collect()
+    };
+    let lines = Lines {
+        quiet: printer.quiet,
+        tty: printer.stderr_is_tty(),
+    };
+    let report = |s: &str, p: &Progress| lines.report(s, p);
+    let started = Instant::now();
+    let change_cause = format!(
+        "scopectl revision {}: {cause} (by {} from {})",
+        record.revision, record.by, record.from
+    );
+    let forward = targets(&moved);
+    let outcome = async {
+        k8s.set_images(&config.project, &forward, &change_cause)
+            .await?;
+        k8s.watch_rollout(
+            &config.project,
+            &forward,
+            Instant::now() + *w.timeout,
+            *w.failure_grace,
+            &report,
+        )
+        .await
+    }
+    .await;
+    let failure = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(f)) => Some(f),
+        Err(e) => Some(Failure {
+            service: String::new(),
+            reason: "Error".into(),
+            message: e.detail(),
+        }),
+    };
+    let Some(failure) = failure else {
+        record.outcome = Outcome::Succeeded;
+        record.ended = Some(now());
+        k8s.update_release(&record)
+            .await
+            .context("recording the release")?;
+        history.push(record.clone());
+        let _ = k8s.prune_releases(&history, rollout::KEEP).await;
+        emit(printer, &record);
+        printer.info(&format!(
+            "Release {} of {}/{} succeeded in {:.1}s: {}.",
+            record.revision,
+            config.project,
+            config.env,
+            started.elapsed().as_secs_f64(),
+            describe(&moved)
+        ));
+        return Ok(EXIT_OK);
+    };
+    record.failure = Some(failure.clone());
+    let why = format!(
+        "{} failed: {}{}",
+        if failure.service.is_empty() {
+            "the release"
+        } else {
+            &failure.service
+        },
+        failure.reason,
+        if failure.message.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", failure.message)
+        }
+    );
+    if w.no_rollback {
+        record.outcome = Outcome::Failed;
+        record.ended = Some(now());
+        k8s.update_release(&record)
+            .await
+            .context("recording the release")?;
+        emit(printer, &record);
+        return Err(UserError::failed(
+            format!(
+                "release {} {why}; left in place (--no-rollback)",
+                record.revision
+            ),
+            format!(
+                "fix it with a new rollout, or `scopectl rollout undo --env {}`",
+                config.env
+            ),
+        )
+        .into());
+    }
+    printer.info(&format!("{why}; rolling every service of the release back"));
+    let back = targets(&previous);
+    let rollback_cause = format!("scopectl rollback of revision {}: {why}", record.revision);
+    let rolled = async {
+        k8s.set_images(&config.project, &back, &rollback_cause)
+            .await?;
+        k8s.watch_rollout(
+            &config.project,
+            &back,
+            Instant::now() + *w.rollback_timeout,
+            *w.failure_grace,
+            &report,
+        )
+        .await
+    }
+    .await;
+    record.ended = Some(now());
+    match rolled {
+        Ok(Ok(())) => {
+            record.outcome = Outcome::RolledBack;
+            k8s.update_release(&record)
+                .await
+                .context("recording the release")?;
+            emit(printer, &record);
+            Err(UserError {
+                message: format!(
+                    "release {} {why}; rolled back: {}/{} runs the previous release again ({})",
+                    record.revision,
+                    config.project,
+                    config.env,
+                    describe(&previous)
+                ),
+                hint: Some("look at the failing pods (`kubectl describe pod`), fix the image, and roll out again".into()),
+                code: EXIT_ROLLED_BACK,
+            }
+            .into())
+        }
+        other => {
+            record.outcome = Outcome::Failed;
+            k8s.update_release(&record)
+                .await
+                .context("recording the release")?;
+            emit(printer, &record);
+            let now_running = running(k8s, config)
+                .await
+                .map(|m| describe(&m))
+                .unwrap_or_else(|e| format!("unknown ({e:#})"));
+            let rollback_why = match other {
+                Ok(Err(f)) => format!("{}: {} {}", f.service, f.reason, f.message),
+                Err(e) => e.detail(),
+                Ok(Ok(())) => String::new(),
+            };
+            Err(UserError::failed(
+                format!(
+                    "release {} {why}, and its rollback failed too ({rollback_why}); now running: {now_running}",
+                    record.revision
+                ),
+                format!("see `scopectl rollout status --env {}` and the pods; roll out a known-good release", config.env),
+            )
+            .into())
+        }
+    }
+}
+
+fn describe(m: &BTreeMap<String, String>) -> String {
+    m.iter()
+        .map(|(s, t)| format!("{s}={t}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn emit(printer: &crate::ui::Printer, r: &Release) {
+    if printer.output == Output::Json {
+        printer.json(r);
+    }
+}
+
+async fn history(ctx: &Ctx) -> Result<u8> {
+    let config = ctx.config()?;
+    aws_env(&config)?;
+    let aws = connect(&config).await;
+    let k8s = cluster(ctx, &config, &aws).await?;
+    let mut history = k8s.releases().await.context("reading the releases")?;
+    let held = aws.read_lock().await?.map(|l| l.id);
+    settle_interrupted(&k8s, &mut history, held.as_deref()).await?;
+    history.reverse();
+    if ctx.printer.output == Output::Json {
+        ctx.printer.json(
+            &serde_json::json!({"format_version": rollout::FORMAT_VERSION, "releases": history}),
+        );
+        return Ok(EXIT_OK);
+    }
+    let mut out = format!(
+        "{:<5} {:<12} {:<21} {:<24} CHANGES\n",
+        "REV", "OUTCOME", "STARTED", "BY"
+    );
+    for r in &history {
+        let changes: Vec<String> = r
+            .tags
+            .iter()
+            .map(|(s, t)| {
+                format!(
+                    "{s} {}->{t}",
+                    r.previous.get(s).map(String::as_str).unwrap_or("?")
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "{:<5} {:<12} {:<21} {:<24} {}\n",
+            r.revision,
+            r.outcome.to_string(),
+            r.started,
+            r.by,
+            changes.join(", ")
+        ));
+    }
+    if history.is_empty() {
+        out = format!("{}/{} has no releases yet.\n", config.project, config.env);
+    }
+    ctx.printer.data(&out);
+    Ok(EXIT_OK)
+}
+
+async fn status(ctx: &Ctx) -> Result<u8> {
+    let config = ctx.config()?;
+    aws_env(&config)?;
+    let aws = connect(&config).await;
+    let k8s = cluster(ctx, &config, &aws).await?;
+    let mut history = k8s.releases().await.context("reading the releases")?;
+    let held = aws.read_lock().await?.map(|l| l.id);
+    settle_interrupted(&k8s, &mut history, held.as_deref()).await?;
+    let deployments = k8s.service_deployments(&config.project).await?;
+    let current = history.last();
+    let services: BTreeMap<String, serde_json::Value> = deployments
+        .iter()
+        .map(|(name, d)| {
+            let p = rollout::progress(d);
+            let tag = d
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(crate::model::k8s::TAG_ANNOTATION))
+                .cloned();
+            let state = match &p {
+                Progress::Complete => "complete".to_string(),
+                Progress::Waiting {
+                    updated,
+                    available,
+                    desired,
+                } => {
+                    format!("rolling out: {updated} updated, {available} available of {desired}")
+                }
+                Progress::Failed { reason, .. } => format!("failing: {reason}"),
+            };
+            (
+                name.clone(),
+                serde_json::json!({"tag": tag, "state": state}),
+            )
+        })
+        .collect();
+    if ctx.printer.output == Output::Json {
+        ctx.printer.json(&serde_json::json!({
+            "format_version": rollout::FORMAT_VERSION, "release": current, "services": services,
+        }));
+        return Ok(EXIT_OK);
+    }
+    let mut out = match current {
+        None => format!(
+            "{}/{}: no release yet (the tags `up` deployed)\n",
+            config.project, config.env
+        ),
+        Some(r) => format!(
+            "{}/{}: release {} {} ({}, by {} from {}, started {})\n",
+            config.project, config.env, r.revision, r.outcome, r.cause, r.by, r.from, r.started
+        ),
+    };
+    for (name, s) in &services {
+        out.push_str(&format!(
+            "  {name:<20} {:<12} {}\n",
+            s["tag"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("")
+        ));
+    }
+    ctx.printer.data(&out);
+    Ok(EXIT_OK)
+}
