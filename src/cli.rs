@@ -278,3 +278,62 @@ pub struct UndoArgs {
     #[command(flatten)]
     pub watch: WatchArgs,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Every `scopectl …` a CI example runs, as words.
+    fn invocations(text: &str) -> Vec<Vec<String>> {
+        text.lines()
+            .filter_map(|l| l.find("scopectl ").map(|i| &l[i..]))
+            .filter(|l| !l.starts_with("scopectl in "))
+            .map(|l| {
+                let end = l.find([';', '|', '>']).unwrap_or(l.len());
+                l[..end]
+                    .split_whitespace()
+                    .map(|w| w.trim_matches('"').to_string())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_ci_examples_parse_and_call_only_what_exists() {
+        for (name, text) in [
+            (
+                "github-actions.yml",
+                include_str!("../examples/ci/github-actions.yml"),
+            ),
+            (
+                "gitlab-ci.yml",
+                include_str!("../examples/ci/gitlab-ci.yml"),
+            ),
+        ] {
+            serde_norway::from_str::<serde_norway::Value>(text)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let calls = invocations(text);
+            for words in &calls {
+                if let Err(e) = Cli::try_parse_from(words) {
+                    panic!("{name}: `{}`: {e}", words.join(" "));
+                }
+            }
+            let all = calls
+                .iter()
+                .map(|w| w.join(" "))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for needed in [
+                "plan --env staging --detailed-exitcode",
+                "up --env staging --yes",
+                "rollout --env staging --all",
+                "rollout --env prod --from staging",
+            ] {
+                assert!(all.contains(needed), "{name} lacks `{needed}`:\n{all}");
+            }
+        }
+        // The check itself catches a flag that does not exist.
+        assert!(Cli::try_parse_from(["scopectl", "rollout", "--env", "x", "--promote"]).is_err());
+    }
+}

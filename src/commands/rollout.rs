@@ -239,34 +239,6 @@ async fn wanted_tags(
     })
 }
 
-/// Prints a service's progress: a line per change (a terminal redraws).
-struct Lines {
-    quiet: bool,
-    tty: bool,
-}
-
-impl Lines {
-    fn report(&self, service: &str, p: &Progress) {
-        if self.quiet {
-            return;
-        }
-        let line = match p {
-            Progress::Waiting {
-                updated,
-                available,
-                desired,
-            } => format!("{service}: {updated} updated, {available} available of {desired}"),
-            Progress::Complete => format!("{service}: complete"),
-            Progress::Failed { reason, .. } => format!("{service}: {reason}"),
-        };
-        if self.tty {
-            eprintln!("  {line}");
-        } else {
-            eprintln!("{line}");
-        }
-    }
-}
-
 async fn release(ctx: &Ctx, wanted: Wanted, w: &WatchArgs) -> Result<u8> {
     let config = ctx.config()?;
     aws_env(&config)?;
@@ -403,11 +375,8 @@ async fn locked(
             })
             .collect()
     };
-    let lines = Lines {
-        quiet: printer.quiet,
-        tty: printer.stderr_is_tty(),
-    };
-    let report = |s: &str, p: &Progress| lines.report(s, p);
+    let bars = crate::ui::RolloutBars::new(printer.stderr_is_tty(), printer.quiet);
+    let report = |s: &str, p: &Progress| bars.report(s, p);
     let started = Instant::now();
     let change_cause = format!(
         "scopectl revision {}: {cause} (by {} from {})",

@@ -590,13 +590,13 @@ pub(crate) fn canonical_quantity(q: &str) -> String {
     let scale = 10u128.pow(frac.len() as u32);
     if let Some(k) = BINARY.iter().position(|b| *b == suffix) {
         let bytes = mantissa * 1024u128.pow(k as u32 + 1);
-        if bytes % scale != 0 {
+        if !bytes.is_multiple_of(scale) {
             return q.to_string();
         }
         let bytes = bytes / scale;
         for (i, b) in BINARY.iter().enumerate().rev() {
             let unit = 1024u128.pow(i as u32 + 1);
-            if bytes % unit == 0 {
+            if bytes.is_multiple_of(unit) {
                 return format!("{}{b}", bytes / unit);
             }
         }
@@ -609,7 +609,7 @@ pub(crate) fn canonical_quantity(q: &str) -> String {
     let milli = (mantissa * 1000u128.pow(k as u32)).div_ceil(scale);
     for (i, d) in DECIMAL.iter().enumerate().rev() {
         let unit = 1000u128.pow(i as u32);
-        if milli % unit == 0 {
+        if milli.is_multiple_of(unit) {
             return format!("{}{d}", milli / unit);
         }
     }

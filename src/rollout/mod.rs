@@ -344,15 +344,15 @@ mod tests {
     #[test]
     fn the_origin_names_the_ci_job() {
         let gh = |k: &str| {
-            Some(match k {
+            let v = match k {
                 "GITHUB_ACTIONS" => "true",
                 "GITHUB_WORKFLOW" => "deploy",
                 "GITHUB_SERVER_URL" => "https://github.com",
                 "GITHUB_REPOSITORY" => "acme/scope",
                 "GITHUB_RUN_ID" => "42",
                 _ => return None,
-            })
-            .map(str::to_string)
+            };
+            Some(v.to_string())
         };
         assert_eq!(
             origin(&gh, "runner"),

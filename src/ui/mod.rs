@@ -5,7 +5,7 @@ mod plan_view;
 mod progress;
 
 pub use plan_view::{render_plan, render_summary};
-pub use progress::StepReporter;
+pub use progress::{RolloutBars, StepReporter};
 
 use std::io::{IsTerminal, Write};
 

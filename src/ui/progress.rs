@@ -107,3 +107,71 @@ impl Reporter for StepReporter {
         }
     }
 }
+
+/// A rollout's progress: one bar per service on a terminal (updated and
+/// available of desired), one line per change otherwise.
+pub struct RolloutBars {
+    multi: Option<indicatif::MultiProgress>,
+    bars: Mutex<Vec<(String, ProgressBar)>>,
+    quiet: bool,
+}
+
+impl RolloutBars {
+    pub fn new(tty: bool, quiet: bool) -> Self {
+        RolloutBars {
+            multi: (tty && !quiet).then(indicatif::MultiProgress::new),
+            bars: Mutex::new(Vec::new()),
+            quiet,
+        }
+    }
+
+    /// A service's progress: `updated`, `available` of `desired`, or done
+    /// (`Ok(true)`), or failed with a reason.
+    pub fn report(&self, service: &str, state: &crate::rollout::Progress) {
+        use crate::rollout::Progress;
+        let Some(multi) = &self.multi else {
+            if !self.quiet {
+                eprintln!(
+                    "{service}: {}",
+                    match state {
+                        Progress::Waiting {
+                            updated,
+                            available,
+                            desired,
+                        } => format!("{updated} updated, {available} available of {desired}"),
+                        Progress::Complete => "complete".into(),
+                        Progress::Failed { reason, .. } => reason.clone(),
+                    }
+                );
+            }
+            return;
+        };
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = match bars.iter().find(|(s, _)| s == service) {
+            Some((_, b)) => b.clone(),
+            None => {
+                let b = multi.add(ProgressBar::new(1));
+                b.set_style(
+                    ProgressStyle::with_template("{prefix:<20} {bar:30} {pos}/{len} {wide_msg}")
+                        .expect("valid template"),
+                );
+                b.set_prefix(service.to_string());
+                bars.push((service.to_string(), b.clone()));
+                b
+            }
+        };
+        match state {
+            Progress::Waiting {
+                updated,
+                available,
+                desired,
+            } => {
+                bar.set_length((*desired).max(0) as u64);
+                bar.set_position((*available).max(0) as u64);
+                bar.set_message(format!("{updated} updated, {available} available"));
+            }
+            Progress::Complete => bar.finish_with_message("complete"),
+            Progress::Failed { reason, .. } => bar.abandon_with_message(reason.clone()),
+        }
+    }
+}
