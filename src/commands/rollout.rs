@@ -243,15 +243,26 @@ async fn release(ctx: &Ctx, wanted: Wanted, w: &WatchArgs) -> Result<u8> {
     let config = ctx.config()?;
     aws_env(&config)?;
     let printer = &ctx.printer;
-    if config.protected
-        && w.confirm.as_deref() != Some(config.env.as_str())
-        && !std::io::stdin().is_terminal()
-    {
-        return Err(UserError::usage(
-            format!("env {} is protected", config.env),
-            format!("pass --confirm {} --yes", config.env),
-        )
-        .into());
+    // Refused before any call: a protected env is named, or typed.
+    if config.protected {
+        match w.confirm.as_deref() {
+            Some(c) if c == config.env => {}
+            Some(c) => {
+                return Err(UserError::usage(
+                    format!("--confirm names `{c}`, not the env `{}`", config.env),
+                    format!("pass --confirm {}", config.env),
+                )
+                .into())
+            }
+            None if !std::io::stdin().is_terminal() => {
+                return Err(UserError::usage(
+                    format!("env {} is protected", config.env),
+                    format!("pass --confirm {} --yes", config.env),
+                )
+                .into())
+            }
+            None => {}
+        }
     }
     let aws = connect(&config).await;
     let k8s = cluster(ctx, &config, &aws).await?;
@@ -322,6 +333,19 @@ async fn locked(
     if changes.is_empty() {
         printer.info("Nothing to roll out: the env runs these tags.");
         return Ok(EXIT_OK);
+    }
+    if let Some((s, _, _)) = changes.iter().find(|(_, old, _)| old.is_empty()) {
+        return Err(UserError::failed(
+            format!(
+                "{s} is not deployed in {}/{} yet",
+                config.project, config.env
+            ),
+            format!(
+                "run `scopectl up --env {}` first: it deploys every service at its initial tag",
+                config.env
+            ),
+        )
+        .into());
     }
     let moved: BTreeMap<String, String> = changes
         .iter()
