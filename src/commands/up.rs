@@ -168,6 +168,41 @@ fn layer(plan: &Plan, k8s: bool) -> Plan {
     out
 }
 
+/// Inventory entries that name nothing there is or will be: listed, yet
+/// neither observed (by this env's labels) nor applied by `plan`. A run
+/// stopped between a prune's deletes and the inventory written behind them
+/// leaves them; the next cluster phase drops them from the inventory (the
+/// plan, with nothing left to delete, has no change for them).
+fn forgotten(
+    inventory: &std::collections::BTreeSet<crate::model::ResourceId>,
+    observed: impl Fn(&crate::model::ResourceId) -> bool,
+    plan: &Plan,
+) -> std::collections::BTreeSet<crate::model::ResourceId> {
+    inventory
+        .iter()
+        .filter(|id| !observed(id))
+        .filter(|id| {
+            !plan
+                .changes
+                .iter()
+                .any(|c| &c.address == *id && c.action != Action::Delete)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Whether the observed cluster's inventory lists objects that are gone.
+fn inventory_stale(obs: &super::Observation) -> bool {
+    obs.actual.cluster.as_ref().is_some_and(|c| {
+        !forgotten(
+            &c.inventory,
+            |id| obs.actual.resources.contains_key(id),
+            &obs.plan,
+        )
+        .is_empty()
+    })
+}
+
 /// Waits, bounded, for the API's `/readyz` through its endpoint with the
 /// admin certificate from the state store; returns a client for it.
 async fn wait_for_api(
@@ -289,7 +324,7 @@ pub async fn apply(ctx: &Ctx, args: UpArgs, rotation: Rotation) -> Result<u8> {
     } else {
         let first =
             observe_and_plan_with(Some(&aws), &config, &asked(ctx, &args, rotation)).await?;
-        if first.plan.is_empty() {
+        if first.plan.is_empty() && !inventory_stale(&first) {
             emit_plan(printer, &first.plan);
             return Ok(EXIT_OK);
         }
@@ -343,7 +378,7 @@ async fn locked(
             saved
         }
         None => {
-            if obs.plan.is_empty() {
+            if obs.plan.is_empty() && !inventory_stale(&obs) {
                 emit_plan(printer, &obs.plan);
                 let lbs = super::endpoints(obs.actual.resources.values());
                 if !lbs.is_empty() && printer.output == Output::Human {
@@ -402,7 +437,7 @@ async fn locked(
     let mut k8s_plan = layer(&plan, true);
     if outcome.failures.is_empty()
         && asked.phase.cluster()
-        && (!k8s_plan.is_empty() || obs.actual.cluster.is_none())
+        && (!k8s_plan.is_empty() || obs.actual.cluster.is_none() || inventory_stale(&obs))
     {
         let (client, state, k8s_ids) = match (obs.k8s, &obs.actual.cluster) {
             (Some(client), Some(state)) => (client, state.clone(), ids),
@@ -434,7 +469,9 @@ async fn locked(
                 (client, state, ids)
             }
         };
-        if !k8s_plan.is_empty() {
+        let stale =
+            !forgotten(&state.inventory, |id| k8s_ids.contains_key(id), &k8s_plan).is_empty();
+        if !k8s_plan.is_empty() || stale {
             let k8s_outcome = cluster_phase(
                 &client,
                 &k8s_plan,
@@ -525,7 +562,9 @@ async fn locked(
 
 /// Applies the cluster's objects, keeping the inventory of what scopectl
 /// applied ahead of the applies (a crash never leaves an object it does not
-/// list) and behind the deletes (an object is unlisted once it is gone).
+/// list) and behind the deletes (an object is unlisted once it is gone;
+/// what a crash left listed after its delete is dropped by the next run,
+/// see [`forgotten`]).
 async fn cluster_phase(
     client: &crate::providers::k8s::K8s,
     plan: &Plan,
@@ -542,7 +581,17 @@ async fn cluster_phase(
         .filter(|c| c.action != Action::Delete)
         .map(|c| c.address.clone())
         .collect();
-    let ahead: BTreeSet<_> = state.inventory.union(&applied).cloned().collect();
+    // What is listed but gone is dropped here: it is no longer observed,
+    // so no delete in this plan would drop it behind.
+    let gone = forgotten(&state.inventory, |id| ids.contains_key(id), plan);
+    let ahead: BTreeSet<_> = state
+        .inventory
+        .difference(&gone)
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .union(&applied)
+        .cloned()
+        .collect();
     if !state.inventory_exists || ahead != state.inventory {
         client
             .write_inventory(&ahead)

@@ -6,6 +6,7 @@
 mod support;
 
 mod cluster;
+mod cluster_faults;
 mod compute;
 mod config_errors;
 mod network;

@@ -406,9 +406,22 @@ impl Provider for K8s {
         retried(|| async {
             match api.delete(name, &dp).await {
                 Ok(_) => Ok(()),
-                // Gone, or (a failed uid precondition) no longer the one
-                // observed: ours is gone either way.
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                // A 409 is a failed uid precondition (the name now holds
+                // another object: ours is gone) or a conflict like any
+                // other write's (ours is still there): look which.
+                Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(name).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(o))
+                        if !physical_id.is_empty()
+                            && o.metadata.uid.as_deref() != Some(physical_id) =>
+                    {
+                        Ok(())
+                    }
+                    // Still ours: a transient conflict, tried again.
+                    Ok(Some(_)) => Err(error("delete", kube::Error::Api(s))),
+                    Err(e) => Err(error("delete", e)),
+                },
                 Err(e) => Err(error("delete", e)),
             }
         })

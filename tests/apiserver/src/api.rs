@@ -114,6 +114,21 @@ impl Response {
         r
     }
 
+    /// No answer: the server closes the connection (a cut connection, or a
+    /// request held by a freeze). Status 0 in [`Cluster::handle`]'s result.
+    pub fn cut() -> Response {
+        Response {
+            status: 0,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: Body::Full(Bytes::new()),
+        }
+    }
+
+    pub fn is_cut(&self) -> bool {
+        self.status == 0
+    }
+
     /// The body of a full response, as JSON (tests).
     pub fn json_body(&self) -> Value {
         match &self.body {
@@ -259,6 +274,10 @@ fn manager(q: &Query, req: &Request) -> String {
 impl Cluster {
     /// Answers one request.
     pub async fn handle(&self, req: Request) -> Response {
+        // Came while frozen: never served, never logged.
+        if self.held().await {
+            return Response::cut();
+        }
         let start = Instant::now();
         let q = Query::parse(&req.query);
         let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
@@ -294,7 +313,29 @@ impl Cluster {
         };
         record.status = resp.status;
         record.micros = start.elapsed().as_micros() as u64;
+        let write = is_write(&record.verb);
+        let cut_after = record.fault == Some(Fault::CutAfter);
         self.record(record);
+        if write {
+            let froze = {
+                let mut f = self.freezer();
+                f.writes += 1;
+                if f.at.is_some_and(|at| f.writes >= at) {
+                    f.at = None;
+                    f.frozen = true;
+                    true
+                } else {
+                    false
+                }
+            };
+            if froze {
+                self.held().await;
+                return Response::cut();
+            }
+        }
+        if cut_after {
+            return Response::cut();
+        }
         resp
     }
 
@@ -361,7 +402,12 @@ impl Cluster {
         };
         let verb = verb_of(&req.method, &t, q);
         record.verb = verb.into();
-        let fault = self.draw_fault(verb);
+        let fault = if self.within_limit(verb, &req.path) {
+            self.draw_fault(verb)
+        } else {
+            None
+        };
+        let fault = self.count_in_a_row(verb, &req.path, fault);
         record.fault = fault;
         match fault {
             Some(Fault::Latency) => {
@@ -397,6 +443,7 @@ impl Cluster {
                 let name = t.name.clone().unwrap_or_default();
                 return Response::error(&ApiError::conflict(&KINDS[t.kind], &name));
             }
+            Some(Fault::CutBefore) => return Response::cut(),
             _ => {}
         }
         let result = match verb {
@@ -416,19 +463,44 @@ impl Cluster {
         }
     }
 
+    /// Whether `Faults::max_in_a_row` allows another fault on `verb` `path`.
+    fn within_limit(&self, verb: &str, path: &str) -> bool {
+        let max = self.config().faults.max_in_a_row;
+        max == 0
+            || self
+                .inner
+                .in_a_row
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(verb.to_string(), path.to_string()))
+                .is_none_or(|n| *n < max)
+    }
+
+    /// Counts faults in a row per verb and path (latency is no failure).
+    fn count_in_a_row(&self, verb: &str, path: &str, fault: Option<Fault>) -> Option<Fault> {
+        if self.config().faults.max_in_a_row > 0 {
+            let mut m = self
+                .inner
+                .in_a_row
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let key = (verb.to_string(), path.to_string());
+            match fault {
+                Some(f) if f != Fault::Latency => *m.entry(key).or_default() += 1,
+                _ => {
+                    m.remove(&key);
+                }
+            }
+        }
+        fault
+    }
+
     fn draw_fault(&self, verb: &str) -> Option<Fault> {
         let f = &self.config().faults;
         if f.rate <= 0.0 {
             return None;
         }
-        let mut rng = self.inner.faults.lock().unwrap_or_else(|e| e.into_inner());
-        if rng.unit() >= f.rate {
-            return None;
-        }
-        let write = matches!(
-            verb,
-            "create" | "update" | "patch" | "delete" | "deletecollection"
-        );
+        let write = is_write(verb);
         let mut choices = Vec::new();
         if f.throttle {
             choices.push(Fault::Throttle);
@@ -442,10 +514,33 @@ impl Cluster {
         if f.cut_watches && verb == "watch" {
             choices.push(Fault::CutWatch);
         }
+        if f.cut_connections && verb != "watch" {
+            choices.extend([Fault::CutBefore, Fault::CutAfter]);
+        }
         if !f.max_latency.is_zero() {
             choices.push(Fault::Latency);
         }
         if choices.is_empty() {
+            return None;
+        }
+        if f.every_kind_per_verb {
+            let mut seen = self
+                .inner
+                .per_verb
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let n = seen.entry(verb.to_string()).or_default();
+            let i = *n;
+            *n += 1;
+            if i.is_multiple_of(2) && i / 2 < choices.len() {
+                // A write meets its conflict first.
+                let mut order = choices.clone();
+                order.sort_by_key(|c| *c != Fault::Conflict);
+                return Some(order[i / 2]);
+            }
+        }
+        let mut rng = self.inner.faults.lock().unwrap_or_else(|e| e.into_inner());
+        if rng.unit() >= f.rate {
             return None;
         }
         Some(choices[rng.below(choices.len() as u64) as usize])
@@ -1053,4 +1148,11 @@ fn scale_of(o: &Value) -> Value {
         "spec": {"replicas": o["spec"]["replicas"].as_i64().unwrap_or(0)},
         "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": crate::controllers::selector_query(o)},
     })
+}
+
+fn is_write(verb: &str) -> bool {
+    matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    )
 }

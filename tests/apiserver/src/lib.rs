@@ -49,8 +49,21 @@ pub struct Faults {
     pub conflicts: bool,
     /// Watch streams end after a few events, without an ERROR event.
     pub cut_watches: bool,
+    /// Connections close unanswered (not watches): before the request is
+    /// served ([`Fault::CutBefore`]), or after it was, its effect kept and
+    /// its answer lost ([`Fault::CutAfter`]).
+    pub cut_connections: bool,
     /// Up to this much added latency.
     pub max_latency: Duration,
+    /// Whatever the seed (with a rate above 0), the first requests of each verb meet
+    /// every enabled fault that applies to it, every other request (the
+    /// 1st, 3rd, 5th …; 409 first for writes), so that a short run is sure
+    /// to see each fault on each verb; the rest are drawn as usual.
+    pub every_kind_per_verb: bool,
+    /// At most this many faults in a row for one verb and path (one
+    /// client call and its retries), then one unfaulted answer: a client
+    /// that retries enough always gets through. 0: no limit.
+    pub max_in_a_row: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,6 +73,11 @@ pub enum Fault {
     Status503,
     Conflict,
     CutWatch,
+    /// The connection closed before the request was served.
+    CutBefore,
+    /// The request was served (a write applied), then the connection closed
+    /// unanswered.
+    CutAfter,
     Latency,
 }
 
@@ -123,6 +141,21 @@ pub(crate) struct Inner {
     pub faults: Mutex<util::Rng>,
     pub seq: AtomicU64,
     pub log_file: Mutex<Option<std::fs::File>>,
+    /// Requests per verb so far (`Faults::every_kind_per_verb`).
+    pub per_verb: Mutex<std::collections::HashMap<String, usize>>,
+    /// Faults in a row per verb and path (`Faults::max_in_a_row`).
+    pub in_a_row: Mutex<std::collections::HashMap<(String, String), u32>>,
+    pub freeze: Mutex<Freeze>,
+    pub thaw: tokio::sync::Notify,
+}
+
+/// [`Cluster::freeze_after_writes`]: writes served so far, the one to
+/// freeze after, and whether the server is frozen.
+#[derive(Debug, Default)]
+pub(crate) struct Freeze {
+    pub writes: u64,
+    pub at: Option<u64>,
+    pub frozen: bool,
 }
 
 /// The cluster: its store, controllers, fault source and request log.
@@ -159,6 +192,10 @@ impl Cluster {
                 faults: Mutex::new(faults),
                 seq: AtomicU64::new(0),
                 log_file: Mutex::new(None),
+                per_verb: Mutex::new(std::collections::HashMap::new()),
+                in_a_row: Mutex::new(std::collections::HashMap::new()),
+                freeze: Mutex::new(Freeze::default()),
+                thaw: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -242,6 +279,66 @@ impl Cluster {
     ) -> Option<serde_json::Value> {
         let k = kinds::by_kind(api_version, kind)?;
         self.state().get(k, ns, name).map(|v| (**v).clone())
+    }
+
+    /// Every stored object of a kind (all namespaces), as stored.
+    pub fn objects(&self, api_version: &str, kind: &str) -> Vec<serde_json::Value> {
+        let Some(k) = kinds::by_kind(api_version, kind) else {
+            return Vec::new();
+        };
+        self.state()
+            .list(k, None)
+            .iter()
+            .map(|v| (**v).clone())
+            .collect()
+    }
+
+    /// Freezes the server right after the `k`-th write from now (create,
+    /// update, patch, delete, deletecollection; any answer): that write
+    /// takes effect but its answer is held back, and every request that
+    /// comes while frozen is held too, until [`Cluster::thaw`], when they
+    /// all get their connection closed unanswered (the held ones unserved).
+    /// A test kills its client at a known point this way, as with the AWS
+    /// proxy's `freeze_after_writes`. The controllers keep running.
+    pub fn freeze_after_writes(&self, k: u64) {
+        let mut f = self.freezer();
+        f.at = Some(f.writes + k.max(1));
+    }
+
+    /// Whether a write froze the server (and it was not thawed since).
+    pub fn frozen(&self) -> bool {
+        self.freezer().frozen
+    }
+
+    /// Writes served so far.
+    pub fn writes(&self) -> u64 {
+        self.freezer().writes
+    }
+
+    /// Ends a freeze (and a pending [`Cluster::freeze_after_writes`]).
+    pub fn thaw(&self) {
+        let mut f = self.freezer();
+        f.at = None;
+        f.frozen = false;
+        drop(f);
+        self.inner.thaw.notify_waiters();
+    }
+
+    pub(crate) fn freezer(&self) -> MutexGuard<'_, Freeze> {
+        self.inner.freeze.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits while the server is frozen; true if it was.
+    pub(crate) async fn held(&self) -> bool {
+        let mut was = false;
+        loop {
+            let thawed = self.inner.thaw.notified();
+            if !self.freezer().frozen {
+                return was;
+            }
+            was = true;
+            thawed.await;
+        }
     }
 
     /// The controllers' loop: reconciles after writes and when simulated

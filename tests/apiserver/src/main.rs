@@ -120,7 +120,10 @@ async fn run(args: Args) -> Result<(), String> {
             errors: true,
             conflicts: true,
             cut_watches: true,
+            cut_connections: true,
             max_latency: Duration::from_millis(200),
+            every_kind_per_verb: false,
+            max_in_a_row: 0,
         },
         ..Config::default()
     };

@@ -196,11 +196,13 @@ impl http_body::Body for HttpBody {
     }
 }
 
+/// One request; an error (a cut connection: [`crate::Response::cut`]) makes hyper
+/// close the connection unanswered.
 async fn serve(
     cluster: Cluster,
     auth: Auth,
     req: http::Request<Incoming>,
-) -> http::Response<HttpBody> {
+) -> Result<http::Response<HttpBody>, std::io::Error> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -226,6 +228,12 @@ async fn serve(
         auth,
     };
     let resp = cluster.handle(request).await;
+    if resp.is_cut() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "cut",
+        ));
+    }
     let mut b = http::Response::builder()
         .status(resp.status)
         .header(http::header::CONTENT_TYPE, resp.content_type)
@@ -233,8 +241,8 @@ async fn serve(
     for (k, v) in resp.headers {
         b = b.header(k, v);
     }
-    b.body(HttpBody(Some(resp.body)))
-        .unwrap_or_else(|_| http::Response::new(HttpBody(None)))
+    Ok(b.body(HttpBody(Some(resp.body)))
+        .unwrap_or_else(|_| http::Response::new(HttpBody(None))))
 }
 
 /// Serves `cluster` on `listener` until the task is dropped or aborted.
@@ -259,7 +267,7 @@ pub fn spawn(
                 let auth = authenticate(stream.get_ref().1.peer_certificates(), verifier.as_ref());
                 let svc = service_fn(move |req| {
                     let (cluster, auth) = (cluster.clone(), auth.clone());
-                    async move { Ok::<_, Infallible>(serve(cluster, auth, req).await) }
+                    async move { serve(cluster, auth, req).await }
                 });
                 let _ = http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())

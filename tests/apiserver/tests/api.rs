@@ -1074,3 +1074,137 @@ async fn seeded_faults_and_the_request_log() {
     assert!(a.iter().any(|(s, _)| *s == 500 || *s == 503), "{a:?}");
     assert!(a.iter().any(|(s, _)| *s == 201), "{a:?}");
 }
+
+#[tokio::test]
+async fn every_fault_kind_per_verb_and_cut_connections() {
+    let c = Cluster::new(Config {
+        time_scale: None,
+        faults: Faults {
+            seed: 5,
+            // Low: the first requests' faults come from the schedule.
+            rate: 0.000_001,
+            throttle: true,
+            errors: true,
+            conflicts: true,
+            cut_connections: true,
+            every_kind_per_verb: true,
+            max_latency: Duration::from_millis(1),
+            ..Faults::default()
+        },
+        ..Config::default()
+    });
+    let mut created = Vec::new();
+    for i in 0..16 {
+        let name = format!("c{i}");
+        let (s, _) = call(
+            &c,
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": name}}),
+            "application/json",
+        )
+        .await;
+        created.push(s);
+    }
+    let log = c.requests();
+    let faults: Vec<Option<Fault>> = log.iter().map(|r| r.fault).collect();
+    // A write meets its conflict first, then the rest, every other request.
+    assert_eq!(
+        faults[..14],
+        [
+            Some(Fault::Conflict),
+            None,
+            Some(Fault::Throttle),
+            None,
+            Some(Fault::Status500),
+            None,
+            Some(Fault::Status503),
+            None,
+            Some(Fault::CutBefore),
+            None,
+            Some(Fault::CutAfter),
+            None,
+            Some(Fault::Latency),
+            None,
+        ],
+        "{log:#?}"
+    );
+    assert_eq!(&created[..2], [409, 201]);
+    // Cut before: not served (status 0, nothing stored); cut after: served,
+    // the answer lost.
+    assert_eq!(created[8], 0);
+    assert!(c.object("v1", "ConfigMap", "default", "c8").is_none());
+    assert_eq!(created[10], 0);
+    assert_eq!(log[10].status, 201, "the log has what was served");
+    assert!(c.object("v1", "ConfigMap", "default", "c10").is_some());
+    // Another verb has its own schedule.
+    let (s, _) = call(
+        &c,
+        Method::GET,
+        "/api/v1/namespaces/default/configmaps",
+        Value::Null,
+        "",
+    )
+    .await;
+    assert_eq!(s, 429);
+
+    // Every request faulted, but never more than twice in a row for one
+    // verb and path.
+    let c = Cluster::new(Config {
+        time_scale: None,
+        faults: Faults {
+            seed: 9,
+            rate: 1.0,
+            errors: true,
+            max_in_a_row: 2,
+            ..Faults::default()
+        },
+        ..Config::default()
+    });
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let path = "/api/v1/namespaces/default/configmaps";
+        statuses.push(call(&c, Method::GET, path, Value::Null, "").await.0 < 300);
+    }
+    assert_eq!(statuses, [false, false, true, false, false, true]);
+}
+
+#[tokio::test]
+async fn a_freeze_holds_the_kth_writes_answer_and_what_comes_after() {
+    let c = cluster();
+    let post = |c: Cluster, name: &'static str| async move {
+        call(
+            &c,
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": name}}),
+            "application/json",
+        )
+        .await
+        .0
+    };
+    assert_eq!(post(c.clone(), "a").await, 201);
+    c.freeze_after_writes(2);
+    assert_eq!(c.writes(), 1);
+    // Reads do not count.
+    get(&c, "/api/v1/namespaces/default/configmaps").await;
+    assert_eq!(post(c.clone(), "b").await, 201);
+    assert!(!c.frozen());
+    let third = tokio::spawn(post(c.clone(), "c"));
+    while !c.frozen() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Applied, its answer held; the next request held unserved.
+    assert!(c.object("v1", "ConfigMap", "default", "c").is_some());
+    let fourth = tokio::spawn(post(c.clone(), "d"));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!third.is_finished() && !fourth.is_finished());
+    c.thaw();
+    assert_eq!(third.await.unwrap(), 0);
+    assert_eq!(fourth.await.unwrap(), 0);
+    assert!(c.object("v1", "ConfigMap", "default", "d").is_none());
+    assert_eq!(c.writes(), 3);
+    assert_eq!(c.objects("v1", "ConfigMap").len(), 3);
+    // Thawed for good.
+    assert_eq!(post(c.clone(), "e").await, 201);
+}
