@@ -173,6 +173,20 @@ fn api_address(
     Some((host, url))
 }
 
+/// The state store's names of the cluster CA and the admin credentials.
+fn admin_names(aws: &Aws) -> [String; 2] {
+    let prefix = aws.pki_prefix();
+    [format!("{prefix}ca.crt"), format!("{prefix}admin")]
+}
+
+/// Reads the cluster CA and the admin credentials from the state store (the
+/// names that exist; none before the PKI does).
+async fn read_admin(aws: &Aws) -> Result<BTreeMap<String, String>> {
+    crate::providers::aws::pki_store::values(aws, &admin_names(aws))
+        .await
+        .context("reading the admin certificate from the state store")
+}
+
 /// The admin client for the env's cluster, from the state store; None when
 /// the PKI or the API's address does not exist yet (a first `up`).
 pub async fn cluster_client(
@@ -181,14 +195,26 @@ pub async fn cluster_client(
     actual: &Actual,
     api_server: Option<&str>,
 ) -> Result<Option<(K8s, String)>> {
+    if api_address(config, actual, api_server).is_none() {
+        return Ok(None);
+    }
+    let values = read_admin(aws).await?;
+    client_with(aws, config, actual, api_server, &values).await
+}
+
+/// [`cluster_client`] with the state store's values already read
+/// ([`read_admin`]).
+async fn client_with(
+    aws: &Aws,
+    config: &Config,
+    actual: &Actual,
+    api_server: Option<&str>,
+    values: &BTreeMap<String, String>,
+) -> Result<Option<(K8s, String)>> {
     let Some((host, url)) = api_address(config, actual, api_server) else {
         return Ok(None);
     };
-    let prefix = aws.pki_prefix();
-    let (ca, admin) = (format!("{prefix}ca.crt"), format!("{prefix}admin"));
-    let values = crate::providers::aws::pki_store::values(aws, &[ca.clone(), admin.clone()])
-        .await
-        .context("reading the admin certificate from the state store")?;
+    let [ca, admin] = admin_names(aws);
     let (Some(ca_pem), Some(admin_value)) = (values.get(&ca), values.get(&admin)) else {
         return Ok(None);
     };
@@ -214,69 +240,93 @@ pub async fn observe_and_plan_with(
     config: &Config,
     asked: &Asked,
 ) -> Result<Observation> {
-    let (mut facts, mut actual) = match (aws, config.provider) {
-        (Some(aws), Provider::Aws) => {
-            let peered = config.network.placement == config::Placement::Peered;
-            let (facts, actual) = futures::try_join!(
-                crate::providers::aws::facts::gather(
-                    aws,
-                    &config.database.rds_instance,
-                    peered,
-                    match &config.cluster.image_id {
-                        Some(id) => crate::providers::aws::facts::ImageQuery::Pinned(id),
-                        None => crate::providers::aws::facts::ImageQuery::Newest {
-                            owner: &config.cluster.image_owner,
-                            pattern: &config.cluster.image_name,
-                        },
-                    },
-                ),
-                aws.observe(),
-            )
-            .context("observing AWS")?;
-            (facts, actual)
-        }
-        _ => (Facts::default(), Actual::default()),
+    // The cluster phase's reads from the state store (the services' secrets,
+    // the admin credentials) need nothing observed: they go at once with
+    // the observation rather than one round trip after it.
+    let cluster = match (aws, config.provider) {
+        (Some(aws), Provider::Aws) if asked.phase.cluster() => Some(aws),
+        _ => None,
     };
-    let mut k8s = None;
-    let mut secret_values = BTreeMap::new();
-    if asked.phase.cluster() {
-        if let (Some(aws), Provider::Aws) = (aws, config.provider) {
-            let params: Vec<String> = config
-                .services
-                .values()
-                .flat_map(|s| s.secrets.values().cloned())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let (client, values) = futures::try_join!(
-                cluster_client(aws, config, &actual, asked.api_server.as_deref()),
-                async {
-                    if params.is_empty() {
-                        return Ok(BTreeMap::new());
+    let params: Vec<String> = config
+        .services
+        .values()
+        .flat_map(|s| s.secrets.values().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let stored = async {
+        let Some(aws) = cluster else {
+            return Ok((BTreeMap::new(), BTreeMap::new()));
+        };
+        futures::try_join!(
+            async {
+                if params.is_empty() {
+                    return Ok(BTreeMap::new());
+                }
+                crate::providers::aws::pki_store::values(aws, &params)
+                    .await
+                    .context("reading the services' secrets from SSM")
+            },
+            read_admin(aws),
+        )
+    };
+    let observed = async {
+        match (aws, config.provider) {
+            (Some(aws), Provider::Aws) => {
+                let peered = config.network.placement == config::Placement::Peered;
+                let observing = async {
+                    if asked.phase.aws() {
+                        return aws.observe().await;
                     }
-                    crate::providers::aws::pki_store::values(aws, &params)
-                        .await
-                        .context("reading the services' secrets from SSM")
-                },
-            )?;
-            secret_values = values;
-            for (param, value) in &secret_values {
-                facts.secrets.insert(
-                    param.clone(),
-                    crate::model::k8s::value_digest(value.as_bytes()),
-                );
-            }
-            if let Some((client, _url)) = client {
-                // Not answering yet (a first `up`, masters booting) is not
-                // an error: the cluster's objects are planned as creates.
-                if let Some(seen) = client.observe().await.context("observing the cluster")? {
-                    facts.tags = seen.tags;
-                    for o in seen.objects {
+                    // Only the cluster's objects are planned (AWS resources
+                    // are left out below): of AWS, only the load balancers,
+                    // for the API's address.
+                    let mut actual = Actual::default();
+                    for o in aws.load_balancers().await? {
                         actual.insert(o);
                     }
-                    actual.cluster = Some(seen.state);
-                    k8s = Some(client);
+                    Ok(actual)
+                };
+                futures::try_join!(
+                    crate::providers::aws::facts::gather(
+                        aws,
+                        &config.database.rds_instance,
+                        peered,
+                        match &config.cluster.image_id {
+                            Some(id) => crate::providers::aws::facts::ImageQuery::Pinned(id),
+                            None => crate::providers::aws::facts::ImageQuery::Newest {
+                                owner: &config.cluster.image_owner,
+                                pattern: &config.cluster.image_name,
+                            },
+                        },
+                    ),
+                    observing,
+                )
+                .context("observing AWS")
+            }
+            _ => Ok((Facts::default(), Actual::default())),
+        }
+    };
+    let ((mut facts, mut actual), (secret_values, admin)) = futures::try_join!(observed, stored)?;
+    let mut k8s = None;
+    if let Some(aws) = cluster {
+        for (param, value) in &secret_values {
+            facts.secrets.insert(
+                param.clone(),
+                crate::model::k8s::value_digest(value.as_bytes()),
+            );
+        }
+        let client = client_with(aws, config, &actual, asked.api_server.as_deref(), &admin).await?;
+        if let Some((client, _url)) = client {
+            // Not answering yet (a first `up`, masters booting) is not
+            // an error: the cluster's objects are planned as creates.
+            if let Some(seen) = client.observe().await.context("observing the cluster")? {
+                facts.tags = seen.tags;
+                for o in seen.objects {
+                    actual.insert(o);
                 }
+                actual.cluster = Some(seen.state);
+                k8s = Some(client);
             }
         }
     }

@@ -404,7 +404,12 @@ fn up_applies_the_cluster_restores_drift_and_prunes_only_its_own() {
     let saved = tc.dir().join("drift.json");
     let saved = saved.to_str().unwrap();
     sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "plan", "--out", saved]);
-    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "up", "--yes", "--plan", saved]);
+    sb.expect_in_cluster(
+        0,
+        &tc,
+        &cfg,
+        &["--env", env, "up", "--yes", "--plan", saved],
+    );
     assert_eq!(
         get(&[
             "-n",

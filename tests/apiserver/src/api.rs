@@ -298,7 +298,12 @@ impl Cluster {
             fault: None,
             user,
             micros: 0,
+            at_micros: start.duration_since(self.inner.born).as_micros() as u64,
         };
+        let latency = self.config().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let resp = if req.auth == Auth::Invalid {
             Response::error(&ApiError::unauthorized())
         } else if req.auth == Auth::Anonymous && !public {

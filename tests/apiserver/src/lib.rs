@@ -100,6 +100,10 @@ pub struct Config {
     pub bookmark_interval: Duration,
     pub seed: u64,
     pub faults: Faults,
+    /// Fixed latency added to every request before it is answered (a
+    /// network round trip), discovery and health checks included; unlike
+    /// `Faults::max_latency` it is not drawn. Counted in `Record::micros`.
+    pub latency: Duration,
 }
 
 impl Default for Config {
@@ -114,6 +118,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(10),
             seed: 1,
             faults: Faults::default(),
+            latency: Duration::ZERO,
         }
     }
 }
@@ -129,8 +134,12 @@ pub struct Record {
     pub status: u16,
     pub fault: Option<Fault>,
     pub user: String,
-    /// The server's own time for the request (a watch: until it started).
+    /// The server's own time for the request (a watch: until it started),
+    /// `Config::latency` included.
     pub micros: u64,
+    /// When the request arrived, in real microseconds since the cluster was
+    /// made: with `micros`, the interval the request spent at the server.
+    pub at_micros: u64,
 }
 
 pub(crate) struct Inner {
@@ -147,6 +156,8 @@ pub(crate) struct Inner {
     pub in_a_row: Mutex<std::collections::HashMap<(String, String), u32>>,
     pub freeze: Mutex<Freeze>,
     pub thaw: tokio::sync::Notify,
+    /// When the cluster was made (`Record::at_micros` counts from it).
+    pub born: std::time::Instant,
 }
 
 /// [`Cluster::freeze_after_writes`]: writes served so far, the one to
@@ -196,12 +207,18 @@ impl Cluster {
                 in_a_row: Mutex::new(std::collections::HashMap::new()),
                 freeze: Mutex::new(Freeze::default()),
                 thaw: tokio::sync::Notify::new(),
+                born: std::time::Instant::now(),
             }),
         }
     }
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// When the cluster was made: `Record::at_micros` counts from here.
+    pub fn born(&self) -> std::time::Instant {
+        self.inner.born
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
@@ -239,6 +256,7 @@ impl Cluster {
             let line = serde_json::json!({
                 "seq": r.seq, "verb": r.verb, "path": r.path, "status": r.status,
                 "fault": r.fault.map(|f| format!("{f:?}")), "user": r.user, "micros": r.micros,
+                "at_micros": r.at_micros,
             });
             let _ = writeln!(f, "{line}");
         }

@@ -44,6 +44,9 @@ struct Args {
     /// Probability of a fault per API request (0: none).
     #[arg(long, default_value_t = 0.0)]
     fault_rate: f64,
+    /// Milliseconds added to every request (a fixed network round trip).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
     /// Append every request to this file as a JSON line.
     #[arg(long)]
     request_log: Option<PathBuf>,
@@ -125,6 +128,7 @@ async fn run(args: Args) -> Result<(), String> {
             every_kind_per_verb: false,
             max_in_a_row: 0,
         },
+        latency: Duration::from_millis(args.latency_ms),
         ..Config::default()
     };
     let cluster = Cluster::new(config);

@@ -1208,3 +1208,38 @@ async fn a_freeze_holds_the_kth_writes_answer_and_what_comes_after() {
     // Thawed for good.
     assert_eq!(post(c.clone(), "e").await, 201);
 }
+
+#[tokio::test]
+async fn a_fixed_latency_delays_every_request_and_is_logged() {
+    let c = Cluster::new(Config {
+        nodes: nodes(),
+        time_scale: None,
+        latency: Duration::from_millis(30),
+        ..Config::default()
+    });
+    let t = std::time::Instant::now();
+    for path in ["/readyz", "/apis", "/api/v1/nodes"] {
+        let r = c
+            .handle(Request::admin(Method::GET, path, Vec::new()))
+            .await;
+        assert_eq!(r.status, 200, "{path}");
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        t.elapsed()
+    );
+    let log = c.requests();
+    assert_eq!(log.len(), 3);
+    for (i, r) in log.iter().enumerate() {
+        assert!(r.micros >= 30_000, "{r:?}");
+        assert_eq!(r.fault, None);
+        if i > 0 {
+            // One after the other: each arrived after the one before ended.
+            assert!(
+                r.at_micros >= log[i - 1].at_micros + log[i - 1].micros,
+                "{log:?}"
+            );
+        }
+    }
+}

@@ -51,6 +51,10 @@ pub struct Call {
     /// The ids and names the request carries (`…Id=`, `…Name=`), to tell
     /// one step's retries apart in a failure report.
     pub names: String,
+    /// When the request reached the proxy, and how long until it was
+    /// answered (the added latency included): the benchmark's timeline.
+    pub at: Instant,
+    pub took: Duration,
 }
 
 impl Call {
@@ -437,6 +441,7 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
+        let at = Instant::now();
         let record = |status: u16, fault: Option<Fault>| {
             calls.push(Call {
                 service: service.clone(),
@@ -444,6 +449,8 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
                 status,
                 fault,
                 names: names.clone(),
+                at,
+                took: at.elapsed(),
             })
         };
         if ctl.frozen.load(Ordering::SeqCst) {
