@@ -369,6 +369,12 @@ struct ClusterRun {
     /// to its being available, the longest; and when, after `up` returned,
     /// they all were (real time).
     rollout: Option<(Duration, Duration)>,
+    /// `scopectl rollout --all` of every service: (wall, scopectl's own time
+    /// from the last Deployment complete to its exit).
+    release: Option<(Duration, Duration)>,
+    /// A release of every service with one crash-looping image: its wall
+    /// time to exit 3 with everything rolled back, and the grace it used.
+    failing: Option<(Duration, i32)>,
 }
 
 /// Runs scopectl against `tc` with `phase` (None: every phase) and measures it.
@@ -499,12 +505,66 @@ fn cluster_run(setup: &Setup, k8s_latency: Duration, n: usize) -> ClusterRun {
         None,
         &with(&["plan", "--detailed-exitcode"]),
     );
+    // A release of every service: the wall time, and scopectl's overhead
+    // from the moment the last Deployment is complete by kubectl's rule (as
+    // the server holds it, polled every 2 ms) to the process's exit.
+    let complete = |tag: &str| -> bool {
+        (1..=n).all(|i| {
+            handle
+                .object("apps/v1", "Deployment", "scope", &format!("s{i}"))
+                .is_some_and(|d| {
+                    d["spec"]["template"]["spec"]["containers"][0]["image"]
+                        .as_str()
+                        .is_some_and(|im| im.ends_with(tag))
+                        && scopectl::rollout::progress(&d) == scopectl::rollout::Progress::Complete
+                })
+        })
+    };
+    let timed_rollout = |args: &[&str], tag: &str| -> (Duration, Option<Instant>, i32) {
+        let t = Instant::now();
+        let mut child = sb.spawn_in_cluster(&tc, &cfg, args);
+        let mut done_at = None;
+        loop {
+            if done_at.is_none() && complete(tag) {
+                done_at = Some(Instant::now());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let wall = t.elapsed();
+                return (wall, done_at, status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    };
+    let (wall, done, code) = timed_rollout(
+        &["--env", "bench", "-q", "rollout", "--yes", "--all", "v2"],
+        ":v2",
+    );
+    let exited = Instant::now();
+    let release = (code == 0).then(|| (wall, done.map(|d| exited - d).unwrap_or_default()));
+    let mut args: Vec<String> = [
+        "--env",
+        "bench",
+        "-q",
+        "rollout",
+        "--yes",
+        "--failure-grace",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend((1..=n).map(|i| format!("s{i}=v3{}", if i == 1 { "-crashloop" } else { "" })));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (wall, _, code) = timed_rollout(&args, ":never");
+    let failing = Some((wall, code));
     ClusterRun {
         services: n,
         objects,
         up,
         plan,
         rollout,
+        release,
+        failing,
     }
 }
 
@@ -555,6 +615,23 @@ fn report(setup: &Setup, k8s_latency: Duration, rows: &[ClusterRun]) {
     println!("at API: some Kubernetes request at the server (latency included); beyond: wall minus that,");
     println!("  = AWS: some AWS call out and no Kubernetes one, + own: no call out (start, planning, TLS)");
     for r in rows {
+        if let Some((wall, overhead)) = r.release {
+            println!(
+                "{} services: rollout --all v2 took {} (all in parallel); scopectl's own time from the last Deployment complete to its exit: {} (target 200 ms: {})",
+                r.services,
+                secs(wall),
+                secs(overhead),
+                if overhead <= Duration::from_millis(200) { "met" } else { "missed" }
+            );
+        }
+        if let Some((wall, code)) = r.failing {
+            println!(
+                "{} services: a release with one crash-looping image exited {code} (3: rolled back) in {} with a 1 s failure grace; the progress deadline is 600 s simulated ({} real at this time scale)",
+                r.services,
+                secs(wall),
+                secs(Duration::from_secs_f64(600.0 / cluster::TIME_SCALE))
+            );
+        }
         println!(
             "{} services: up applied {} objects (Kubernetes calls: {}); {}",
             r.services,
