@@ -103,7 +103,8 @@ pub enum Command {
     Down(DownArgs),
     /// Roll services to new image tags, watched, rolled back on failure;
     /// or show a rollout's status, the history, or undo.
-    Rollout(RolloutArgs),
+    // Boxed: its flags outweigh every other command's (clippy's large_enum_variant).
+    Rollout(Box<RolloutArgs>),
     /// What exists for the env.
     Status,
     /// Break a stale env lock.
@@ -229,6 +230,10 @@ pub struct RolloutArgs {
     /// The tags of that env's last successful release (promotion).
     #[arg(long, value_name = "ENV", conflicts_with_all = ["tags", "tags_file"])]
     pub from: Option<String>,
+    /// Reach the --from env's Kubernetes API at this URL instead of its load
+    /// balancer (`--api-server` is the target env's, never the other's).
+    #[arg(long, value_name = "URL", requires = "from")]
+    pub from_api_server: Option<String>,
     /// The tags of a release record another rollout printed (`--output json`).
     #[arg(long, value_name = "FILE", conflicts_with = "tags")]
     pub tags_file: Option<PathBuf>,

@@ -57,7 +57,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Plan(a) => plan::run(&ctx, a).await,
         Command::Up(a) => up::run(&ctx, a).await,
         Command::Down(a) => down::run(&ctx, a).await,
-        Command::Rollout(a) => rollout::run(&ctx, a).await,
+        Command::Rollout(a) => rollout::run(&ctx, *a).await,
         Command::Status => status::run(&ctx).await,
         Command::Unlock(a) => unlock::run(&ctx, a).await,
         Command::Kubeconfig(a) => kubeconfig::run(&ctx, a).await,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::{acquire, confirm, connect, lock_info, Ctx};
+use super::{acquire, confirm, connect, holder_is_gone, lock_info, Ctx, Procfs};
 use crate::cli::{RolloutArgs, RolloutCommand, WatchArgs};
 use crate::config::{Config, Provider};
 use crate::error::{UserError, EXIT_OK};
@@ -23,7 +23,8 @@ pub const EXIT_ROLLED_BACK: u8 = 3;
 enum Wanted {
     Tags(BTreeMap<String, String>),
     All(String),
-    From(String),
+    /// An env, and where to reach its API (`--from-api-server`).
+    From(String, Option<String>),
     File(std::path::PathBuf),
     Undo(Option<u64>),
 }
@@ -37,7 +38,7 @@ pub async fn run(ctx: &Ctx, args: RolloutArgs) -> Result<u8> {
             let wanted = if let Some(tag) = args.all {
                 Wanted::All(tag)
             } else if let Some(env) = args.from {
-                Wanted::From(env)
+                Wanted::From(env, args.from_api_server)
             } else if let Some(f) = args.tags_file {
                 Wanted::File(f)
             } else if !args.tags.is_empty() {
@@ -68,15 +69,15 @@ fn aws_env(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The env's cluster client, which must answer.
-async fn cluster(ctx: &Ctx, config: &Config, aws: &Aws) -> Result<K8s> {
+/// The env's cluster client, which must answer. `api_server` is where to
+/// reach it (`--api-server`, `--from-api-server`: `flag`), else its load
+/// balancer.
+async fn cluster(config: &Config, aws: &Aws, api_server: Option<&str>, flag: &str) -> Result<K8s> {
     let mut actual = crate::model::Actual::default();
     for o in aws.load_balancers().await.context("finding the API")? {
         actual.insert(o);
     }
-    let Some((client, url)) =
-        super::cluster_client(aws, config, &actual, ctx.api_server.as_deref()).await?
-    else {
+    let Some((client, url)) = super::cluster_client(aws, config, &actual, api_server).await? else {
         return Err(UserError::failed(
             format!("{}/{} has no cluster yet", config.project, config.env),
             format!("run `scopectl up --env {}` first", config.env),
@@ -87,7 +88,7 @@ async fn cluster(ctx: &Ctx, config: &Config, aws: &Aws) -> Result<K8s> {
         return Err(UserError::failed(
             format!("the Kubernetes API at {url} does not answer"),
             format!(
-                "check the masters (`scopectl status --env {}`), or reach the API with --api-server URL",
+                "check the masters (`scopectl status --env {}`), or reach the API with {flag} URL",
                 config.env
             ),
         )
@@ -117,10 +118,22 @@ async fn running(k8s: &K8s, config: &Config) -> Result<BTreeMap<String, String>>
 }
 
 /// Marks releases left in progress by a process that no longer holds the
-/// lock (killed, a cancelled CI job) as interrupted.
+/// lock (killed, a cancelled CI job) as interrupted. `history` was read
+/// before `held`: a release is read again before it is marked, since a
+/// rollout that ended in between wrote its outcome before it let the lock go
+/// (`status` run beside a rollout must not turn its success into
+/// `interrupted`).
 async fn settle_interrupted(k8s: &K8s, history: &mut [Release], held: Option<&str>) -> Result<()> {
     for r in history.iter_mut() {
         if r.outcome == Outcome::InProgress && Some(r.lock_id.as_str()) != held {
+            match k8s.release(r.revision).await.context("reading a release")? {
+                Some(now) if now.outcome == Outcome::InProgress => {}
+                Some(now) => {
+                    *r = now;
+                    continue;
+                }
+                None => continue,
+            }
             r.outcome = Outcome::Interrupted;
             r.ended = Some(now());
             k8s.update_release(r)
@@ -129,6 +142,19 @@ async fn settle_interrupted(k8s: &K8s, history: &mut [Release], held: Option<&st
         }
     }
     Ok(())
+}
+
+/// The id of the env lock, unless its holder is gone beyond doubt (a
+/// killed process on this machine, by `acquire`'s rule): such a lock stays
+/// in the state store until the next command takes it over, but its release
+/// is interrupted, not in progress.
+async fn live_lock(aws: &Aws) -> Result<Option<String>> {
+    let me = lock_info("rollout");
+    Ok(aws
+        .read_lock()
+        .await?
+        .filter(|held| !holder_is_gone(held, &me, &Procfs))
+        .map(|held| held.id))
 }
 
 fn now() -> String {
@@ -204,11 +230,12 @@ async fn wanted_tags(
                 format!("rollout --tags-file {}: {}", path.display(), describe(&m)),
             )
         }
-        Wanted::From(env) => {
+        Wanted::From(env, api_server) => {
             let other = crate::config::load(&ctx.config_path, env)?;
             aws_env(&other)?;
             let aws = connect(&other).await;
-            let theirs = cluster(ctx, &other, &aws).await?;
+            // Never the target env's --api-server: that reaches another cluster.
+            let theirs = cluster(&other, &aws, api_server.as_deref(), "--from-api-server").await?;
             let history = theirs.releases().await.context("reading their releases")?;
             let last = rollout::last_succeeded(&history).ok_or_else(|| {
                 UserError::failed(
@@ -265,7 +292,7 @@ async fn release(ctx: &Ctx, wanted: Wanted, w: &WatchArgs) -> Result<u8> {
         }
     }
     let aws = connect(&config).await;
-    let k8s = cluster(ctx, &config, &aws).await?;
+    let k8s = cluster(&config, &aws, ctx.api_server.as_deref(), "--api-server").await?;
     let (tags, cause) = wanted_tags(ctx, &config, &k8s, &wanted).await?;
     let before = running(&k8s, &config).await?;
     let changes = rollout::changes(&before, &tags);
@@ -414,6 +441,7 @@ async fn locked(
             &config.project,
             &forward,
             Instant::now() + *w.timeout,
+            "--timeout",
             *w.failure_grace,
             &report,
         )
@@ -492,6 +520,7 @@ async fn locked(
             &config.project,
             &back,
             Instant::now() + *w.rollback_timeout,
+            "--rollback-timeout",
             *w.failure_grace,
             &report,
         )
@@ -563,9 +592,9 @@ async fn history(ctx: &Ctx) -> Result<u8> {
     let config = ctx.config()?;
     aws_env(&config)?;
     let aws = connect(&config).await;
-    let k8s = cluster(ctx, &config, &aws).await?;
+    let k8s = cluster(&config, &aws, ctx.api_server.as_deref(), "--api-server").await?;
     let mut history = k8s.releases().await.context("reading the releases")?;
-    let held = aws.read_lock().await?.map(|l| l.id);
+    let held = live_lock(&aws).await?;
     settle_interrupted(&k8s, &mut history, held.as_deref()).await?;
     history.reverse();
     if ctx.printer.output == Output::Json {
@@ -609,9 +638,9 @@ async fn status(ctx: &Ctx) -> Result<u8> {
     let config = ctx.config()?;
     aws_env(&config)?;
     let aws = connect(&config).await;
-    let k8s = cluster(ctx, &config, &aws).await?;
+    let k8s = cluster(&config, &aws, ctx.api_server.as_deref(), "--api-server").await?;
     let mut history = k8s.releases().await.context("reading the releases")?;
-    let held = aws.read_lock().await?.map(|l| l.id);
+    let held = live_lock(&aws).await?;
     settle_interrupted(&k8s, &mut history, held.as_deref()).await?;
     let deployments = k8s.service_deployments(&config.project).await?;
     let current = history.last();

@@ -75,6 +75,22 @@ impl K8s {
         Ok(out)
     }
 
+    /// One release as recorded now; None when there is no such record.
+    pub async fn release(&self, revision: u64) -> Result<Option<Release>, ProviderError> {
+        let api = self.config_maps();
+        let name = release_name(&self.owner.project, &self.owner.env, revision);
+        let cm = retried(|| async {
+            api.get_opt(&name)
+                .await
+                .map_err(|e| error("reading a release", e))
+        })
+        .await?;
+        Ok(cm.and_then(|cm| {
+            let text = cm.data.pointer("/data/release.json")?.as_str()?;
+            serde_json::from_str(text).ok()
+        }))
+    }
+
     fn release_object(&self, r: &Release) -> Result<serde_json::Value, ProviderError> {
         let text = serde_json::to_string_pretty(r)
             .map_err(|e| ProviderError::fatal("encoding the release").caused_by(e.to_string()))?;
@@ -95,12 +111,15 @@ impl K8s {
         }))
     }
 
-    /// Records a new release; Ok(false) when its revision is taken already.
+    /// Records a new release; Ok(false) when its revision is taken already
+    /// by another release. A record of the same lock is this one, created by
+    /// an attempt whose answer was lost: not a reason to take the next
+    /// revision (and leave this one in progress for ever).
     pub async fn create_release(&self, r: &Release) -> Result<bool, ProviderError> {
         let obj: DynamicObject = serde_json::from_value(self.release_object(r)?)
             .map_err(|e| ProviderError::fatal("encoding the release").caused_by(e.to_string()))?;
         let api = self.config_maps();
-        retried(|| async {
+        let created = retried(|| async {
             match api.create(&PostParams::default(), &obj).await {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
@@ -109,7 +128,14 @@ impl K8s {
                 Err(e) => Err(error("recording the release", e)),
             }
         })
-        .await
+        .await?;
+        if created {
+            return Ok(true);
+        }
+        Ok(self
+            .release(r.revision)
+            .await?
+            .is_some_and(|there| there.lock_id == r.lock_id))
     }
 
     /// Writes a release's outcome.
@@ -206,13 +232,14 @@ impl K8s {
 
     /// Waits, by watching the Deployments and their pods, until every
     /// target is complete (Ok), one fails (a failing pod past `grace`, or
-    /// its progress deadline), or `deadline` passes. `report` hears each
-    /// service's progress as it changes.
+    /// its progress deadline), or `deadline` (set by the flag `budget`)
+    /// passes. `report` hears each service's progress as it changes.
     pub async fn watch_rollout(
         &self,
         namespace: &str,
         targets: &[Target],
         deadline: Instant,
+        budget: &str,
         grace: Duration,
         report: &(dyn Fn(&str, &Progress) + Sync),
     ) -> Result<Result<(), Failure>, ProviderError> {
@@ -279,9 +306,15 @@ impl K8s {
             if let Some(f) = evaluate(&mut djson.iter(), &mut state) {
                 return Ok(Err(f));
             }
-            failing.clear();
+            // The pods listed, each still failing since it was first seen
+            // failing: a cut watch must not restart a pod's grace.
+            let seen = std::mem::take(&mut failing);
             for p in &plist.items {
                 if let Ok(v) = serde_json::to_value(p) {
+                    let name = v.pointer("/metadata/name").and_then(|n| n.as_str());
+                    if let Some((name, was)) = name.and_then(|n| Some((n, seen.get(n)?))) {
+                        failing.insert(name.to_string(), was.clone());
+                    }
                     note_pod(&v, &images, &mut failing);
                 }
             }
@@ -290,6 +323,14 @@ impl K8s {
                 .all(|s| state.get(*s) == Some(&Progress::Complete))
             {
                 return Ok(Ok(()));
+            }
+            // Also here: watches that fail again and again never reach the
+            // deadline's timer below.
+            if let Some(f) = expired(&failing, grace) {
+                return Ok(Err(f));
+            }
+            if Instant::now() >= deadline {
+                return Ok(Err(timed_out(&images, &state, budget)));
             }
             let drv = dlist.metadata.resource_version.clone().unwrap_or_default();
             let prv = plist.metadata.resource_version.clone().unwrap_or_default();
@@ -310,9 +351,13 @@ impl K8s {
                 }
                 (Err(e), _) | (_, Err(e)) => return Err(e),
             };
+            // Each stream says when it ends (`None`): `select` alone goes on
+            // with the other, blind to the kind whose watch the server (or a
+            // load balancer) cut.
+            let ended = || futures::stream::once(async { None });
             let mut events = futures::stream::select(
-                dwatch.map(|e| (true, e)).boxed(),
-                pwatch.map(|e| (false, e)).boxed(),
+                dwatch.map(|e| Some((true, e))).chain(ended()).boxed(),
+                pwatch.map(|e| Some((false, e))).chain(ended()).boxed(),
             );
             loop {
                 // Wake at the deadline, or when a failing pod's grace ends.
@@ -327,19 +372,11 @@ impl K8s {
                 let next = tokio::time::timeout_at(wake.into(), events.next()).await;
                 let Ok(next) = next else {
                     if Instant::now() >= deadline {
-                        return Ok(Err(Failure {
-                            service: images
-                                .keys()
-                                .find(|s| state.get(**s) != Some(&Progress::Complete))
-                                .map(|s| s.to_string())
-                                .unwrap_or_default(),
-                            reason: "Timeout".into(),
-                            message: "the release did not complete within --timeout".into(),
-                        }));
+                        return Ok(Err(timed_out(&images, &state, budget)));
                     }
                     continue;
                 };
-                let Some((is_deploy, event)) = next else {
+                let Some(Some((is_deploy, event))) = next else {
                     break; // the server ended a watch: list again
                 };
                 let obj = match event {
@@ -374,6 +411,23 @@ impl K8s {
                 }
             }
         }
+    }
+}
+
+/// The deadline passed: the first target not complete.
+fn timed_out(
+    images: &BTreeMap<&str, &str>,
+    state: &BTreeMap<String, Progress>,
+    budget: &str,
+) -> Failure {
+    Failure {
+        service: images
+            .keys()
+            .find(|s| state.get(**s) != Some(&Progress::Complete))
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        reason: "Timeout".into(),
+        message: format!("not complete within {budget}"),
     }
 }
 
