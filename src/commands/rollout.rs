@@ -434,20 +434,16 @@ async fn locked(
         record.revision, record.by, record.from
     );
     let forward = targets(&moved);
-    let outcome = async {
-        k8s.set_images(&config.project, &forward, &change_cause)
-            .await?;
-        k8s.watch_rollout(
+    let outcome = k8s
+        .roll(
             &config.project,
             &forward,
-            Instant::now() + *w.timeout,
-            "--timeout",
+            &change_cause,
+            (*w.timeout, "--timeout"),
             *w.failure_grace,
             &report,
         )
-        .await
-    }
-    .await;
+        .await;
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(f)) => Some(f),
@@ -513,20 +509,16 @@ async fn locked(
     printer.info(&format!("{why}; rolling every service of the release back"));
     let back = targets(&previous);
     let rollback_cause = format!("scopectl rollback of revision {}: {why}", record.revision);
-    let rolled = async {
-        k8s.set_images(&config.project, &back, &rollback_cause)
-            .await?;
-        k8s.watch_rollout(
+    let rolled = k8s
+        .roll(
             &config.project,
             &back,
-            Instant::now() + *w.rollback_timeout,
-            "--rollback-timeout",
+            &rollback_cause,
+            (*w.rollback_timeout, "--rollback-timeout"),
             *w.failure_grace,
             &report,
         )
-        .await
-    }
-    .await;
+        .await;
     record.ended = Some(now());
     match rolled {
         Ok(Ok(())) => {

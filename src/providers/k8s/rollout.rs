@@ -230,6 +230,23 @@ impl K8s {
         Ok(())
     }
 
+    /// Moves `targets` to their images and waits for them (`budget`: how
+    /// long, and the flag that set it): a release and its rollback alike.
+    pub async fn roll(
+        &self,
+        namespace: &str,
+        targets: &[Target],
+        cause: &str,
+        budget: (Duration, &str),
+        grace: Duration,
+        report: &(dyn Fn(&str, &Progress) + Sync),
+    ) -> Result<Result<(), Failure>, ProviderError> {
+        self.set_images(namespace, targets, cause).await?;
+        let deadline = Instant::now() + budget.0;
+        self.watch_rollout(namespace, targets, deadline, budget.1, grace, report)
+            .await
+    }
+
     /// Waits, by watching the Deployments and their pods, until every
     /// target is complete (Ok), one fails (a failing pod past `grace`, or
     /// its progress deadline), or `deadline` (set by the flag `budget`)
