@@ -107,6 +107,9 @@ pub enum Command {
     Rollout(Box<RolloutArgs>),
     /// What exists for the env.
     Status,
+    /// What differs between two envs, service by service: replicas, tags,
+    /// resources, exposure, database, secrets' sources, add-ons.
+    DiffEnv(DiffEnvArgs),
     /// Break a stale env lock.
     Unlock(UnlockArgs),
     /// Write an admin kubeconfig from the state store.
@@ -208,6 +211,18 @@ pub struct DownArgs {
     /// Keep the PKI in the state store (a later `up` reuses the same CAs).
     #[arg(long)]
     pub keep_pki: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffEnvArgs {
+    /// The first env (e.g. local).
+    pub a: String,
+    /// The second env (e.g. staging).
+    pub b: String,
+    /// Compare the configs only: no cluster is read, tags are those a
+    /// first `up` would deploy.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -69,6 +69,12 @@ fn hint(err: &anyhow::Error) -> Option<String> {
         } else if let Some(e) = c.downcast_ref::<crate::apply::ProviderError>() {
             e.hint.clone()
         } else if let Some(LockError::Unreadable { name, .. }) = c.downcast_ref::<LockError>() {
+            if let Some(lease) = name.strip_prefix("Lease ") {
+                let (ns, lease) = lease.split_once('/').unwrap_or(("kube-system", lease));
+                return Some(format!(
+                    "another tool may have written it; look at it with `kubectl get lease -n {ns} {lease} -o yaml`, and once no run is in progress delete it with `kubectl delete lease -n {ns} {lease}`"
+                ));
+            }
             Some(format!(
                 "another tool or an older scopectl may have written it; look at it with `aws ssm get-parameter --name {name}`, and once no run is in progress delete it with `aws ssm delete-parameter --name {name}`"
             ))

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod desired;
+pub mod envdiff;
 pub mod error;
 pub mod model;
 pub mod pki;

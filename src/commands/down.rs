@@ -1,6 +1,8 @@
 use anyhow::Result;
 
-use super::{acquire, confirm, connect, emit_plan, lock_info, owner, Ctx};
+use super::{
+    acquire, confirm, emit_plan, lock_info, observe_and_plan_with, owner, Asked, Backend, Ctx,
+};
 use crate::cli::DownArgs;
 use crate::config::Provider;
 use crate::desired::Facts;
@@ -30,13 +32,12 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
         }
     }
     if config.provider == Provider::Local {
-        printer.info(&format!(
-            "env {} uses provider \"local\": there are no AWS resources to delete.",
-            config.env
-        ));
-        return Ok(EXIT_OK);
+        return down_local(ctx, &config, &args).await;
     }
-    let aws = connect(&config).await;
+    let backend = Backend::for_env(&config).await?;
+    let Backend::Aws(aws) = &backend else {
+        unreachable!("an AWS env's backend is AWS")
+    };
     let pki_kinds = vec![Kind::Ca, Kind::Certificate, Kind::KeyPair, Kind::Token];
     let opts = TeardownOptions {
         deadline: args.timeout.into(),
@@ -46,7 +47,7 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
     };
     // The plan shown is everything that goes, the PKI too (it goes last).
     let actual = select(
-        crate::teardown::Inventory::inventory(&aws).await?,
+        crate::teardown::Inventory::inventory(aws).await?,
         &TeardownOptions {
             last: Vec::new(),
             ..opts.clone()
@@ -87,20 +88,20 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
     }
 
     let info = lock_info("down");
-    acquire(&aws, &info, printer).await?;
+    acquire(&backend, &info, printer).await?;
     if ctx.phase.cluster() {
-        release_cluster_load_balancers(ctx, &config, &aws, &actual).await;
+        release_cluster_load_balancers(ctx, &config, aws, &actual).await;
     }
     let reporter = StepReporter::new(printer.stderr_is_tty(), printer.quiet);
     let owner = owner(&config);
     let result = tokio::select! {
-        r = teardown(&owner, &aws, Some(actual), &reporter, &opts) => r.map_err(anyhow::Error::from),
+        r = teardown(&owner, aws, Some(actual), &reporter, &opts) => r.map_err(anyhow::Error::from),
         _ = tokio::signal::ctrl_c() => Err(UserError::failed(
             "interrupted: some resources may remain",
             "run `scopectl down` again; it finds what is left by its tags",
         ).into()),
     };
-    let released = aws.unlock(&info.id).await;
+    let released = backend.unlock(&info.id).await;
     let outcome = result?;
     released?;
     if printer.output == Output::Json {
@@ -156,4 +157,133 @@ async fn release_cluster_load_balancers(
             e.detail()
         )),
     }
+}
+
+/// `down` of a local env: every object scopectl applied to the cluster (its
+/// inventory), in kapp's reverse order, then the inventory and the release
+/// records; the cluster itself is the developer's and stays.
+async fn down_local(ctx: &Ctx, config: &crate::config::Config, args: &DownArgs) -> Result<u8> {
+    let printer = &ctx.printer;
+    let backend = Backend::for_env(config).await?;
+    let Backend::Local(client) = &backend else {
+        unreachable!("a local env's backend is its cluster")
+    };
+    // Nothing desired: the plan deletes what the inventory lists.
+    let obs = observe_and_plan_with(
+        &backend,
+        config,
+        &Asked {
+            phase: crate::cli::Phase::Cluster,
+            ..Asked::default()
+        },
+    )
+    .await?;
+    let state = obs.actual.cluster.clone().unwrap_or_default();
+    let plan = destroy_cluster(config, &obs.actual)?;
+    let history = client.releases().await.unwrap_or_default();
+    if args.dry_run || (plan.is_empty() && history.is_empty() && !state.inventory_exists) {
+        if plan.is_empty() && printer.output == Output::Human {
+            printer.data(&format!(
+                "Nothing to delete: {}/{} has no objects in the cluster.\n",
+                config.project, config.env
+            ));
+        } else {
+            emit_plan(printer, &plan);
+        }
+        return Ok(EXIT_OK);
+    }
+    if printer.output == Output::Human {
+        emit_plan(printer, &plan);
+    }
+    if config.protected && args.confirm.is_none() {
+        confirm(
+            &format!("Env `{}` is protected.", config.env),
+            &config.env,
+            "--confirm ENV --yes",
+        )?;
+    } else if !args.yes {
+        confirm(
+            &format!(
+                "Delete everything {}/{} made in the cluster?",
+                config.project, config.env
+            ),
+            "yes",
+            "--yes",
+        )?;
+    }
+    let started = std::time::Instant::now();
+    let info = lock_info("down");
+    acquire(&backend, &info, printer).await?;
+    let result = async {
+        let ids = obs
+            .actual
+            .resources
+            .iter()
+            .map(|(k, v)| (k.clone(), v.physical_id.clone()))
+            .collect();
+        let reporter = StepReporter::new(printer.stderr_is_tty(), printer.quiet);
+        let outcome = super::up::cluster_phase(
+            client,
+            &plan,
+            &state,
+            ids,
+            &reporter,
+            &crate::apply::Options::default(),
+            &|| {
+                UserError::failed(
+                    "interrupted: some objects may remain",
+                    "run `scopectl down` again; it finds what is left by the inventory",
+                )
+                .into()
+            },
+        )
+        .await?;
+        if let Some(first) = outcome.failures.first() {
+            return Err(anyhow::Error::new(first.clone()));
+        }
+        // Objects kept from the prune (`scopectl.io/prune: disabled`) stay
+        // listed: a later `down` still knows them.
+        let kept = state.inventory.iter().any(|id| {
+            obs.actual.resources.contains_key(id)
+                && !plan
+                    .changes
+                    .iter()
+                    .any(|c| &c.address == id && c.action == crate::plan::Action::Delete)
+        });
+        if !kept {
+            client.delete_inventory().await?;
+        }
+        client.prune_releases(&history, 0).await?;
+        anyhow::Ok(outcome.deleted)
+    }
+    .await;
+    let released = backend.unlock(&info.id).await;
+    let deleted = result?;
+    released?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if printer.output == Output::Json {
+        printer.json(&serde_json::json!({
+            "project": config.project, "env": config.env, "deleted": deleted,
+            "waves": 1, "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
+        }));
+    }
+    printer.info(&format!(
+        "Teardown complete: {deleted} objects deleted from the cluster in {elapsed:.1}s."
+    ));
+    Ok(EXIT_OK)
+}
+
+/// The plan of a local env's `down`: a delete of every object the
+/// inventory lists (the planner's prune, with nothing desired).
+fn destroy_cluster(
+    config: &crate::config::Config,
+    actual: &crate::model::Actual,
+) -> Result<crate::plan::Plan> {
+    Ok(crate::plan::plan(
+        &config.project,
+        &config.env,
+        &crate::model::Desired::default(),
+        actual,
+        fingerprint(&Facts::default(), actual),
+    )?)
 }

@@ -1,5 +1,6 @@
 //! One thin function per subcommand, wiring config, observe, plan, apply and ui.
 
+mod diff_env;
 mod down;
 mod kubeconfig;
 mod pki;
@@ -22,9 +23,9 @@ use crate::desired::{self, Facts};
 use crate::error::UserError;
 use crate::model::{Actual, Desired, Owner};
 use crate::plan::{self as planner, Plan};
-use crate::providers::aws::state::LockInfo;
 use crate::providers::aws::Aws;
 use crate::providers::k8s::{Access, K8s};
+use crate::providers::lock::{LockError, LockInfo};
 use crate::ui::{Output, Printer};
 use std::collections::BTreeMap;
 
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Down(a) => down::run(&ctx, a).await,
         Command::Rollout(a) => rollout::run(&ctx, *a).await,
         Command::Status => status::run(&ctx).await,
+        Command::DiffEnv(a) => diff_env::run(&ctx, a).await,
         Command::Unlock(a) => unlock::run(&ctx, a).await,
         Command::Kubeconfig(a) => kubeconfig::run(&ctx, a).await,
         Command::Pki(c) => pki::run(&ctx, c).await,
@@ -91,6 +93,73 @@ pub fn owner(config: &Config) -> Owner {
         project: config.project.clone(),
         env: config.env.clone(),
     }
+}
+
+/// Where an env lives: on AWS (its resources, its state store, its
+/// cluster reached through them), or for a local env only in a cluster
+/// reached through a kubeconfig context, with no AWS call at all.
+pub enum Backend {
+    Aws(Aws),
+    Local(K8s),
+}
+
+impl Backend {
+    /// Connects as the env's provider says; nothing is sent yet.
+    pub async fn for_env(config: &Config) -> Result<Backend> {
+        Ok(match config.provider {
+            Provider::Aws => Backend::Aws(connect(config).await),
+            Provider::Local => Backend::Local(local_cluster(config).await?),
+        })
+    }
+
+    pub fn aws(&self) -> Option<&Aws> {
+        match self {
+            Backend::Aws(aws) => Some(aws),
+            Backend::Local(_) => None,
+        }
+    }
+
+    /// Takes the env lock: an SSM parameter, or a Lease in a local cluster.
+    pub async fn lock(&self, info: &LockInfo) -> Result<(), LockError> {
+        match self {
+            Backend::Aws(aws) => aws.lock(info).await,
+            Backend::Local(k8s) => k8s.lock(info).await,
+        }
+    }
+
+    pub async fn unlock(&self, id: &str) -> Result<(), LockError> {
+        match self {
+            Backend::Aws(aws) => aws.unlock(id).await,
+            Backend::Local(k8s) => k8s.unlock(id).await,
+        }
+    }
+
+    pub async fn read_lock(&self) -> Result<Option<LockInfo>, LockError> {
+        match self {
+            Backend::Aws(aws) => aws.read_lock().await,
+            Backend::Local(k8s) => k8s.read_lock().await,
+        }
+    }
+}
+
+/// A local env's cluster: the kubeconfig context its config names.
+pub async fn local_cluster(config: &Config) -> Result<K8s> {
+    let context = config.kube_context.as_deref().unwrap_or_default();
+    Ok(K8s::from_kubeconfig(config.kubeconfig.as_deref(), context, owner(config)).await?)
+}
+
+/// A local cluster's client, once it answers: observing it found it down.
+fn local_not_answering(config: &Config, url: &str) -> anyhow::Error {
+    let context = config.kube_context.as_deref().unwrap_or_default();
+    UserError::failed(
+        format!("the cluster of kube context `{context}` ({url}) does not answer"),
+        format!(
+            "start it (kind: `docker start {}-control-plane`; or create it: `kind create cluster --name {}`), then check `kubectl --context {context} cluster-info`",
+            context.strip_prefix("kind-").unwrap_or(context),
+            context.strip_prefix("kind-").unwrap_or(context),
+        ),
+    )
+    .into()
 }
 
 pub async fn connect(config: &Config) -> Aws {
@@ -236,10 +305,11 @@ async fn client_with(
 
 /// Observes and plans.
 pub async fn observe_and_plan_with(
-    aws: Option<&Aws>,
+    backend: &Backend,
     config: &Config,
     asked: &Asked,
 ) -> Result<Observation> {
+    let aws = backend.aws();
     // The cluster phase's reads from the state store (the services' secrets,
     // the admin credentials) need nothing observed: they go at once with
     // the observation rather than one round trip after it.
@@ -330,13 +400,34 @@ pub async fn observe_and_plan_with(
             }
         }
     }
-    let mut desired = if asked.phase.aws() {
+    if let (Backend::Local(client), true) = (backend, asked.phase.cluster()) {
+        // A local env's secrets come from a local source; only their
+        // digests enter facts, as from SSM.
+        let values = crate::providers::local::secrets(config)?;
+        for (param, value) in &values {
+            facts.secrets.insert(
+                param.clone(),
+                crate::model::k8s::value_digest(value.as_bytes()),
+            );
+        }
+        let Some(seen) = client.observe().await.context("observing the cluster")? else {
+            return Err(local_not_answering(config, client.url()));
+        };
+        facts.tags = seen.tags;
+        for o in seen.objects {
+            actual.insert(o);
+        }
+        actual.cluster = Some(seen.state);
+        k8s = Some(client.clone().with_secrets(values));
+    }
+    let on_aws = config.provider == Provider::Aws;
+    let mut desired = if asked.phase.aws() && on_aws {
         desired::desired(config, &facts)?
     } else {
         Desired::default()
     };
     let mut notices = Vec::new();
-    if asked.phase.aws() {
+    if asked.phase.aws() && on_aws {
         desired::settle(&mut desired, &actual, asked.rotation);
         notices.extend(desired::keep_images(
             &mut desired,
@@ -346,7 +437,7 @@ pub async fn observe_and_plan_with(
             asked.upgrade_image,
         ));
     }
-    if asked.phase.cluster() && config.provider == Provider::Aws {
+    if asked.phase.cluster() {
         notices.extend(desired::cluster(
             config,
             &facts,
@@ -373,7 +464,13 @@ pub async fn observe_and_plan_with(
         actual,
         desired,
         plan,
-        k8s: k8s.map(|c| c.with_secrets(secret_values)),
+        k8s: k8s.map(|c| {
+            if on_aws {
+                c.with_secrets(secret_values)
+            } else {
+                c
+            }
+        }),
     })
 }
 
@@ -439,16 +536,15 @@ pub fn lock_info(command: &str) -> LockInfo {
 
 /// Takes the env lock. A lock left by a dead process on this same machine is
 /// stale beyond doubt, and is taken over with a warning.
-pub async fn acquire(aws: &Aws, info: &LockInfo, printer: &Printer) -> Result<()> {
-    use crate::providers::aws::state::LockError;
-    match aws.lock(info).await {
+pub async fn acquire(backend: &Backend, info: &LockInfo, printer: &Printer) -> Result<()> {
+    match backend.lock(info).await {
         Err(LockError::Held(held)) if holder_is_gone(&held, info, &Procfs) => {
             printer.info(&format!(
                 "warning: breaking a stale lock {} left by {} (process {} is gone)",
                 held.id, held.holder, held.pid
             ));
-            aws.unlock(&held.id).await?;
-            aws.lock(info).await?;
+            backend.unlock(&held.id).await?;
+            backend.lock(info).await?;
             Ok(())
         }
         other => Ok(other?),
@@ -523,6 +619,32 @@ pub fn endpoints<'a>(observed: impl IntoIterator<Item = &'a crate::model::Observ
         out.push_str(&format!("  {:<20} {dns}\n", o.id.name()));
     }
     out
+}
+
+/// How to reach a local env's exposed services (`expose = "elb"` is a
+/// NodePort there: no load balancer on a laptop); empty for AWS envs.
+pub fn local_access(config: &Config) -> String {
+    if config.provider != Provider::Local {
+        return String::new();
+    }
+    let context = config.kube_context.as_deref().unwrap_or_default();
+    let mut out = String::new();
+    for (name, s) in &config.services {
+        if s.expose != config::Expose::Elb {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str("Exposed services (NodePorts of the local cluster):\n");
+        }
+        out.push_str(&format!(
+            "  {name:<20} node port {}; from this machine: kubectl --context {context} -n {} port-forward svc/{name} {}:{}\n",
+            s.node_port.map(|p| p.to_string()).unwrap_or_else(|| "(assigned)".into()),
+            config.project,
+            s.port,
+            s.port
+        ));
+    }
+    out.trim_end().to_string()
 }
 
 pub fn emit_plan(printer: &Printer, plan: &Plan) {

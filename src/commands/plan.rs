@@ -1,16 +1,12 @@
 use anyhow::{Context, Result};
 
-use super::{connect, emit_plan, observe_and_plan_with, Asked, Ctx};
+use super::{emit_plan, observe_and_plan_with, Asked, Backend, Ctx};
 use crate::cli::PlanArgs;
-use crate::config::Provider;
 use crate::error::{EXIT_CHANGES, EXIT_OK};
 
 pub async fn run(ctx: &Ctx, args: PlanArgs) -> Result<u8> {
     let config = ctx.config()?;
-    let aws = match config.provider {
-        Provider::Aws => Some(connect(&config).await),
-        Provider::Local => None,
-    };
+    let backend = Backend::for_env(&config).await?;
     let asked = Asked {
         upgrade_image: args.upgrade_image,
         phase: ctx.phase,
@@ -18,7 +14,7 @@ pub async fn run(ctx: &Ctx, args: PlanArgs) -> Result<u8> {
         api_server: ctx.api_server.clone(),
         ..Asked::default()
     };
-    let obs = observe_and_plan_with(aws.as_ref(), &config, &asked).await?;
+    let obs = observe_and_plan_with(&backend, &config, &asked).await?;
     emit_plan(&ctx.printer, &obs.plan);
     if let Some(path) = &args.out {
         let text = serde_json::to_string_pretty(&obs.plan)?;

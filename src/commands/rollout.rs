@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::{acquire, confirm, connect, holder_is_gone, lock_info, Ctx, Procfs};
+use super::{acquire, confirm, holder_is_gone, lock_info, Backend, Ctx, Procfs};
 use crate::cli::{RolloutArgs, RolloutCommand, WatchArgs};
-use crate::config::{Config, Provider};
+use crate::config::Config;
 use crate::error::{UserError, EXIT_OK};
-use crate::providers::aws::Aws;
 use crate::providers::k8s::rollout::Target;
 use crate::providers::k8s::K8s;
 use crate::rollout::{self, Failure, Outcome, Progress, Release};
@@ -55,24 +54,24 @@ pub async fn run(ctx: &Ctx, args: RolloutArgs) -> Result<u8> {
     }
 }
 
-fn aws_env(config: &Config) -> Result<()> {
-    if config.provider == Provider::Local {
-        return Err(UserError::usage(
-            format!(
-                "env {} uses provider \"local\": rollouts to a local cluster are not supported yet",
-                config.env
-            ),
-            "roll out to an AWS env, or use kubectl against the local cluster",
-        )
-        .into());
-    }
-    Ok(())
-}
-
 /// The env's cluster client, which must answer. `api_server` is where to
 /// reach it (`--api-server`, `--from-api-server`: `flag`), else its load
 /// balancer.
-async fn cluster(config: &Config, aws: &Aws, api_server: Option<&str>, flag: &str) -> Result<K8s> {
+pub(super) async fn cluster(
+    config: &Config,
+    backend: &Backend,
+    api_server: Option<&str>,
+    flag: &str,
+) -> Result<K8s> {
+    let aws = match backend {
+        Backend::Aws(aws) => aws,
+        Backend::Local(k8s) => {
+            if !k8s.ready().await.unwrap_or(false) {
+                return Err(super::local_not_answering(config, k8s.url()));
+            }
+            return Ok(k8s.clone());
+        }
+    };
     let mut actual = crate::model::Actual::default();
     for o in aws.load_balancers().await.context("finding the API")? {
         actual.insert(o);
@@ -98,7 +97,7 @@ async fn cluster(config: &Config, aws: &Aws, api_server: Option<&str>, flag: &st
 }
 
 /// The tag each service runs now: its Deployment's release annotation.
-async fn running(k8s: &K8s, config: &Config) -> Result<BTreeMap<String, String>> {
+pub(super) async fn running(k8s: &K8s, config: &Config) -> Result<BTreeMap<String, String>> {
     let deployments = k8s
         .service_deployments(&config.project)
         .await
@@ -148,9 +147,9 @@ async fn settle_interrupted(k8s: &K8s, history: &mut [Release], held: Option<&st
 /// killed process on this machine, by `acquire`'s rule): such a lock stays
 /// in the state store until the next command takes it over, but its release
 /// is interrupted, not in progress.
-async fn live_lock(aws: &Aws) -> Result<Option<String>> {
+async fn live_lock(backend: &Backend) -> Result<Option<String>> {
     let me = lock_info("rollout");
-    Ok(aws
+    Ok(backend
         .read_lock()
         .await?
         .filter(|held| !holder_is_gone(held, &me, &Procfs))
@@ -232,10 +231,10 @@ async fn wanted_tags(
         }
         Wanted::From(env, api_server) => {
             let other = crate::config::load(&ctx.config_path, env)?;
-            aws_env(&other)?;
-            let aws = connect(&other).await;
+            let backend = Backend::for_env(&other).await?;
             // Never the target env's --api-server: that reaches another cluster.
-            let theirs = cluster(&other, &aws, api_server.as_deref(), "--from-api-server").await?;
+            let theirs =
+                cluster(&other, &backend, api_server.as_deref(), "--from-api-server").await?;
             let history = theirs.releases().await.context("reading their releases")?;
             let last = rollout::last_succeeded(&history).ok_or_else(|| {
                 UserError::failed(
@@ -268,7 +267,6 @@ async fn wanted_tags(
 
 async fn release(ctx: &Ctx, wanted: Wanted, w: &WatchArgs) -> Result<u8> {
     let config = ctx.config()?;
-    aws_env(&config)?;
     let printer = &ctx.printer;
     // Refused before any call: a protected env is named, or typed.
     if config.protected {
@@ -291,8 +289,8 @@ async fn release(ctx: &Ctx, wanted: Wanted, w: &WatchArgs) -> Result<u8> {
             None => {}
         }
     }
-    let aws = connect(&config).await;
-    let k8s = cluster(&config, &aws, ctx.api_server.as_deref(), "--api-server").await?;
+    let backend = Backend::for_env(&config).await?;
+    let k8s = cluster(&config, &backend, ctx.api_server.as_deref(), "--api-server").await?;
     let (tags, cause) = wanted_tags(ctx, &config, &k8s, &wanted).await?;
     let before = running(&k8s, &config).await?;
     let changes = rollout::changes(&before, &tags);
@@ -334,9 +332,9 @@ async fn release(ctx: &Ctx, wanted: Wanted, w: &WatchArgs) -> Result<u8> {
         )?;
     }
     let info = lock_info("rollout");
-    acquire(&aws, &info, printer).await?;
+    acquire(&backend, &info, printer).await?;
     let result = locked(ctx, &config, &k8s, &tags, &cause, w, &info.id).await;
-    let released = aws.unlock(&info.id).await;
+    let released = backend.unlock(&info.id).await;
     let code = result?;
     released.context("releasing the env lock")?;
     Ok(code)
@@ -582,11 +580,10 @@ fn emit(printer: &crate::ui::Printer, r: &Release) {
 
 async fn history(ctx: &Ctx) -> Result<u8> {
     let config = ctx.config()?;
-    aws_env(&config)?;
-    let aws = connect(&config).await;
-    let k8s = cluster(&config, &aws, ctx.api_server.as_deref(), "--api-server").await?;
+    let backend = Backend::for_env(&config).await?;
+    let k8s = cluster(&config, &backend, ctx.api_server.as_deref(), "--api-server").await?;
     let mut history = k8s.releases().await.context("reading the releases")?;
-    let held = live_lock(&aws).await?;
+    let held = live_lock(&backend).await?;
     settle_interrupted(&k8s, &mut history, held.as_deref()).await?;
     history.reverse();
     if ctx.printer.output == Output::Json {
@@ -628,11 +625,10 @@ async fn history(ctx: &Ctx) -> Result<u8> {
 
 async fn status(ctx: &Ctx) -> Result<u8> {
     let config = ctx.config()?;
-    aws_env(&config)?;
-    let aws = connect(&config).await;
-    let k8s = cluster(&config, &aws, ctx.api_server.as_deref(), "--api-server").await?;
+    let backend = Backend::for_env(&config).await?;
+    let k8s = cluster(&config, &backend, ctx.api_server.as_deref(), "--api-server").await?;
     let mut history = k8s.releases().await.context("reading the releases")?;
-    let held = live_lock(&aws).await?;
+    let held = live_lock(&backend).await?;
     settle_interrupted(&k8s, &mut history, held.as_deref()).await?;
     let deployments = k8s.service_deployments(&config.project).await?;
     let current = history.last();

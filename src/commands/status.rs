@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::{connect, Ctx};
+use super::{Backend, Ctx};
 use crate::config::Provider;
 use crate::error::EXIT_OK;
 use crate::ui::Output;
@@ -10,20 +10,24 @@ use crate::ui::Output;
 pub async fn run(ctx: &Ctx) -> Result<u8> {
     let config = ctx.config()?;
     let printer = &ctx.printer;
-    if config.provider == Provider::Local {
-        printer.data(&format!(
-            "{}/{}: provider \"local\", no AWS resources.\n",
-            config.project, config.env
-        ));
-        return Ok(EXIT_OK);
-    }
-    let aws = connect(&config).await;
-    let (actual, lock) = futures::join!(aws.observe(), aws.read_lock());
-    let (actual, lock) = (actual?, lock?);
-    let cluster = if ctx.phase.cluster() {
-        Some(cluster_status(ctx, &config, &aws, &actual).await)
-    } else {
-        None
+    let backend = Backend::for_env(&config).await?;
+    let (actual, lock) = match &backend {
+        Backend::Aws(aws) => {
+            let (actual, lock) = futures::join!(aws.observe(), aws.read_lock());
+            (actual?, lock?)
+        }
+        // The lock is in the cluster: an unreachable one shows as such below.
+        Backend::Local(k8s) => (
+            crate::model::Actual::default(),
+            k8s.read_lock().await.ok().flatten(),
+        ),
+    };
+    let cluster = match &backend {
+        Backend::Aws(aws) if ctx.phase.cluster() => {
+            Some(cluster_status(ctx, &config, aws, &actual).await)
+        }
+        Backend::Aws(_) => None,
+        Backend::Local(k8s) => Some(status_of(&config, k8s, k8s.url().to_string()).await),
     };
     if printer.output == Output::Json {
         let resources: Vec<_> = actual
@@ -50,13 +54,21 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
             .or_default()
             .push((o.id.name(), &o.physical_id));
     }
-    let mut out = format!(
-        "{}/{} in {}: {} resources\n",
-        config.project,
-        config.env,
-        config.aws.region,
-        actual.len()
-    );
+    let mut out = match config.provider {
+        Provider::Aws => format!(
+            "{}/{} in {}: {} resources\n",
+            config.project,
+            config.env,
+            config.aws.region,
+            actual.len()
+        ),
+        Provider::Local => format!(
+            "{}/{}: provider \"local\", kube context {}\n",
+            config.project,
+            config.env,
+            config.kube_context.as_deref().unwrap_or_default()
+        ),
+    };
     for (kind, items) in &by_kind {
         out.push_str(&format!("\n{kind} ({})\n", items.len()));
         for (name, id) in items {
@@ -177,6 +189,21 @@ async fn cluster_status(
             Ok(None) => return unreachable("not created yet".into()),
             Err(e) => return unreachable(format!("unknown ({e:#})")),
         };
+    status_of(config, &client, url).await
+}
+
+/// The API's health, the services and the add-ons, from one client.
+async fn status_of(
+    config: &crate::config::Config,
+    client: &crate::providers::k8s::K8s,
+    url: String,
+) -> ClusterStatus {
+    let unreachable = |api: String| ClusterStatus {
+        api,
+        healthy: false,
+        services: Vec::new(),
+        addons: Vec::new(),
+    };
     match client.ready().await {
         Ok(true) => {}
         Ok(false) => return unreachable(format!("{url}: not ready")),

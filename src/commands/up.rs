@@ -3,10 +3,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::{acquire, confirm, connect, emit_plan, lock_info, observe_and_plan_with, Asked, Ctx};
+use super::{acquire, confirm, emit_plan, lock_info, observe_and_plan_with, Asked, Backend, Ctx};
 use crate::apply::{execute, Options};
 use crate::cli::UpArgs;
-use crate::config::Provider;
 use crate::desired::Rotation;
 use crate::error::{UserError, EXIT_OK};
 use crate::plan::{Action, Plan, FORMAT_VERSION};
@@ -301,29 +300,21 @@ pub async fn apply(ctx: &Ctx, args: UpArgs, rotation: Rotation) -> Result<u8> {
             Some(plan)
         }
     };
-    if config.provider == Provider::Local {
-        printer.info(&format!(
-            "env {} uses provider \"local\": there are no AWS resources to create.",
-            config.env
-        ));
-        return Ok(EXIT_OK);
-    }
     if let Some(plan) = &saved {
         check_addresses(plan)?;
         control_plane_guard(plan, &config, &args)?;
     }
-    let aws = connect(&config).await;
+    let backend = Backend::for_env(&config).await?;
 
     // A first look without the lock: an env that is up to date needs no
     // write at all, and a saved plan that reality or an edit contradicts is
     // refused before any write (the lock is one).
     if let Some(plan) = &saved {
         let first =
-            observe_and_plan_with(Some(&aws), &config, &asked_by(ctx, plan, rotation)).await?;
+            observe_and_plan_with(&backend, &config, &asked_by(ctx, plan, rotation)).await?;
         check_saved(plan, &first.plan)?;
     } else {
-        let first =
-            observe_and_plan_with(Some(&aws), &config, &asked(ctx, &args, rotation)).await?;
+        let first = observe_and_plan_with(&backend, &config, &asked(ctx, &args, rotation)).await?;
         if first.plan.is_empty() && !inventory_stale(&first) {
             emit_plan(printer, &first.plan);
             return Ok(EXIT_OK);
@@ -348,9 +339,9 @@ pub async fn apply(ctx: &Ctx, args: UpArgs, rotation: Rotation) -> Result<u8> {
     } else {
         "pki rotate"
     });
-    acquire(&aws, &info, printer).await?;
-    let result = locked(ctx, &config, &aws, &args, saved, started, rotation).await;
-    let released = aws.unlock(&info.id).await;
+    acquire(&backend, &info, printer).await?;
+    let result = locked(ctx, &config, &backend, &args, saved, started, rotation).await;
+    let released = backend.unlock(&info.id).await;
     let code = result?;
     released.context("releasing the env lock")?;
     Ok(code)
@@ -359,7 +350,7 @@ pub async fn apply(ctx: &Ctx, args: UpArgs, rotation: Rotation) -> Result<u8> {
 async fn locked(
     ctx: &Ctx,
     config: &crate::config::Config,
-    aws: &crate::providers::aws::Aws,
+    backend: &Backend,
     args: &UpArgs,
     saved: Option<Plan>,
     started: Instant,
@@ -370,7 +361,8 @@ async fn locked(
         Some(plan) => asked_by(ctx, plan, rotation),
         None => asked(ctx, args, rotation),
     };
-    let obs = observe_and_plan_with(Some(aws), config, &asked).await?;
+    let aws = backend.aws();
+    let obs = observe_and_plan_with(backend, config, &asked).await?;
     let plan = match saved {
         Some(saved) => {
             // Again under the lock: the first look was before it.
@@ -383,6 +375,10 @@ async fn locked(
                 let lbs = super::endpoints(obs.actual.resources.values());
                 if !lbs.is_empty() && printer.output == Output::Human {
                     printer.info(&format!("Load balancers:\n{}", lbs.trim_end()));
+                }
+                let access = super::local_access(config);
+                if printer.output == Output::Human && !access.is_empty() {
+                    printer.info(&access);
                 }
                 return Ok(EXIT_OK);
             }
@@ -422,7 +418,7 @@ async fn locked(
     // The AWS phase.
     let aws_plan = layer(&plan, false);
     let mut outcome = crate::apply::Outcome::default();
-    if !aws_plan.is_empty() {
+    if let (false, Some(aws)) = (aws_plan.is_empty(), aws) {
         outcome = tokio::select! {
             o = execute(&aws_plan, ids.clone(), aws, &reporter, &opts) => o,
             _ = tokio::signal::ctrl_c() => return Err(interrupted()),
@@ -442,12 +438,20 @@ async fn locked(
         let (client, state, k8s_ids) = match (obs.k8s, &obs.actual.cluster) {
             (Some(client), Some(state)) => (client, state.clone(), ids),
             _ => {
+                // A local cluster answered when observed, or it is an error.
+                let Some(aws) = aws else {
+                    return Err(UserError::failed(
+                        "the cluster stopped answering",
+                        "run `scopectl up` again",
+                    )
+                    .into());
+                };
                 wait_for_api(ctx, config, aws, *args.timeout).await?;
                 let again = Asked {
                     phase: crate::cli::Phase::Cluster,
                     ..asked.clone()
                 };
-                let now = observe_and_plan_with(Some(aws), config, &again).await?;
+                let now = observe_and_plan_with(backend, config, &again).await?;
                 let (Some(client), Some(state)) = (now.k8s, now.actual.cluster.clone()) else {
                     return Err(UserError::failed(
                         "the Kubernetes API answered /readyz, then not",
@@ -545,7 +549,7 @@ async fn locked(
             c.address.kind() == Some(crate::model::Kind::LoadBalancer)
                 && matches!(c.action, Action::Create | Action::Replace)
         });
-        let lbs = if made {
+        let lbs = if let (true, Some(aws)) = (made, aws) {
             aws.load_balancers()
                 .await
                 .map(|l| super::endpoints(&l))
@@ -556,6 +560,10 @@ async fn locked(
         if !lbs.is_empty() {
             printer.info(&format!("Load balancers:\n{}", lbs.trim_end()));
         }
+        let access = super::local_access(config);
+        if !access.is_empty() {
+            printer.info(&access);
+        }
     }
     Ok(EXIT_OK)
 }
@@ -565,7 +573,7 @@ async fn locked(
 /// list) and behind the deletes (an object is unlisted once it is gone;
 /// what a crash left listed after its delete is dropped by the next run,
 /// see [`forgotten`]).
-async fn cluster_phase(
+pub(super) async fn cluster_phase(
     client: &crate::providers::k8s::K8s,
     plan: &Plan,
     state: &crate::model::ClusterState,

@@ -12,7 +12,7 @@ mod schema;
 pub use error::{ConfigError, Location};
 pub use schema::*;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
@@ -26,7 +26,12 @@ pub struct Config {
     pub env: String,
     pub protected: bool,
     pub provider: Provider,
+    /// A local env's cluster: this context of the kubeconfig.
     pub kube_context: Option<String>,
+    /// The kubeconfig file; None: `KUBECONFIG`, else `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Where the services' secret values come from.
+    pub secrets_from: SecretsFrom,
     pub aws: AwsConfig,
     pub cluster: ClusterConfig,
     pub network: NetworkConfig,
@@ -39,6 +44,40 @@ pub enum Provider {
     Aws,
     Local,
 }
+
+/// Where the values of `services.*.secrets` are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretsFrom {
+    /// SSM parameters (AWS envs).
+    Ssm,
+    /// A file of `NAME=value` lines, by the names the services' `secrets` give.
+    File(PathBuf),
+    /// Environment variables: the prefix then the name, upper-cased, every
+    /// character other than a letter or digit an underscore.
+    Env { prefix: String },
+    /// A local env that names no source (fine while no service has secrets).
+    Unset,
+}
+
+impl SecretsFrom {
+    /// The environment variable a parameter's value is read from.
+    pub fn variable(prefix: &str, param: &str) -> String {
+        let name: String = param
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{prefix}{}", name.trim_start_matches('_'))
+    }
+}
+
+/// The add-ons scopectl can install, by the names `cluster.addons` takes.
+pub const ADDONS: [&str; 3] = ["pod-network", "cloud-controller-manager", "coredns"];
 
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
@@ -72,6 +111,9 @@ pub struct ClusterConfig {
     pub api_endpoint: Option<String>,
     /// More names and addresses for the API server certificate.
     pub extra_sans: Vec<String>,
+    /// The add-ons scopectl installs (names of [`ADDONS`]): all of them on
+    /// AWS, none on a local env (a laptop cluster has its own).
+    pub addons: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -96,6 +138,8 @@ pub struct NetworkConfig {
 
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
+    /// A local env's database: a DNS name the `database` Service names.
+    pub host: Option<String>,
     pub rds_instance: String,
     pub rds_instance_at: Location,
     /// Overrides the port the RDS endpoint reports.

@@ -39,6 +39,7 @@ impl FileLayer {
             }
         };
 
+        let (kube_context, kubeconfig, secrets_from) = local_access(src, env, &overlay, provider)?;
         let aws = merge_opt(self.aws, overlay.aws, AwsLayer::merge).unwrap_or_default();
         let cluster =
             merge_opt(self.cluster, overlay.cluster, ClusterLayer::merge).unwrap_or_default();
@@ -73,13 +74,14 @@ impl FileLayer {
             profile: aws.profile.map(Spanned::into_inner),
         };
 
-        let cluster = cluster_config(src, cluster)?;
+        let cluster = cluster_config(src, cluster, provider)?;
 
         let (network, database) = if provider == Provider::Aws {
             let network = network_config(src, network, &cluster, &missing)?;
             let database = database_config(src, database, &missing)?;
             (network, database)
         } else {
+            let database = local_database(src, env, database)?;
             // Airplane mode: no AWS network; keep inert values so later layers need no Options.
             (
                 NetworkConfig {
@@ -89,15 +91,22 @@ impl FileLayer {
                     zones: None,
                     subnets: BTreeMap::new(),
                 },
-                DatabaseConfig {
-                    rds_instance: String::new(),
-                    rds_instance_at: src.location(None),
-                    port: None,
-                },
+                database,
             )
         };
 
         let out = services_config(src, services, &missing)?;
+        if secrets_from == SecretsFrom::Unset {
+            if let Some((name, _)) = out.iter().find(|(_, s)| !s.secrets.is_empty()) {
+                return Err(src.error(
+                    None,
+                    format!("services.{name} has secrets, but env `{env}` names no secrets_from"),
+                    Some(format!(
+                        "a local env never reads SSM: add `secrets_from = {{ file = \"{env}.secrets\" }}` (NAME=value lines, by the parameter names) or `secrets_from = {{ env_prefix = \"\" }}` to [env.{env}]"
+                    )),
+                ));
+            }
+        }
 
         Ok(Config {
             path: src.path.to_path_buf(),
@@ -105,7 +114,9 @@ impl FileLayer {
             env: env.to_string(),
             protected: overlay.protected.map(Spanned::into_inner).unwrap_or(false),
             provider,
-            kube_context: overlay.kube_context.map(Spanned::into_inner),
+            kube_context,
+            kubeconfig,
+            secrets_from,
             aws,
             cluster,
             network,
@@ -116,7 +127,38 @@ impl FileLayer {
 }
 
 /// The `[cluster]` section: ranges, groups, version, names and image.
-fn cluster_config(src: &Source, cluster: ClusterLayer) -> Result<ClusterConfig, ConfigError> {
+fn cluster_config(
+    src: &Source,
+    cluster: ClusterLayer,
+    provider: Provider,
+) -> Result<ClusterConfig, ConfigError> {
+    let addons = match &cluster.addons {
+        // A laptop cluster (kind, k3d, minikube, Docker Desktop) comes with
+        // its own pod network and DNS, and has no AWS to control.
+        None if provider == Provider::Local => BTreeSet::new(),
+        None => ADDONS.iter().map(|a| a.to_string()).collect(),
+        Some(list) => {
+            let mut out = BTreeSet::new();
+            for a in list.get_ref() {
+                if !ADDONS.contains(&a.get_ref().as_str()) {
+                    return Err(src.at(
+                        a,
+                        format!("unknown add-on `{}`", a.get_ref()),
+                        format!("cluster.addons takes: {}", ADDONS.join(", ")),
+                    ));
+                }
+                if provider == Provider::Local && a.get_ref() == "cloud-controller-manager" {
+                    return Err(src.at(
+                        a,
+                        "the AWS cloud controller manager needs an AWS env",
+                        "remove it from cluster.addons of this provider = \"local\" env",
+                    ));
+                }
+                out.insert(a.get_ref().clone());
+            }
+            out
+        }
+    };
     let service_cidr = match &cluster.service_cidr {
         Some(v) => cidr(src, v, "cluster.service_cidr")?,
         None => "10.96.0.0/12".parse().expect("constant"),
@@ -229,6 +271,7 @@ fn cluster_config(src: &Source, cluster: ClusterLayer) -> Result<ClusterConfig, 
         )),
     };
     Ok(ClusterConfig {
+        addons,
         image_id,
         kubernetes_version,
         api_endpoint,
@@ -384,11 +427,168 @@ fn database_config(
         Some(p) => Some(*p.get_ref() as u16),
         None => None,
     };
+    if let Some(host) = &database.host {
+        return Err(src.at(
+            host,
+            "database.host is for envs with provider = \"local\"",
+            "an AWS env's database is its RDS instance (database.rds_instance); remove database.host here",
+        ));
+    }
     Ok(DatabaseConfig {
+        host: None,
         rds_instance_at: src.location(Some(rds.span())),
         rds_instance: rds.into_inner(),
         port,
     })
+}
+
+/// A port, checked.
+fn port(src: &Source, p: &Spanned<i64>, key: &str) -> Result<u16, ConfigError> {
+    u16::try_from(*p.get_ref())
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            src.at(
+                p,
+                format!("{key} is out of range"),
+                "use a port between 1 and 65535",
+            )
+        })
+}
+
+/// The `[database]` of a local env: a host name the `database` Service
+/// names (an ExternalName, as the RDS endpoint in AWS envs).
+fn local_database(
+    src: &Source,
+    env: &str,
+    database: DatabaseLayer,
+) -> Result<DatabaseConfig, ConfigError> {
+    let host = database.host.ok_or_else(|| {
+        src.error(
+            None,
+            format!("env `{env}` uses provider \"local\" but sets no database.host"),
+            Some(format!(
+                "add `database.host = \"host.docker.internal\"` (a database on the laptop) or the DNS name of one in the cluster to [env.{env}]"
+            )),
+        )
+    })?;
+    if host.get_ref().parse::<std::net::IpAddr>().is_ok() || !is_dns_name(host.get_ref()) {
+        return Err(src.at(
+            &host,
+            format!("database.host `{}` is not a DNS name", host.get_ref()),
+            "the `database` Service is an ExternalName, which takes a DNS name (not an address): e.g. host.docker.internal, or postgres.db.svc.cluster.local for a database in the cluster",
+        ));
+    }
+    let port = match &database.port {
+        Some(p) => port(src, p, "database.port")?,
+        None => 5432,
+    };
+    Ok(DatabaseConfig {
+        rds_instance: String::new(),
+        rds_instance_at: src.location(Some(host.span())),
+        host: Some(host.into_inner()),
+        port: Some(port),
+    })
+}
+
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// How a local env reaches its cluster and its secrets; AWS envs take
+/// neither from here.
+fn local_access(
+    src: &Source,
+    env: &str,
+    overlay: &EnvLayer,
+    provider: Provider,
+) -> Result<(Option<String>, Option<PathBuf>, SecretsFrom), ConfigError> {
+    let relative = |p: &Spanned<String>| -> PathBuf {
+        let text = p.get_ref();
+        match (text.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+            // Relative to the config file, as every path in it.
+            _ => src
+                .path
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join(text),
+        }
+    };
+    if provider == Provider::Aws {
+        let not_here = overlay
+            .kube_context
+            .as_ref()
+            .or(overlay.kubeconfig.as_ref())
+            .map(|v| (v, "kube_context and kubeconfig"))
+            .or_else(|| {
+                let s = overlay.secrets_from.as_ref()?;
+                s.file
+                    .as_ref()
+                    .or(s.env_prefix.as_ref())
+                    .map(|v| (v, "secrets_from"))
+            });
+        if let Some((at, what)) = not_here {
+            return Err(src.at(
+                at,
+                format!("{what} are for envs with provider = \"local\""),
+                "an AWS env's cluster and secrets are scopectl's own (its state store and SSM); remove it, or add provider = \"local\"",
+            ));
+        }
+        return Ok((None, None, SecretsFrom::Ssm));
+    }
+    let context = overlay.kube_context.as_ref().ok_or_else(|| {
+        src.error(
+            None,
+            format!("env `{env}` uses provider \"local\" but names no kube_context"),
+            Some(format!(
+                "add `kube_context = \"kind-NAME\"` to [env.{env}] (`kubectl config get-contexts` lists them); scopectl never guesses the cluster from the current context"
+            )),
+        )
+    })?;
+    let secrets = match &overlay.secrets_from {
+        None => SecretsFrom::Unset,
+        Some(SecretsFromLayer {
+            file: Some(f),
+            env_prefix: None,
+        }) => SecretsFrom::File(relative(f)),
+        Some(SecretsFromLayer {
+            file: None,
+            env_prefix: Some(p),
+        }) => SecretsFrom::Env {
+            prefix: p.get_ref().clone(),
+        },
+        Some(SecretsFromLayer {
+            file: Some(f),
+            env_prefix: Some(_),
+        }) => {
+            return Err(src.at(
+                f,
+                "secrets_from takes a file or an env_prefix, not both",
+                "keep one of them",
+            ))
+        }
+        Some(_) => {
+            return Err(src.error(
+                None,
+                format!("secrets_from of env `{env}` names no source"),
+                Some("write `secrets_from = { file = \"local.secrets\" }` or `secrets_from = { env_prefix = \"SCOPE_\" }`".into()),
+            ))
+        }
+    };
+    Ok((
+        Some(context.get_ref().clone()),
+        overlay.kubeconfig.as_ref().map(relative),
+        secrets,
+    ))
 }
 
 /// The `[services.*]` tables.

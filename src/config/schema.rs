@@ -26,6 +26,8 @@ pub struct EnvLayer {
     pub protected: Option<Spanned<bool>>,
     pub provider: Option<Spanned<String>>,
     pub kube_context: Option<Spanned<String>>,
+    pub kubeconfig: Option<Spanned<String>>,
+    pub secrets_from: Option<SecretsFromLayer>,
     pub aws: Option<AwsLayer>,
     pub cluster: Option<ClusterLayer>,
     pub network: Option<NetworkLayer>,
@@ -75,6 +77,7 @@ layer!(ClusterLayer {
     image_id: String,
     api_endpoint: String,
     extra_sans: Vec<Spanned<String>>,
+    addons: Vec<Spanned<String>>,
 } nested { masters: GroupLayer, nodes: GroupLayer });
 layer!(NetworkLayer {
     placement: String,
@@ -84,7 +87,12 @@ layer!(NetworkLayer {
 });
 layer!(DatabaseLayer {
     rds_instance: String,
+    host: String,
     port: i64
+});
+layer!(SecretsFromLayer {
+    file: String,
+    env_prefix: String
 });
 layer!(ServiceLayer {
     image: String,

@@ -105,3 +105,61 @@ fn quantities_are_written_as_the_api_server_writes_them() {
         assert_eq!(c(given), canonical, "{given}");
     }
 }
+
+#[test]
+fn a_local_env_names_its_context_database_and_secrets_source() {
+    let local = load(&example(), "local").unwrap();
+    assert_eq!(local.database.host.as_deref(), Some("host.docker.internal"));
+    assert_eq!(local.database.port, Some(5432));
+    assert!(
+        local.cluster.addons.is_empty(),
+        "a laptop cluster has its own"
+    );
+    assert_eq!(local.secrets_from, SecretsFrom::Unset);
+    let staging = load(&example(), "staging").unwrap();
+    assert_eq!(staging.cluster.addons.len(), 3);
+    assert_eq!(staging.secrets_from, SecretsFrom::Ssm);
+
+    let with = |extra: &str| format!("{}\n[env.laptop]\nprovider = \"local\"\n{extra}", example());
+    let err = |text: String| load(&text, "laptop").unwrap_err();
+    let hint = |e: &ConfigError| e.hint().unwrap_or_default();
+    let e = err(with("database.host = \"db.local\"\n"));
+    assert!(hint(&e).contains("kube_context"), "{e}");
+    let e = err(with("kube_context = \"kind-x\"\n"));
+    assert!(hint(&e).contains("database.host"), "{e}");
+    let e = err(with(
+        "kube_context = \"kind-x\"\ndatabase.host = \"10.0.0.5\"\n",
+    ));
+    assert!(e.to_string().contains("not a DNS name"), "{e}");
+    let e = err(with(
+        "kube_context = \"kind-x\"\ndatabase.host = \"db.local\"\ncluster.addons = [\"cloud-controller-manager\"]\n",
+    ));
+    assert!(e.to_string().contains("needs an AWS env"), "{e}");
+    let e = err(with(
+        "kube_context = \"kind-x\"\ndatabase.host = \"db.local\"\nservices.users.secrets = { DB_PASSWORD = \"/scope/db-password\" }\n",
+    ));
+    assert!(hint(&e).contains("secrets_from"), "{e}");
+    let ok = load(
+        &with("kube_context = \"kind-x\"\ndatabase.host = \"db.local\"\ncluster.addons = [\"coredns\"]\nsecrets_from = { file = \"x.secrets\" }\nkubeconfig = \"kube/config\"\n"),
+        "laptop",
+    )
+    .unwrap();
+    assert_eq!(ok.secrets_from, SecretsFrom::File("x.secrets".into()));
+    assert_eq!(ok.kubeconfig.as_deref(), Some(Path::new("kube/config")));
+    assert_eq!(ok.cluster.addons.iter().collect::<Vec<_>>(), ["coredns"]);
+
+    // AWS envs: their cluster and secrets are scopectl's own.
+    let aws = format!("{}\n[env.cloud]\nkube_context = \"kind-x\"\n", example());
+    assert!(load(&aws, "cloud")
+        .unwrap_err()
+        .to_string()
+        .contains("provider = \"local\""));
+    let aws = format!(
+        "{}\n[env.cloud]\ndatabase.host = \"db.example\"\n",
+        example()
+    );
+    assert!(load(&aws, "cloud")
+        .unwrap_err()
+        .to_string()
+        .contains("database.host"));
+}

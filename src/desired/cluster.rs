@@ -128,7 +128,7 @@ pub fn cluster(
             });
         }
     }
-    if config.provider == Provider::Aws {
+    if !config.cluster.addons.is_empty() {
         let (database_zone, database_resolver) = database_dns(config, facts);
         let inputs = addons::AddonInputs {
             kubernetes_version: config.cluster.kubernetes_version.clone(),
@@ -149,6 +149,9 @@ pub fn cluster(
             at: None,
         })?;
         for addon in rendered {
+            if !config.cluster.addons.contains(addon.name) {
+                continue;
+            }
             for obj in addon.objects {
                 add(config, d, obj, addon.name)?;
             }
@@ -161,7 +164,10 @@ pub fn cluster(
     for obj in workloads::namespace(&workloads::NamespaceInputs {
         project: config.project.clone(),
         namespace: namespace.clone(),
-        database_host: db.and_then(|d| d.endpoint.clone()),
+        database_host: match config.provider {
+            Provider::Aws => db.and_then(|d| d.endpoint.clone()),
+            Provider::Local => config.database.host.clone(),
+        },
         database_port,
     })
     .map_err(render_error)?

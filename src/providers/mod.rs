@@ -2,3 +2,5 @@
 
 pub mod aws;
 pub mod k8s;
+pub mod local;
+pub mod lock;

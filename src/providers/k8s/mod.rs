@@ -5,6 +5,7 @@
 //! (`secret.rs`); the inventory of what scopectl applied is `inventory.rs`.
 
 mod inventory;
+mod lease;
 pub mod rollout;
 mod secret;
 
@@ -41,8 +42,11 @@ pub struct Observation {
     pub tags: BTreeMap<String, String>,
 }
 
+#[derive(Clone)]
 pub struct K8s {
     client: Client,
+    /// The API's URL, for messages.
+    url: String,
     pub owner: Owner,
     /// Secret values by SSM parameter name, read when planning; never
     /// written anywhere but into the Secrets.
@@ -117,17 +121,78 @@ impl K8s {
         let bad =
             |e: String| ProviderError::fatal("configuring the Kubernetes client").caused_by(e);
         let kc = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| bad(e.to_string()))?;
-        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
             .map_err(|e| bad(e.to_string()))?;
+        Self::with_config(cfg, owner)
+    }
+
+    /// A client for a context of a kubeconfig (a local env's cluster):
+    /// `path`, else `KUBECONFIG`'s files, else `~/.kube/config`, as kubectl
+    /// reads them; nothing is sent yet.
+    pub async fn from_kubeconfig(
+        path: Option<&std::path::Path>,
+        context: &str,
+        owner: Owner,
+    ) -> Result<K8s, ProviderError> {
+        let which = path
+            .map(|p| p.display().to_string())
+            .or_else(|| std::env::var("KUBECONFIG").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "~/.kube/config".into());
+        let bad = |e: String| {
+            ProviderError::fatal(format!("reading the kubeconfig {which}")).caused_by(e)
+        };
+        let kc = match path {
+            Some(p) => kube::config::Kubeconfig::read_from(p),
+            None => kube::config::Kubeconfig::read(),
+        }
+        .map_err(|e| bad(e.to_string()))?;
+        if !kc.contexts.iter().any(|c| c.name == context) {
+            let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+            return Err(ProviderError::fatal(format!(
+                "the kubeconfig {which} has no context `{context}`"
+            ))
+            .caused_by(format!(
+                "its contexts: {}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+            .with_hint(format!(
+                "create the cluster (e.g. `kind create cluster --name {}`), or set kube_context to one of `kubectl config get-contexts`",
+                context.strip_prefix("kind-").unwrap_or(context)
+            )));
+        }
+        let options = kube::config::KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..Default::default()
+        };
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        Self::with_config(cfg, owner)
+    }
+
+    fn with_config(mut cfg: kube::Config, owner: Owner) -> Result<K8s, ProviderError> {
+        let url = cfg.cluster_url.to_string();
         cfg.connect_timeout = Some(Duration::from_secs(5));
         cfg.read_timeout = Some(Duration::from_secs(30));
-        let client = Client::try_from(cfg).map_err(|e| bad(e.to_string()))?;
+        let client = Client::try_from(cfg).map_err(|e| {
+            ProviderError::fatal("configuring the Kubernetes client").caused_by(e.to_string())
+        })?;
         Ok(K8s {
             client,
+            url,
             owner,
             secrets: BTreeMap::new(),
         })
+    }
+
+    /// The API's URL.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn with_secrets(mut self, values: BTreeMap<String, String>) -> Self {
@@ -272,6 +337,21 @@ impl K8s {
         })
         .await?;
         Ok(())
+    }
+
+    /// Deletes the inventory (`down` of a local env, once what it lists is
+    /// gone): nothing scopectl made stays behind.
+    pub async fn delete_inventory(&self) -> Result<(), ProviderError> {
+        let api = self.api(&mk::CONFIG_MAP, Some(inventory::NAMESPACE));
+        let name = inventory_name(&self.owner);
+        retried(|| async {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                Err(e) => Err(error("deleting the inventory", e)),
+            }
+        })
+        .await
     }
 
     /// Deletes every Service of type LoadBalancer (any namespace), so the
