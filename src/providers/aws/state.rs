@@ -8,6 +8,7 @@ use super::{classify, read, Aws};
 use crate::apply::{ErrorKind, ProviderError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct LockInfo {
     pub id: String,
     pub holder: String,
