@@ -51,6 +51,12 @@ fn outputs() -> Vec<Output> {
             schema::<rollout::Release>(),
         ),
         o(
+            "rollout-unchanged",
+            "`scopectl rollout --output json` when every service already runs the tags (no release)",
+            rollout::FORMAT_VERSION,
+            schema::<rollout::Unchanged>(),
+        ),
+        o(
             "history",
             "`scopectl rollout history --output json`",
             rollout::FORMAT_VERSION,

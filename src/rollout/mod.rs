@@ -113,11 +113,13 @@ pub struct ServiceState {
     pub state: String,
 }
 
-/// `rollout --output json` when every service already runs the tags.
+/// No release: every service already runs the tags asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Unchanged {
     pub format_version: String,
-    /// Always false.
+    /// Always false (a release record has no `changed`).
+    #[cfg_attr(test, schemars(extend("const" = false)))]
     pub changed: bool,
     /// The latest release; null before the first.
     pub release: Option<Release>,

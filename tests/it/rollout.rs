@@ -107,9 +107,13 @@ fn a_release_rolls_forward_fails_fast_rolls_back_and_undoes() {
         "{kubectl_history}"
     );
     // The same tags again: nothing to do.
-    let (code, _, err) = rollout(&sb, &tc, &cfg, env, &["users=v1.5.0"]);
+    let (code, out, err) = rollout(&sb, &tc, &cfg, env, &["--output", "json", "users=v1.5.0"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("already runs these tags"), "{err}");
+    support::assert_schema("rollout-unchanged", &out);
+    let unchanged: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(unchanged["changed"], false);
+    assert_eq!(unchanged["release"], record);
     // `up` keeps the release's tags: no drift.
     sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
 
