@@ -64,6 +64,7 @@ pub struct Cli {
     serde::Serialize,
     serde::Deserialize,
 )]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     Aws,

@@ -15,6 +15,7 @@ pub const FORMAT_VERSION: &str = "1";
 
 /// One env as `diff-env` compares it.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct EnvView {
     pub name: String,
     /// `aws` or `local`.
@@ -33,6 +34,7 @@ pub struct EnvView {
 /// One difference: `service` is None for the env-wide ones (database,
 /// add-ons). A value is None where the other env has no such thing.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Difference {
     pub service: Option<String>,
     pub field: String,
@@ -41,6 +43,7 @@ pub struct Difference {
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct EnvDiff {
     pub format_version: String,
     pub project: String,

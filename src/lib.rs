@@ -17,6 +17,8 @@ pub mod plan;
 pub mod providers;
 pub mod render;
 pub mod rollout;
+#[cfg(test)]
+mod schemas;
 pub mod teardown;
 pub mod timing;
 pub mod ui;

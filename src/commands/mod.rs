@@ -6,7 +6,7 @@ mod kubeconfig;
 mod pki;
 mod plan;
 mod rollout;
-mod status;
+pub(crate) mod status;
 mod unlock;
 mod up;
 

@@ -300,8 +300,12 @@ async fn release(ctx: &Ctx, wanted: Wanted, w: &WatchArgs) -> Result<u8> {
             config.project, config.env
         ));
         if printer.output == Output::Json {
-            let history = k8s.releases().await.unwrap_or_default();
-            printer.json(&serde_json::json!({"format_version": rollout::FORMAT_VERSION, "changed": false, "release": history.last()}));
+            let mut history = k8s.releases().await.unwrap_or_default();
+            printer.json(&rollout::Unchanged {
+                format_version: rollout::FORMAT_VERSION.into(),
+                changed: false,
+                release: history.pop(),
+            });
         }
         return Ok(EXIT_OK);
     }
@@ -587,9 +591,10 @@ async fn history(ctx: &Ctx) -> Result<u8> {
     settle_interrupted(&k8s, &mut history, held.as_deref()).await?;
     history.reverse();
     if ctx.printer.output == Output::Json {
-        ctx.printer.json(
-            &serde_json::json!({"format_version": rollout::FORMAT_VERSION, "releases": history}),
-        );
+        ctx.printer.json(&rollout::History {
+            format_version: rollout::FORMAT_VERSION.into(),
+            releases: history,
+        });
         return Ok(EXIT_OK);
     }
     let mut out = format!(
@@ -632,14 +637,15 @@ async fn status(ctx: &Ctx) -> Result<u8> {
     settle_interrupted(&k8s, &mut history, held.as_deref()).await?;
     let deployments = k8s.service_deployments(&config.project).await?;
     let current = history.last();
-    let services: BTreeMap<String, serde_json::Value> = deployments
+    let services: BTreeMap<String, rollout::ServiceState> = deployments
         .iter()
         .map(|(name, d)| {
             let p = rollout::progress(d);
             let tag = d
                 .pointer("/metadata/annotations")
                 .and_then(|a| a.get(crate::model::k8s::TAG_ANNOTATION))
-                .cloned();
+                .and_then(|t| t.as_str())
+                .map(str::to_string);
             let state = match &p {
                 Progress::Complete => "complete".to_string(),
                 Progress::Waiting {
@@ -651,16 +657,15 @@ async fn status(ctx: &Ctx) -> Result<u8> {
                 }
                 Progress::Failed { reason, .. } => format!("failing: {reason}"),
             };
-            (
-                name.clone(),
-                serde_json::json!({"tag": tag, "state": state}),
-            )
+            (name.clone(), rollout::ServiceState { tag, state })
         })
         .collect();
     if ctx.printer.output == Output::Json {
-        ctx.printer.json(&serde_json::json!({
-            "format_version": rollout::FORMAT_VERSION, "release": current, "services": services,
-        }));
+        ctx.printer.json(&rollout::Status {
+            format_version: rollout::FORMAT_VERSION.into(),
+            release: current.cloned(),
+            services,
+        });
         return Ok(EXIT_OK);
     }
     let mut out = match current {
@@ -676,8 +681,8 @@ async fn status(ctx: &Ctx) -> Result<u8> {
     for (name, s) in &services {
         out.push_str(&format!(
             "  {name:<20} {:<12} {}\n",
-            s["tag"].as_str().unwrap_or("?"),
-            s["state"].as_str().unwrap_or("")
+            s.tag.as_deref().unwrap_or("?"),
+            s.state
         ));
     }
     ctx.printer.data(&out);

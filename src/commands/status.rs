@@ -5,6 +5,8 @@ use anyhow::Result;
 use super::{Backend, Ctx};
 use crate::config::Provider;
 use crate::error::EXIT_OK;
+use crate::model::{Props, ResourceId};
+use crate::providers::aws::state::LockInfo;
 use crate::ui::Output;
 
 pub async fn run(ctx: &Ctx) -> Result<u8> {
@@ -30,20 +32,25 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         Backend::Local(k8s) => Some(status_of(&config, k8s, k8s.url().to_string()).await),
     };
     if printer.output == Output::Json {
-        let resources: Vec<_> = actual
+        let resources = actual
             .resources
             .values()
             .chain(&actual.duplicates)
-            .map(|o| {
-                serde_json::json!({
-                    "address": o.id, "kind": o.id.kind().map(|k| k.label()), "id": o.physical_id, "props": o.props,
-                })
+            .map(|o| StatusResource {
+                address: o.id.clone(),
+                kind: o.id.kind().map(|k| k.label()),
+                id: o.physical_id.clone(),
+                props: o.props.clone(),
             })
             .collect();
-        printer.json(&serde_json::json!({
-            "project": config.project, "env": config.env, "resources": resources, "lock": lock,
-            "cluster": cluster,
-        }));
+        printer.json(&Status {
+            format_version: FORMAT_VERSION.into(),
+            project: config.project.clone(),
+            env: config.env.clone(),
+            resources,
+            lock,
+            cluster,
+        });
         return Ok(EXIT_OK);
     }
     let mut by_kind: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
@@ -93,12 +100,49 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// Bumped on any incompatible change to `status --output json` (a CI
+/// contract; its schema is `schemas/status.schema.json`).
+pub const FORMAT_VERSION: &str = "1";
+
+/// An env as `status --output json` shows it: what it owns, its lock and
+/// its cluster.
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub(crate) struct Status {
+    format_version: String,
+    project: String,
+    env: String,
+    /// Every resource the env owns, duplicates included.
+    resources: Vec<StatusResource>,
+    /// The env lock, when a command holds it.
+    lock: Option<LockInfo>,
+    /// The cluster through its API; null with `--phase aws`.
+    cluster: Option<ClusterStatus>,
+}
+
+/// One owned resource as observed.
+#[derive(Debug, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+struct StatusResource {
+    address: ResourceId,
+    /// The kind's label (`subnet`, `instance` …); null for an address no
+    /// kind claims.
+    kind: Option<&'static str>,
+    /// The AWS (or Kubernetes) id.
+    id: String,
+    /// As observed: references are physical ids.
+    props: Props,
+}
+
 /// One workload as `status` shows it.
 #[derive(Debug, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 struct Workload {
     name: String,
     namespace: String,
+    /// `Deployment` or `DaemonSet`.
     kind: &'static str,
+    /// Replicas (a Deployment) or nodes to run on (a DaemonSet).
     desired: i64,
     ready: i64,
     /// The release's tag (services only).
@@ -108,10 +152,15 @@ struct Workload {
 }
 
 #[derive(Debug, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 struct ClusterStatus {
+    /// The API's URL, or why it was not reached.
     api: String,
+    /// Whether the API answered ready.
     healthy: bool,
+    /// The project's Deployments.
     services: Vec<Workload>,
+    /// Everything else: DNS, the CNI, the cloud controller …
     addons: Vec<Workload>,
 }
 

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 /// A stable logical address, e.g. `ec2/subnet/nodes-us-east-1a`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct ResourceId(String);
 
@@ -204,6 +205,7 @@ impl Kind {
 
 /// How scopectl stands to a resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Ownership {
     /// Created, tagged and deleted by scopectl.

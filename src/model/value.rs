@@ -9,6 +9,7 @@ pub type Props = BTreeMap<String, Value>;
 
 /// A reference to another resource, resolved to its physical id at apply time.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Ref {
     #[serde(rename = "ref")]
@@ -18,6 +19,7 @@ pub struct Ref {
 /// A property value. Lists are compared as sets (order never matters for the
 /// kinds scopectl manages), so they are kept sorted.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum Value {
     Bool(bool),

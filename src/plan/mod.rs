@@ -19,6 +19,7 @@ use crate::model::{
 pub const FORMAT_VERSION: &str = "2";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     Create,
@@ -49,7 +50,9 @@ impl Action {
     }
 }
 
+/// One resource's change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Change {
     pub address: ResourceId,
     pub action: Action,
@@ -92,6 +95,7 @@ pub struct Change {
 /// Why a resource is replaced or deleted (or a snapshot made): typed, and
 /// rendered in one place (its `Display`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Reason {
     /// A field that cannot change in place differs.
@@ -150,6 +154,7 @@ impl std::fmt::Display for Reason {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct FieldChange {
     pub field: String,
     pub before: Option<Value>,
@@ -157,6 +162,7 @@ pub struct FieldChange {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Summary {
     pub create: usize,
     pub update: usize,
@@ -165,7 +171,10 @@ pub struct Summary {
     pub unchanged: usize,
 }
 
+/// A plan: what changes, in order of application, and what it was computed
+/// from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Plan {
     pub format_version: String,
     pub project: String,
@@ -184,6 +193,7 @@ pub struct Plan {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct PlanOptions {
     /// Running instances move to the newest image (`--upgrade-image`).
     #[serde(default)]

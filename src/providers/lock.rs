@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::ProviderError;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct LockInfo {
     pub id: String,
     pub holder: String,

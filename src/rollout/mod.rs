@@ -17,6 +17,7 @@ pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 pub const KEEP: usize = 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     InProgress,
@@ -43,6 +44,7 @@ impl std::fmt::Display for Outcome {
 
 /// Why a service's rollout failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Failure {
     pub service: String,
     /// `CrashLoopBackOff`, `ProgressDeadlineExceeded`, `Timeout` …
@@ -53,6 +55,7 @@ pub struct Failure {
 /// One release: the record `rollout history` lists and `--output json`
 /// prints.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Release {
     pub format_version: String,
     pub project: String,
@@ -78,6 +81,48 @@ pub struct Release {
     /// The env lock the rollout held: a release in progress whose lock is
     /// not held any more was interrupted.
     pub lock_id: String,
+}
+
+/// The env's releases (`rollout history --output json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct History {
+    pub format_version: String,
+    /// Every release kept, newest first.
+    pub releases: Vec<Release>,
+}
+
+/// The current release and each service's state (`rollout status --output
+/// json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct Status {
+    pub format_version: String,
+    /// The latest release; null before the first.
+    pub release: Option<Release>,
+    /// Every service's Deployment, by name.
+    pub services: BTreeMap<String, ServiceState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ServiceState {
+    /// The tag its Deployment is annotated with; null if it is not.
+    pub tag: Option<String>,
+    /// `complete`, `rolling out: …` or `failing: REASON`.
+    pub state: String,
+}
+
+/// No release: every service already runs the tags asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct Unchanged {
+    pub format_version: String,
+    /// Always false (a release record has no `changed`).
+    #[cfg_attr(test, schemars(extend("const" = false)))]
+    pub changed: bool,
+    /// The latest release; null before the first.
+    pub release: Option<Release>,
 }
 
 /// Where this process runs, for the record: the CI job if there is one.

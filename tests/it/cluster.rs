@@ -213,9 +213,11 @@ initial_tag = "v1.4.2"
     )
 }
 
+/// The JSON plan, valid against its schema.
 fn plan_json(sb: &Sandbox, tc: &TestCluster, cfg: &Path, env: &str) -> Value {
     let (code, out, err) = sb.run_in_cluster(tc, cfg, &["--env", env, "plan", "--output", "json"]);
     assert_eq!(code, 0, "{err}");
+    support::assert_schema("plan", &out);
     serde_json::from_str(&out).unwrap()
 }
 
@@ -490,6 +492,26 @@ fn up_applies_the_cluster_restores_drift_and_prunes_only_its_own() {
     assert!(
         users.contains("2/2 ready") && users.contains("tag v1.4.2"),
         "{out}"
+    );
+    // The same as JSON, valid against its schema.
+    let (out, _) =
+        sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "status", "--output", "json"]);
+    support::assert_schema("status", &out);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["cluster"]["healthy"], true, "{status:#}");
+    let users = status["cluster"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "users")
+        .unwrap_or_else(|| panic!("{status:#}"));
+    assert_eq!(
+        (&users["ready"], &users["tag"]),
+        (&2.into(), &"v1.4.2".into())
+    );
+    assert!(
+        status["resources"].as_array().unwrap().len() > 10,
+        "{status:#}"
     );
 
     // `down` deletes LoadBalancer Services through the API first.

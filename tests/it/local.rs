@@ -322,6 +322,8 @@ fn a_local_env_runs_the_same_commands_with_no_aws_call() {
         "{status}"
     );
     assert!(status.contains("lock: free"), "{status}");
+    let (json, _) = laptop.expect(0, &cfg, &with(&["status", "--output", "json"]));
+    support::assert_schema("status", &json);
 
     // A good release, then a failing one rolled back.
     laptop.expect(
@@ -356,6 +358,7 @@ fn a_local_env_runs_the_same_commands_with_no_aws_call() {
         &cfg,
         &["diff-env", "local", "elsewhere", "--output", "json"],
     );
+    support::assert_schema("diff-env", &diff);
     let diff: Value = serde_json::from_str(&diff).expect("JSON");
     let tag = diff["differences"]
         .as_array()

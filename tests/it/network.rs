@@ -363,6 +363,7 @@ fn saved_plan_applies_exactly_and_refuses_when_stale() {
         &cfg,
         &["--env", env, "--output", "json", "plan", "--out", plan_s],
     );
+    support::assert_schema("plan", &std::fs::read_to_string(&plan).unwrap());
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["format_version"], "2");
     assert_eq!(v["summary"]["create"], 40);

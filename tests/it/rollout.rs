@@ -92,6 +92,7 @@ fn a_release_rolls_forward_fails_fast_rolls_back_and_undoes() {
     );
     assert_eq!(code, 0, "{err}");
     eprintln!("good release: {:.2} s", t.elapsed().as_secs_f64());
+    support::assert_schema("release", &out);
     let record: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(record["format_version"], "1");
     assert_eq!(record["revision"], 1);
@@ -106,9 +107,13 @@ fn a_release_rolls_forward_fails_fast_rolls_back_and_undoes() {
         "{kubectl_history}"
     );
     // The same tags again: nothing to do.
-    let (code, _, err) = rollout(&sb, &tc, &cfg, env, &["users=v1.5.0"]);
+    let (code, out, err) = rollout(&sb, &tc, &cfg, env, &["--output", "json", "users=v1.5.0"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("already runs these tags"), "{err}");
+    support::assert_schema("rollout-unchanged", &out);
+    let unchanged: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(unchanged["changed"], false);
+    assert_eq!(unchanged["release"], record);
     // `up` keeps the release's tags: no drift.
     sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
 
@@ -185,6 +190,8 @@ fn a_release_rolls_forward_fails_fast_rolls_back_and_undoes() {
         &cfg,
         &["--env", env, "rollout", "history", "--output", "json"],
     );
+    // Every record kept, rolled back and failed ones with their failure.
+    support::assert_schema("history", &out);
     let h: Value = serde_json::from_str(&out).unwrap();
     let outcomes: Vec<(u64, &str)> = h["releases"]
         .as_array()
@@ -210,6 +217,20 @@ fn a_release_rolls_forward_fails_fast_rolls_back_and_undoes() {
     );
     let (out, _) = sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "rollout", "status"]);
     assert!(out.contains("release 6 succeeded"), "{out}");
+    let (out, _) = sb.expect_in_cluster(
+        0,
+        &tc,
+        &cfg,
+        &["--env", env, "rollout", "status", "--output", "json"],
+    );
+    support::assert_schema("rollout-status", &out);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["release"]["revision"], 6, "{status:#}");
+    assert_eq!(status["services"]["users"]["tag"], "v1.5.0", "{status:#}");
+    assert_eq!(
+        status["services"]["users"]["state"], "complete",
+        "{status:#}"
+    );
     sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "down", "--yes"]);
 }
 

@@ -354,6 +354,50 @@ pub fn expect_exit(
     (out, err)
 }
 
+/// Fails the test unless `json`, an output of scopectl, is valid against its
+/// committed schema `schemas/NAME.schema.json`, checked with Python's
+/// `jsonschema` (in the venv: kubernetes-validate depends on it). The schema
+/// must also reject the same document with another `format_version`, so a
+/// schema that accepts anything cannot pass.
+pub fn assert_schema(name: &str, json: &str) {
+    const CHECK: &str = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+doc = json.loads(sys.stdin.read())
+cls = jsonschema.validators.validator_for(schema)
+cls.check_schema(schema)
+v = cls(schema)
+for e in sorted(v.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+    print("/" + "/".join(map(str, e.absolute_path)) + ": " + e.message[:300])
+if isinstance(doc, dict) and v.is_valid(dict(doc, format_version="0")):
+    print("the schema accepts format_version \"0\"")
+"#;
+    let path = repo().join("schemas").join(format!("{name}.schema.json"));
+    assert!(path.exists(), "{} is missing", path.display());
+    let mut child = Command::new(venv_bin("python"))
+        .arg("-c")
+        .arg(CHECK)
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(json.as_bytes())
+        .expect("write the document");
+    let out = child.wait_with_output().expect("run python");
+    let errors = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && errors.trim().is_empty(),
+        "this output does not match schemas/{name}.schema.json:\n{errors}{}\n--- output\n{json}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Makes every boto3 client of a snippet talk to `account` of the emulator.
 fn account_prelude(account: &str) -> String {
     format!(
