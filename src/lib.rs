@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod desired;
 pub mod error;
+pub mod init;
 pub mod model;
 pub mod pki;
 pub mod plan;
@@ -19,3 +20,12 @@ pub mod rollout;
 pub mod teardown;
 pub mod timing;
 pub mod ui;
+
+/// `--version`: the crate's version and the commit it was built from
+/// (`build.rs`), e.g. `0.1.0 (f2a0196 2026-11-26)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SCOPECTL_COMMIT"),
+    ")"
+);
