@@ -242,10 +242,13 @@ pub fn findings(survey: &Survey, proposal: &Proposal) -> Vec<String> {
         or_none(&db.security_groups.join(", ")),
         or_none(&db.subnets.join(", ")),
     ));
-    let free = match proposal.free.len() {
+    // The largest blocks first: scattered slivers matter least.
+    let mut free = proposal.free.clone();
+    free.sort_by_key(|b| (b.prefix_len(), b.network()));
+    let free = match free.len() {
         0 => "none".to_string(),
-        n if n > 6 => format!("{} and {} smaller blocks", list(&proposal.free[..6]), n - 6),
-        _ => list(&proposal.free),
+        n if n > 6 => format!("{} and {} smaller blocks", list(&free[..6]), n - 6),
+        _ => list(&free),
     };
     out.push(format!(
         "VPC {}: {}; {} subnets; free: {free}",
@@ -253,8 +256,10 @@ pub fn findings(survey: &Survey, proposal: &Proposal) -> Vec<String> {
         vpc.cidrs.join(", "),
         vpc.subnets.len(),
     ));
-    for s in &vpc.subnets {
-        out.push(format!("  {} {} {}", s.id, s.cidr, s.zone));
+    let mut subnets: Vec<_> = vpc.subnets.iter().collect();
+    subnets.sort_by_key(|s| (s.cidr.parse::<Ipv4Net>().ok(), s.id.clone()));
+    for s in subnets {
+        out.push(format!("  {} {} {}", s.cidr, s.zone, s.id));
     }
     out.push(format!(
         "internet gateway: {}",
@@ -566,7 +571,7 @@ mod tests {
             assert!(config.services.is_empty());
             assert!(
                 text.contains(
-                    "# VPC vpc-1: 172.31.0.0/16; 6 subnets; free: 172.31.96.0/19, 172.31.128.0/17"
+                    "# VPC vpc-1: 172.31.0.0/16; 6 subnets; free: 172.31.128.0/17, 172.31.96.0/19"
                 ),
                 "{text}"
             );
