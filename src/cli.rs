@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::ui::Output;
 
 #[derive(Debug, Parser)]
-#[command(name = "scopectl", version, about = "Declarative provisioner: kube-up, rewritten", long_about = None)]
+#[command(name = "scopectl", version = crate::VERSION, about = "Declarative provisioner: kube-up, rewritten", long_about = None)]
 pub struct Cli {
     /// Config file.
     #[arg(
@@ -118,6 +118,84 @@ pub enum Command {
     /// The cluster PKI: list certificates, or reissue them.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Write a starting scope.toml for an existing RDS database (reads AWS,
+    /// changes nothing there).
+    Init(InitArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per subcommand.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The existing RDS instance the cluster serves (its identifier).
+    #[arg(long, value_name = "RDS_INSTANCE")]
+    pub database: String,
+    /// Put the cluster in the database's VPC, or in an own VPC peered with it.
+    #[arg(long, value_enum, default_value = "beside-database")]
+    pub placement: InitPlacement,
+    /// Write here instead of the -c/--config path.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+    /// The AWS region to look in (default: AWS_REGION, then the profile's).
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+/// `network.placement`, as a flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitPlacement {
+    BesideDatabase,
+    Peered,
+}
+
+impl From<InitPlacement> for crate::config::Placement {
+    fn from(p: InitPlacement) -> Self {
+        match p {
+            InitPlacement::BesideDatabase => crate::config::Placement::BesideDatabase,
+            InitPlacement::Peered => crate::config::Placement::Peered,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write scopectl.1 and one page per subcommand (scopectl-up.1, …) here.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "scopectl", &mut out);
+    out
+}
+
+/// The roff man page of the top command.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    Ok(out)
+}
+
+/// Writes `scopectl.1` and a page per subcommand into `dir`.
+pub fn man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::generate_to(Cli::command(), dir)
 }
 
 #[derive(Debug, Args)]
@@ -318,6 +396,93 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    /// Every subcommand (by path) and every long flag it takes, `help` aside.
+    fn tree(cmd: &clap::Command, path: &[String], out: &mut Vec<(Vec<String>, Vec<String>)>) {
+        let flags = cmd
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .collect();
+        out.push((path.to_vec(), flags));
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let mut p = path.to_vec();
+            p.push(sub.get_name().to_string());
+            tree(sub, &p, out);
+        }
+    }
+
+    #[test]
+    fn completions_and_man_pages_cover_every_subcommand_and_flag() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut all = Vec::new();
+        tree(&cmd, &[], &mut all);
+        assert!(all.len() > 15, "{all:?}");
+
+        let bash = String::from_utf8(completions(clap_complete::Shell::Bash)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        man_pages(dir.path()).unwrap();
+        let top = String::from_utf8(man_page().unwrap())
+            .unwrap()
+            .replace("\\-", "-");
+        for (path, flags) in &all {
+            // One page per subcommand, named by its path; roff escapes `-`.
+            let page = std::iter::once("scopectl")
+                .chain(path.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join("-");
+            let man = std::fs::read_to_string(dir.path().join(format!("{page}.1")))
+                .unwrap_or_else(|e| panic!("{page}.1: {e}"))
+                .replace("\\-", "-");
+            // bash: one case arm per subcommand path, whose `opts` lists its flags.
+            let arm: String = std::iter::once("scopectl".to_string())
+                .chain(
+                    path.iter()
+                        .map(|p| format!("__subcmd__{}", p.replace('-', "__subcmd__"))),
+                )
+                .collect();
+            let opts = bash
+                .split_once(&format!("\n        {arm})\n"))
+                .and_then(|(_, rest)| rest.split_once("opts=\""))
+                .and_then(|(_, rest)| rest.split_once('"'))
+                .map(|(opts, _)| format!(" {opts} "))
+                .unwrap_or_else(|| panic!("bash lacks the arm {arm})"));
+            if let Some(name) = path.last() {
+                assert!(man.contains(name.as_str()), "{page}.1 lacks {name}");
+            }
+            if path.len() == 1 {
+                assert!(top.contains(&path[0]), "scopectl.1 lacks {}", path[0]);
+            }
+            for flag in flags {
+                assert!(
+                    opts.contains(&format!(" {flag} ")),
+                    "bash's {arm} lacks {flag}: {opts}"
+                );
+                assert!(man.contains(flag.as_str()), "{page}.1 lacks {flag}");
+            }
+        }
+        for shell in [clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+            let text = String::from_utf8(completions(shell)).unwrap();
+            for (path, flags) in &all {
+                if let Some(name) = path.last() {
+                    assert!(text.contains(name.as_str()), "{shell} lacks {name}");
+                }
+                for flag in flags {
+                    // fish writes `-l dry-run`, zsh `--dry-run`.
+                    assert!(text.contains(&flag[2..]), "{shell} lacks {flag}");
+                }
+            }
+        }
+        // The walk sees what it must: a nested subcommand and its own flag.
+        assert!(all
+            .iter()
+            .any(|(p, f)| p == &["rollout", "undo"] && f.iter().any(|f| f == "--to")));
+        assert!(all
+            .iter()
+            .any(|(p, f)| p == &["init"] && f.iter().any(|f| f == "--placement")));
     }
 
     #[test]

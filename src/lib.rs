@@ -11,6 +11,7 @@ pub mod config;
 pub mod desired;
 pub mod envdiff;
 pub mod error;
+pub mod init;
 pub mod model;
 pub mod pki;
 pub mod plan;
@@ -22,3 +23,12 @@ mod schemas;
 pub mod teardown;
 pub mod timing;
 pub mod ui;
+
+/// `--version`: the crate's version and the commit it was built from
+/// (`build.rs`), e.g. `0.1.0 (f2a0196 2026-11-26)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SCOPECTL_COMMIT"),
+    ")"
+);

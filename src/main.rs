@@ -7,6 +7,8 @@ use scopectl::cli::Cli;
 use scopectl::error::{exit_code, render, EXIT_USAGE};
 
 fn main() -> ExitCode {
+    // First, before logging or the async runtime: `--version` and `--help`
+    // end here (clap's DisplayVersion/DisplayHelp), in a few milliseconds.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -2,6 +2,7 @@
 
 mod diff_env;
 mod down;
+mod init;
 mod kubeconfig;
 mod pki;
 mod plan;
@@ -64,6 +65,27 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Unlock(a) => unlock::run(&ctx, a).await,
         Command::Kubeconfig(a) => kubeconfig::run(&ctx, a).await,
         Command::Pki(c) => pki::run(&ctx, c).await,
+        Command::Init(a) => init::run(&ctx, a).await,
+        Command::Completions(a) => {
+            ctx.printer
+                .data(&String::from_utf8_lossy(&crate::cli::completions(a.shell)));
+            Ok(crate::error::EXIT_OK)
+        }
+        Command::Man(a) => {
+            match a.dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)
+                        .and_then(|()| crate::cli::man_pages(&dir))
+                        .with_context(|| format!("writing man pages to {}", dir.display()))?;
+                    ctx.printer
+                        .info(&format!("Wrote the man pages to {}.", dir.display()));
+                }
+                None => ctx.printer.data(&String::from_utf8_lossy(
+                    &crate::cli::man_page().context("rendering the man page")?,
+                )),
+            }
+            Ok(crate::error::EXIT_OK)
+        }
     }
 }
 

@@ -101,7 +101,40 @@ async fn zones(aws: &Aws) -> Result<Vec<String>, ProviderError> {
     Ok(zones)
 }
 
+/// What `scopectl init` reads about an existing database: the instance,
+/// its VPC with every subnet, and the region's zones. Only Describe calls.
+pub async fn survey(
+    aws: &Aws,
+    region: &str,
+    identifier: &str,
+) -> Result<Option<crate::init::Survey>, ProviderError> {
+    let (zones, found) = futures::try_join!(zones(aws), describe_database(aws, identifier))?;
+    let Some(db) = found else {
+        return Ok(None);
+    };
+    let database = database_facts(aws, identifier, &db).await?;
+    let vpc = vpc(aws, &database.vpc_id, false).await?;
+    Ok(Some(crate::init::Survey {
+        region: region.to_string(),
+        engine: db.engine().map(str::to_string),
+        engine_version: db.engine_version().map(str::to_string),
+        database,
+        vpc,
+        zones,
+    }))
+}
+
 async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, ProviderError> {
+    match describe_database(aws, identifier).await? {
+        Some(db) => Ok(Some(database_facts(aws, identifier, &db).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn describe_database(
+    aws: &Aws,
+    identifier: &str,
+) -> Result<Option<aws_sdk_rds::types::DbInstance>, ProviderError> {
     let found = read(|| async move {
         match aws
             .rds
@@ -125,9 +158,14 @@ async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, 
     let Some(out) = found else {
         return Ok(None);
     };
-    let Some(db) = out.db_instances().first() else {
-        return Ok(None);
-    };
+    Ok(out.db_instances().first().cloned())
+}
+
+async fn database_facts(
+    aws: &Aws,
+    identifier: &str,
+    db: &aws_sdk_rds::types::DbInstance,
+) -> Result<DatabaseFacts, ProviderError> {
     let security_groups: Vec<String> = db
         .vpc_security_groups()
         .iter()
@@ -166,7 +204,7 @@ async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, 
         }
     };
     let endpoint = db.endpoint();
-    Ok(Some(DatabaseFacts {
+    Ok(DatabaseFacts {
         identifier: identifier.to_string(),
         status: db.db_instance_status().unwrap_or_default().to_string(),
         vpc_id,
@@ -178,7 +216,7 @@ async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, 
         endpoint: endpoint.and_then(|e| e.address()).map(str::to_string),
         security_groups,
         subnets,
-    }))
+    })
 }
 
 async fn vpc(aws: &Aws, id: &str, with_tables: bool) -> Result<VpcFacts, ProviderError> {

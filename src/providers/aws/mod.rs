@@ -172,6 +172,16 @@ mod not_aws {
     }
 }
 
+/// The region the standard AWS chain resolves (AWS_REGION, AWS_DEFAULT_REGION,
+/// the profile's, the instance's), for commands that run before any config.
+pub async fn default_region() -> Option<String> {
+    aws_config::default_provider::region::DefaultRegionChain::builder()
+        .build()
+        .region()
+        .await
+        .map(|r| r.to_string())
+}
+
 /// Clients for one region, and whose resources they act on.
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
