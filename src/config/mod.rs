@@ -43,6 +43,8 @@ pub enum Provider {
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
     pub region: String,
+    /// Where `region` was written: errors about the region point there.
+    pub region_at: Location,
     pub profile: Option<String>,
 }
 

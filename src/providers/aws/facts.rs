@@ -16,6 +16,10 @@ pub async fn gather(
 ) -> Result<Facts, ProviderError> {
     let (zones, database, image) =
         futures::try_join!(zones(aws), database(aws, rds_instance), images(aws, image))?;
+    let (database, database_missing) = match database {
+        Ok(db) => (Some(db), None),
+        Err(answer) => (None, Some(answer)),
+    };
     let database_vpc = match &database {
         Some(db) => Some(vpc(aws, &db.vpc_id, route_tables).await?),
         None => None,
@@ -23,6 +27,7 @@ pub async fn gather(
     Ok(Facts {
         zones,
         database,
+        database_missing,
         database_vpc,
         image,
         ..Facts::default()
@@ -101,7 +106,12 @@ async fn zones(aws: &Aws) -> Result<Vec<String>, ProviderError> {
     Ok(zones)
 }
 
-async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, ProviderError> {
+/// The database's facts; `Err` holds RDS's answer when it has no such
+/// instance (`DBInstanceNotFound: …`), for the error `desired` gives.
+async fn database(
+    aws: &Aws,
+    identifier: &str,
+) -> Result<Result<DatabaseFacts, String>, ProviderError> {
     let found = read(|| async move {
         match aws
             .rds
@@ -110,11 +120,14 @@ async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, 
             .send()
             .await
         {
-            Ok(out) => Ok(Some(out)),
+            Ok(out) => Ok(Ok(out)),
             Err(e) => {
                 let e = classify("DescribeDBInstances", e);
                 if e.kind == ErrorKind::NotFound {
-                    Ok(None)
+                    Ok(Err(e
+                        .cause
+                        .map(|c| c.0)
+                        .unwrap_or_else(|| "DBInstanceNotFound".into())))
                 } else {
                     Err(e)
                 }
@@ -122,11 +135,14 @@ async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, 
         }
     })
     .await?;
-    let Some(out) = found else {
-        return Ok(None);
+    let out = match found {
+        Ok(out) => out,
+        Err(answer) => return Ok(Err(answer)),
     };
     let Some(db) = out.db_instances().first() else {
-        return Ok(None);
+        return Ok(Err(format!(
+            "DescribeDBInstances listed no instance `{identifier}`"
+        )));
     };
     let security_groups: Vec<String> = db
         .vpc_security_groups()
@@ -166,7 +182,7 @@ async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, 
         }
     };
     let endpoint = db.endpoint();
-    Ok(Some(DatabaseFacts {
+    Ok(Ok(DatabaseFacts {
         identifier: identifier.to_string(),
         status: db.db_instance_status().unwrap_or_default().to_string(),
         vpc_id,
