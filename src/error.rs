@@ -132,10 +132,14 @@ pub fn explain(err: anyhow::Error, config: Option<&Config>) -> anyhow::Error {
                 },
                 format!(
                     "list the regions with `{DESCRIBE_REGIONS}` and fix {at}{}",
-                    if dns {
-                        "; if the region is right, check this machine's DNS and network"
-                    } else {
-                        ""
+                    match (dns, std::env::var("AWS_ENDPOINT_URL")) {
+                        (true, Ok(url)) => format!(
+                            "; if the region is right, check AWS_ENDPOINT_URL ({url}) and this machine's DNS"
+                        ),
+                        (true, Err(_)) => {
+                            "; if the region is right, check this machine's DNS and network".into()
+                        }
+                        (false, _) => String::new(),
                     }
                 ),
             )

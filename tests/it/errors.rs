@@ -227,7 +227,10 @@ key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFor
                             serialization.NoEncryption()).decode()
 ssm = boto3.client("ssm")
 ssm.put_parameter(Name=prefix + "ca.crt", Value=pem(ca), Type="SecureString")
-ssm.put_parameter(Name=prefix + "admin", Value=pem(cert) + key_pem, Type="SecureString")
+# The public facts scopectl keeps in the description: the expiry it plans renewals by.
+expires = cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+ssm.put_parameter(Name=prefix + "admin", Value=pem(cert) + key_pem, Type="SecureString",
+                  Description='{"expires": "%s"}' % expires)
 "#;
     let prefix = format!("/scopectl/scope/{env}/pki/");
     assert!(sb.python_code(code, &[&prefix, &not_after_days.to_string()]));
@@ -328,4 +331,22 @@ fn an_expired_admin_certificate_is_found_before_the_api_is_contacted() {
         &format!("`scopectl pki rotate --env {env}`"),
     );
     assert_eq!(connections.load(Ordering::SeqCst), 0, "{err}");
+    // A plan of the AWS phase (what `up` and `pki rotate` apply) renews the
+    // certificate rather than stopping at it, and says why the cluster is
+    // not observed.
+    let (code, out, err) = output(all_phases(
+        &sb,
+        &cfg,
+        &["--env", env, "--api-server", &api, "plan"],
+    ));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("-/+ pki/cert/admin") && out.contains("renewal: \"due: expired 20"),
+        "{out}"
+    );
+    assert!(
+        format!("{out}{err}").contains("the admin certificate expired on"),
+        "{out}\n{err}"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "{out}\n{err}");
 }
