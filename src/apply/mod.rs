@@ -27,6 +27,22 @@ pub enum ErrorKind {
     NotFound,
     /// Anything else: do not retry.
     Fatal,
+    /// AWS cannot be used at all from here (no credentials, credentials
+    /// refused, a region with no endpoint): every call fails alike, so no
+    /// retry, and the command says so in the user's terms.
+    Access(Access),
+}
+
+/// Why AWS cannot be used at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The default chain found no credentials.
+    NoCredentials,
+    /// AWS refused the credentials (unknown key, bad secret, expired token).
+    Rejected,
+    /// The region has no endpoint (its name does not resolve, or AWS says
+    /// the credential scope names no valid region).
+    UnknownRegion,
 }
 
 /// The phase of a step in which an error happened.
@@ -455,7 +471,7 @@ async fn run_step<P: Provider, R: Reporter>(
         ErrorKind::NotFound => op != Op::Delete,
         // Dependants (interfaces, just-revoked rules) take a moment to go.
         ErrorKind::DependencyViolation => op == Op::Delete,
-        ErrorKind::Fatal => false,
+        ErrorKind::Fatal | ErrorKind::Access(_) => false,
     };
     let result = attempt
         .retry(backoff)

@@ -55,7 +55,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             color,
         },
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Plan(a) => plan::run(&ctx, a).await,
         Command::Up(a) => up::run(&ctx, a).await,
         Command::Down(a) => down::run(&ctx, a).await,
@@ -86,7 +86,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
             }
             Ok(crate::error::EXIT_OK)
         }
-    }
+    };
+    // Credentials and region problems read the same whichever call met
+    // them first: said once here, with the config they came from.
+    result.map_err(|e| crate::error::explain(e, ctx.config().ok().as_ref()))
 }
 
 impl Ctx {
@@ -270,6 +273,22 @@ fn admin_names(aws: &Aws) -> [String; 2] {
     [format!("{prefix}ca.crt"), format!("{prefix}admin")]
 }
 
+/// When the admin certificate among the state store's `values` expired
+/// (RFC 3339), if it has.
+fn admin_expired(aws: &Aws, values: &BTreeMap<String, String>) -> Option<String> {
+    let [_, admin] = admin_names(aws);
+    let pem = crate::pki::pem_blocks(values.get(&admin)?, "CERTIFICATE")
+        .into_iter()
+        .next()?;
+    let info = crate::pki::read_certificate(&pem).ok()?;
+    let until = time::OffsetDateTime::parse(
+        &info.not_after,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    (until <= time::OffsetDateTime::now_utc()).then_some(info.not_after)
+}
+
 /// Reads the cluster CA and the admin credentials from the state store (the
 /// names that exist; none before the PKI does).
 async fn read_admin(aws: &Aws) -> Result<BTreeMap<String, String>> {
@@ -306,6 +325,23 @@ async fn client_with(
         return Ok(None);
     };
     let [ca, admin] = admin_names(aws);
+    // Found here rather than as the API's 401: the date it expired, and
+    // nothing sent with a certificate the API must refuse.
+    if let Some(expired) = admin_expired(aws, values) {
+        let env = &config.env;
+        return Err(anyhow::anyhow!(
+            "{admin} in the state store holds a certificate valid until {expired}; the API refuses it"
+        )
+        .context(UserError::failed(
+            format!(
+                "the admin certificate of {}/{env} expired on {expired}",
+                config.project
+            ),
+            format!(
+                "reissue the env's leaf certificates with `scopectl pki rotate --env {env}` (`scopectl pki status --env {env}` lists each one's expiry)"
+            ),
+        )));
+    }
     let (Some(ca_pem), Some(admin_value)) = (values.get(&ca), values.get(&admin)) else {
         return Ok(None);
     };
@@ -401,6 +437,7 @@ pub async fn observe_and_plan_with(
     };
     let ((mut facts, mut actual), (secret_values, admin)) = futures::try_join!(observed, stored)?;
     let mut k8s = None;
+    let mut notices = Vec::new();
     if let Some(aws) = cluster {
         for (param, value) in &secret_values {
             facts.secrets.insert(
@@ -408,7 +445,19 @@ pub async fn observe_and_plan_with(
                 crate::model::k8s::value_digest(value.as_bytes()),
             );
         }
-        let client = client_with(aws, config, &actual, asked.api_server.as_deref(), &admin).await?;
+        // An expired admin certificate cannot observe the cluster; a plan
+        // of the AWS phase renews it (a due leaf), and `up` observes the
+        // cluster with the new one once that phase is applied.
+        let expired = admin_expired(aws, &admin).filter(|_| asked.phase.aws());
+        let client = match &expired {
+            Some(when) => {
+                notices.push(format!(
+                    "the admin certificate expired on {when}: the cluster is observed once it is renewed"
+                ));
+                None
+            }
+            None => client_with(aws, config, &actual, asked.api_server.as_deref(), &admin).await?,
+        };
         if let Some((client, _url)) = client {
             // Not answering yet (a first `up`, masters booting) is not
             // an error: the cluster's objects are planned as creates.
@@ -448,7 +497,6 @@ pub async fn observe_and_plan_with(
     } else {
         Desired::default()
     };
-    let mut notices = Vec::new();
     if asked.phase.aws() && on_aws {
         desired::settle(&mut desired, &actual, asked.rotation);
         notices.extend(desired::keep_images(

@@ -229,7 +229,10 @@ async fn wait_for_api(
                     Ok(false) => format!("{url}: not ready yet"),
                     // No answer at all: the masters are still booting.
                     Err(e) if e.code.is_none() && e.kind == crate::apply::ErrorKind::Transient => {
-                        format!("{url}: not answering yet")
+                        match &e.cause {
+                            Some(c) => format!("{url}: not answering yet ({c})"),
+                            None => format!("{url}: not answering yet"),
+                        }
                     }
                     Err(e) => format!("{url}: {}", e.detail()),
                 },
@@ -237,14 +240,22 @@ async fn wait_for_api(
                 Err(e) => format!("{e:#}"),
             };
         if started.elapsed() >= timeout {
-            return Err(UserError::failed(
+            // The next look is at master-0's boot (cloud-init, kubeadm):
+            // name the instance when it can be read.
+            let console = match aws.instance_id("master-0").await {
+                Some(id) => format!("aws ec2 get-console-output --instance-id {id} --latest --output text"),
+                None => "aws ec2 get-console-output --instance-id <master-0's id> --latest --output text".into(),
+            };
+            let env = &config.env;
+            return Err(anyhow::anyhow!("last seen: {state}").context(UserError::failed(
                 format!(
-                    "the Kubernetes API did not become ready within {} ({state})",
+                    "the Kubernetes API did not become ready within {}",
                     humantime::format_duration(timeout)
                 ),
-                "the machines are up; check master-0's boot (its console output: cloud-init and kubeadm), then run `scopectl up` again to apply the cluster phase",
-            )
-            .into());
+                format!(
+                    "the machines are up; see what answers with `scopectl status --env {env}`, read master-0's boot with `{console}`, then run `scopectl up --env {env}` again to apply the cluster phase"
+                ),
+            )));
         }
         if said.is_empty() || last_report.elapsed() >= std::time::Duration::from_secs(15) {
             printer.info(&format!(

@@ -82,6 +82,8 @@ pub const ADDONS: [&str; 3] = ["pod-network", "cloud-controller-manager", "cored
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
     pub region: String,
+    /// Where `region` was written: errors about the region point there.
+    pub region_at: Location,
     pub profile: Option<String>,
 }
 

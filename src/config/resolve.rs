@@ -69,7 +69,18 @@ impl FileLayer {
         let region = aws
             .region
             .ok_or_else(|| missing("aws.region", "[aws] region = \"us-east-1\""))?;
+        if !region_shaped(region.get_ref()) {
+            return Err(src.error(
+                Some(region.span()),
+                format!("`{}` is not an AWS region name", region.get_ref()),
+                Some(format!(
+                    "a region is written like `us-east-1` or `eu-central-2`; list the account's with `{}`",
+                    crate::error::DESCRIBE_REGIONS
+                )),
+            ));
+        }
         let aws = AwsConfig {
+            region_at: src.location(Some(region.span())),
             region: region.into_inner(),
             profile: aws.profile.map(Spanned::into_inner),
         };
@@ -124,6 +135,24 @@ impl FileLayer {
             services: out,
         })
     }
+}
+
+/// Whether `name` is shaped like an AWS region: `us-east-1`, `us-gov-west-1`,
+/// `ap-southeast-4`. Checked before any call: a typo (`us-east`,
+/// `useast-1`) would otherwise reach the SDK, which sends it to a host name
+/// that does not exist. A well-shaped name AWS does not know is found out
+/// at the first call (see `providers::aws::error`); no list of regions is
+/// kept here, so a new region needs no new scopectl.
+fn region_shaped(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1]
+            .parse::<u8>()
+            .is_ok_and(|n| n > 0 && parts[parts.len() - 1].len() <= 2)
 }
 
 /// The `[cluster]` section: ranges, groups, version, names and image.
@@ -875,4 +904,38 @@ fn plain_map(
         out.insert(k, v.into_inner());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::region_shaped;
+
+    #[test]
+    fn region_names_are_checked_for_shape_only() {
+        for ok in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-4",
+            "il-central-1",
+            // Shaped like one: whether AWS has it is for AWS to say.
+            "us-east-7",
+        ] {
+            assert!(region_shaped(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "us-east",
+            "useast1",
+            "us-east-1a",
+            "US-EAST-1",
+            "us--1",
+            "us-east-0",
+            "u-east-1",
+            "us-east-100",
+            "us east 1",
+        ] {
+            assert!(!region_shaped(bad), "{bad}");
+        }
+    }
 }

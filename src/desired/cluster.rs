@@ -61,6 +61,7 @@ fn add(
         message: format!("{from}: {what}"),
         hint: Some("this is a bug in scopectl's templates; please report it".into()),
         at: None,
+        cause: None,
     };
     let kind = kind_of(&obj).ok_or_else(|| {
         bad(format!(
@@ -125,6 +126,7 @@ pub fn cluster(
                         .join(", ")
                 )),
                 at: None,
+                cause: None,
             });
         }
     }
@@ -147,6 +149,7 @@ pub fn cluster(
             message: e.to_string(),
             hint: Some("check cluster.kubernetes_version".into()),
             at: None,
+            cause: None,
         })?;
         for addon in rendered {
             if !config.cluster.addons.contains(addon.name) {
@@ -195,6 +198,7 @@ pub fn cluster(
                         "pass --image {name}=TAG, or set services.{name}.initial_tag"
                     )),
                     at: None,
+                    cause: None,
                 })
             }
         };
@@ -261,6 +265,7 @@ pub fn cluster(
                                     "create it: aws ssm put-parameter --name {param} --type SecureString --value …"
                                 )),
                                 at: None,
+                                cause: None,
                             })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -279,6 +284,7 @@ fn render_error(e: crate::render::RenderError) -> DesiredError {
         message: e.to_string(),
         hint: Some("this is a bug in scopectl's templates; please report it".into()),
         at: None,
+        cause: None,
     }
 }
 

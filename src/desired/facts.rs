@@ -8,6 +8,10 @@ pub struct Facts {
     /// Availability zones the region offers, sorted.
     pub zones: Vec<String>,
     pub database: Option<DatabaseFacts>,
+    /// RDS's answer when it has no instance of the configured name
+    /// (`DBInstanceNotFound: …`): the cause `desired` reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_missing: Option<String>,
     pub database_vpc: Option<VpcFacts>,
     /// The machine image for masters and nodes (see [`choose_image`]).
     #[serde(default)]

@@ -22,7 +22,10 @@ pub struct DesiredError {
     pub message: String,
     pub hint: Option<String>,
     /// Where in the config the conflicting value was written, if anywhere.
-    pub at: Option<Location>,
+    pub at: Option<Box<Location>>,
+    /// The service's answer behind it, when there was one.
+    #[source]
+    pub cause: Option<Box<crate::apply::ServiceError>>,
 }
 
 impl DesiredError {
@@ -30,7 +33,8 @@ impl DesiredError {
         DesiredError {
             message: message.into(),
             hint: Some(hint.into()),
-            at: at.cloned(),
+            at: at.cloned().map(Box::new),
+            cause: None,
         }
     }
 }

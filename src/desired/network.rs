@@ -123,11 +123,27 @@ fn placement<'a>(config: &Config, facts: &'a Facts) -> Result<Found<'a>, Desired
     let net = &config.network;
     let db_name = &config.database.rds_instance;
     let db = facts.database.as_ref().ok_or_else(|| {
-        DesiredError::new(
-            format!("RDS instance `{db_name}` was not found in {}", config.aws.region),
-            "check database.rds_instance and aws.region; scopectl adopts an existing database and never creates one",
-            Some(&config.database.rds_instance_at),
-        )
+        let region = &config.aws.region;
+        let profile = config
+            .aws
+            .profile
+            .as_deref()
+            .map(|p| format!(" --profile {p}"))
+            .unwrap_or_default();
+        DesiredError {
+            cause: facts
+                .database_missing
+                .clone()
+                .map(|c| Box::new(crate::apply::ServiceError(c))),
+            ..DesiredError::new(
+                format!("RDS instance `{db_name}` was not found in {region}"),
+                format!(
+                    "list the instances there with `aws rds describe-db-instances --region {region}{profile} --query 'DBInstances[].DBInstanceIdentifier' --output text` and fix `database.rds_instance` at {}; scopectl adopts an existing database and never creates one",
+                    config.database.rds_instance_at
+                ),
+                Some(&config.database.rds_instance_at),
+            )
+        }
     })?;
     let vpc = facts.database_vpc.as_ref().ok_or_else(|| {
         DesiredError::new(

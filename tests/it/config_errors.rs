@@ -96,6 +96,7 @@ fn cases() -> Vec<Case> {
         c("unknown provider", format!("{BASE}provider = \"gcp\"\n"), Some("22:12"), "unknown provider"),
         c("missing rds instance", replace("rds_instance = \"scope-db\"", ""), None, "`database.rds_instance` is not set"),
         c("bad rds identifier", replace("rds_instance = \"scope-db\"", "rds_instance = \"1db\""), Some("15:16"), "not a valid RDS instance identifier"),
+        c("region not shaped like one", replace("region = \"us-east-1\"", "region = \"useast1\""), Some("4:10"), "not an AWS region name"),
         c("missing region", replace("region = \"us-east-1\"", ""), None, "`aws.region` is not set"),
         c("negative node count", format!("{BASE}cluster.nodes.count = -1\n"), Some("22:23"), "out of range"),
         c("zero masters", format!("{BASE}cluster.masters.count = 0\n"), Some("22:25"), "out of range"),
@@ -231,7 +232,7 @@ fn pki_commands_refuse_a_local_env_without_a_call() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scope.toml");
     let text =
-        format!("{BASE}\n[env.laptop]\nprovider = \"local\"\nkube_context = \"kind-scope\"\n");
+        format!("{BASE}\n[env.laptop]\nprovider = \"local\"\nkube_context = \"kind-scope\"\ndatabase.host = \"db.local\"\n");
     std::fs::write(&path, text).unwrap();
     let (url, connections) = listener();
     for args in [

@@ -9,6 +9,7 @@ mod cluster;
 mod cluster_faults;
 mod compute;
 mod config_errors;
+mod errors;
 mod init;
 mod local;
 mod network;

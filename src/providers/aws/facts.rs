@@ -16,6 +16,10 @@ pub async fn gather(
 ) -> Result<Facts, ProviderError> {
     let (zones, database, image) =
         futures::try_join!(zones(aws), database(aws, rds_instance), images(aws, image))?;
+    let (database, database_missing) = match database {
+        Ok(db) => (Some(db), None),
+        Err(answer) => (None, Some(answer)),
+    };
     let database_vpc = match &database {
         Some(db) => Some(vpc(aws, &db.vpc_id, route_tables).await?),
         None => None,
@@ -23,6 +27,7 @@ pub async fn gather(
     Ok(Facts {
         zones,
         database,
+        database_missing,
         database_vpc,
         image,
         ..Facts::default()
@@ -109,7 +114,7 @@ pub async fn survey(
     identifier: &str,
 ) -> Result<Option<crate::init::Survey>, ProviderError> {
     let (zones, found) = futures::try_join!(zones(aws), describe_database(aws, identifier))?;
-    let Some(db) = found else {
+    let Ok(db) = found else {
         return Ok(None);
     };
     let database = database_facts(aws, identifier, &db).await?;
@@ -124,17 +129,23 @@ pub async fn survey(
     }))
 }
 
-async fn database(aws: &Aws, identifier: &str) -> Result<Option<DatabaseFacts>, ProviderError> {
+/// The database's facts; `Err` holds RDS's answer when it has no such
+/// instance (`DBInstanceNotFound: …`), for the error `desired` gives.
+async fn database(
+    aws: &Aws,
+    identifier: &str,
+) -> Result<Result<DatabaseFacts, String>, ProviderError> {
     match describe_database(aws, identifier).await? {
-        Some(db) => Ok(Some(database_facts(aws, identifier, &db).await?)),
-        None => Ok(None),
+        Ok(db) => Ok(Ok(database_facts(aws, identifier, &db).await?)),
+        Err(answer) => Ok(Err(answer)),
     }
 }
 
+/// The instance, or RDS's answer when it has none by that name.
 async fn describe_database(
     aws: &Aws,
     identifier: &str,
-) -> Result<Option<aws_sdk_rds::types::DbInstance>, ProviderError> {
+) -> Result<Result<aws_sdk_rds::types::DbInstance, String>, ProviderError> {
     let found = read(|| async move {
         match aws
             .rds
@@ -143,11 +154,14 @@ async fn describe_database(
             .send()
             .await
         {
-            Ok(out) => Ok(Some(out)),
+            Ok(out) => Ok(Ok(out)),
             Err(e) => {
                 let e = classify("DescribeDBInstances", e);
                 if e.kind == ErrorKind::NotFound {
-                    Ok(None)
+                    Ok(Err(e
+                        .cause
+                        .map(|c| c.0)
+                        .unwrap_or_else(|| "DBInstanceNotFound".into())))
                 } else {
                     Err(e)
                 }
@@ -155,10 +169,15 @@ async fn describe_database(
         }
     })
     .await?;
-    let Some(out) = found else {
-        return Ok(None);
+    let out = match found {
+        Ok(out) => out,
+        Err(answer) => return Ok(Err(answer)),
     };
-    Ok(out.db_instances().first().cloned())
+    Ok(out
+        .db_instances()
+        .first()
+        .cloned()
+        .ok_or_else(|| format!("DescribeDBInstances listed no instance `{identifier}`")))
 }
 
 async fn database_facts(

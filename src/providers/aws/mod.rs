@@ -407,6 +407,18 @@ where
 }
 
 impl Aws {
+    /// The EC2 id of this env's instance `name` (`master-0`), if it exists
+    /// and can be read now: for hints that name it.
+    pub async fn instance_id(&self, name: &str) -> Option<String> {
+        let id = ResourceId::new(Kind::Instance, name);
+        instance::observe(self, Some(&id))
+            .await
+            .ok()?
+            .into_iter()
+            .find(|o| o.id == id)
+            .map(|o| o.physical_id)
+    }
+
     /// This env's load balancers as observed now (their DNS names for the
     /// `up` summary).
     pub async fn load_balancers(&self) -> Result<Vec<Observed>, ProviderError> {

@@ -68,7 +68,7 @@ fn error(op: &str, e: kube::Error) -> ProviderError {
                 .caused_by(format!("{} {}: {}", s.code, s.reason, s.message))
         }
         other => ProviderError::new(ErrorKind::Transient, None, op.to_string())
-            .caused_by(other.to_string()),
+            .caused_by(crate::error::messages(&other)),
     }
 }
 

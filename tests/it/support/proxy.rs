@@ -461,6 +461,17 @@ async fn serve(mut client: TcpStream, ctl: &Control, calls: &Calls) -> std::io::
         if !config.latency.is_zero() {
             tokio::time::sleep(config.latency).await;
         }
+        if let Some((status, code, message)) = refuse_credentials(&req, &service) {
+            record(status, None);
+            client
+                .write_all(&response(
+                    status,
+                    &service,
+                    &error_body(&service, code, message),
+                ))
+                .await?;
+            continue;
+        }
         let token = req.param("ClientToken").map(|t| (action.clone(), t));
         if let Some(t) = &token {
             let replay = ctl.tokens.lock().unwrap().get(t).cloned();
@@ -985,6 +996,99 @@ fn throttle(service: &str) -> Vec<u8> {
     }
 }
 
+/// The one access key AWS knows here: the harness's (`Sandbox`).
+pub const ACCESS_KEY: &str = "testing";
+
+/// AWS's regions: a request signed for another is refused, as AWS refuses
+/// a credential scope that names no valid region.
+const REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+];
+
+/// AWS's answer to a request signed with an access key it does not know,
+/// or for a region that does not exist, in each service's words: EC2's
+/// `AuthFailure`, SSM's `UnrecognizedClientException`, and the query
+/// services' `InvalidClientTokenId` / `SignatureDoesNotMatch`.
+fn refuse_credentials(req: &Request, service: &str) -> Option<(u16, &'static str, &'static str)> {
+    let scope = req
+        .header("authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split([',', ' ']).next())?;
+    let mut parts = scope.split('/');
+    let (key, _date, region) = (parts.next()?, parts.next()?, parts.next()?);
+    if key != ACCESS_KEY {
+        return Some(match service {
+            "ec2" => (
+                401,
+                "AuthFailure",
+                "AWS was not able to validate the provided access credentials",
+            ),
+            "ssm" => (
+                400,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            ),
+            _ => (
+                403,
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+            ),
+        });
+    }
+    if !REGIONS.contains(&region) {
+        return Some(match service {
+            "ec2" => (
+                401,
+                "AuthFailure",
+                "Credential should be scoped to a valid region.",
+            ),
+            "ssm" => (
+                400,
+                "InvalidSignatureException",
+                "Credential should be scoped to a valid region.",
+            ),
+            _ => (
+                403,
+                "SignatureDoesNotMatch",
+                "Credential should be scoped to a valid region.",
+            ),
+        });
+    }
+    None
+}
+
 /// An error body in the shape each protocol uses.
 pub(crate) fn error_body(service: &str, code: &str, message: &str) -> Vec<u8> {
     let message = message
@@ -1004,7 +1108,13 @@ pub(crate) fn error_body(service: &str, code: &str, message: &str) -> Vec<u8> {
             serde_json::json!({"__type": code, "message": message}).to_string()
         }
         _ => {
-            let kind = if code == "Throttling" || code == "DependencyViolation" {
+            let kind = if matches!(
+                code,
+                "Throttling"
+                    | "DependencyViolation"
+                    | "InvalidClientTokenId"
+                    | "SignatureDoesNotMatch"
+            ) {
                 "Sender"
             } else {
                 "Receiver"
@@ -1025,6 +1135,8 @@ fn response(status: u16, service: &str, body: &[u8]) -> Vec<u8> {
     };
     let reason = match status {
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
