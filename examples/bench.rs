@@ -187,8 +187,12 @@ fn aws(setup: &Setup) {
         "{:<14} {:>6} {:>7} {:>9}   calls by action",
         "command", "calls", "writes", "wall"
     );
+    let mut timelines = Vec::new();
+    let saved = sb.dir.path().join("bench-plan.json");
+    let saved_arg = saved.to_string_lossy().to_string();
+    let mut up_wall = None;
     for (label, args) in [
-        ("plan", &["plan"][..]),
+        ("plan", &["plan", "--out", saved_arg.as_str()][..]),
         ("up", &["up", "--yes"]),
         ("plan (no-op)", &["plan", "--detailed-exitcode"]),
         ("up (no-op)", &["up", "--yes"]),
@@ -213,11 +217,107 @@ fn aws(setup: &Setup) {
             wall.as_secs_f64(),
             detail.join(" ")
         );
+        if label == "up" {
+            if std::env::var_os("BENCH_TRACE").is_some() {
+                for c in &calls {
+                    eprintln!(
+                        "{:>6} {:>6} {} {} {}",
+                        c.at.saturating_duration_since(t).as_millis(),
+                        (c.at + c.took).saturating_duration_since(t).as_millis(),
+                        c.status,
+                        c.action,
+                        c.names
+                    );
+                }
+            }
+            up_wall = Some((wall, apply_span(&calls, t)));
+        }
+        timelines.push((label, aws_measured(wall, t, calls)));
+    }
+    // The plan's critical path, weighted by each step's calls in sequence
+    // (`providers::aws::step_calls`): chain × latency bounds `up` from below.
+    let plan: scopectl::plan::Plan =
+        serde_json::from_str(&std::fs::read_to_string(&saved).expect("plan --out wrote the plan"))
+            .expect("a plan");
+    let path = scopectl::apply::critical_path(&plan.changes, scopectl::providers::aws::step_calls);
+    println!("critical path: {path}");
+    if let Some((wall, (apply, outside))) = up_wall {
+        let bound = latency.mul_f64(path.calls as f64);
+        let whole = latency.mul_f64((path.calls + outside) as f64);
+        println!(
+            "up: the apply (first to last write) {} = {:.2} × (chain {} calls × {} ms = {}); the whole up {} = {:.2} × (chain + {} round trips outside the apply = {})",
+            secs(apply),
+            apply.as_secs_f64() / bound.as_secs_f64(),
+            path.calls,
+            latency.as_millis(),
+            secs(bound),
+            secs(wall),
+            wall.as_secs_f64() / whole.as_secs_f64(),
+            outside,
+            secs(whole),
+        );
+    }
+    for (label, m) in &timelines {
+        let spans: Vec<&Span> = m.spans.iter().collect();
+        println!(
+            "{label}: {} round trips deep; {}",
+            depth(&spans),
+            timeline(m, *latency, Duration::ZERO)
+        );
     }
     assert!(
         sb.snapshot().owned("scope", "bench").is_empty(),
         "down left resources behind"
     );
+}
+
+/// From the first write after the lock's to the end of the last one before
+/// its release: the apply.
+/// With the round trips of the calls outside it (the looks, the lock, the
+/// wait for AWS to list what was made).
+fn apply_span(calls: &[Call], t: Instant) -> (Duration, usize) {
+    let writes: Vec<&Call> = calls.iter().filter(|c| c.is_write()).collect();
+    let inner = writes.get(1..writes.len().saturating_sub(1)).unwrap_or(&[]);
+    let start = inner.iter().map(|c| c.at).min();
+    let end = inner.iter().map(|c| c.at + c.took).max();
+    match (start, end) {
+        (Some(a), Some(b)) => {
+            let m = aws_measured(Duration::ZERO, t, calls.to_vec());
+            let (a_us, b_us) = (
+                a.saturating_duration_since(t).as_micros() as u64,
+                b.saturating_duration_since(t).as_micros() as u64,
+            );
+            let outside: Vec<&Span> = m
+                .spans
+                .iter()
+                .filter(|s| s.end <= a_us || s.start >= b_us)
+                .collect();
+            (b.saturating_duration_since(a.max(t)), depth(&outside))
+        }
+        _ => (Duration::ZERO, 0),
+    }
+}
+
+/// A run's AWS calls as a timeline (no Kubernetes side).
+fn aws_measured(wall: Duration, t: Instant, aws: Vec<Call>) -> Measured {
+    let spans = aws
+        .iter()
+        .map(|c| {
+            let start = c.at.saturating_duration_since(t).as_micros() as u64;
+            Span {
+                side: Side::Aws,
+                start,
+                end: start + c.took.as_micros() as u64,
+                what: c.action.clone(),
+            }
+        })
+        .collect();
+    Measured {
+        wall,
+        k8s: Vec::new(),
+        aws,
+        spans,
+    }
 }
 
 /// A config with `n` services, `[services.s1]` … `[services.sN]`.
