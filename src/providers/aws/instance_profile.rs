@@ -61,12 +61,14 @@ pub async fn observe(aws: &Aws) -> Result<Vec<Observed>, ProviderError> {
         .filter(|r| r.path() == path)
         .map(|r| r.role_name().to_string())
         .collect();
-    for name in role_names {
-        let Some(id) = id_for(aws, &name) else {
-            continue;
-        };
+    // Each role's policy at once: one round trip however many roles.
+    let owned: Vec<(ResourceId, String)> = role_names
+        .into_iter()
+        .filter_map(|name| Some((id_for(aws, &name)?, name)))
+        .collect();
+    let policies = futures::future::try_join_all(owned.iter().map(|(_, name)| {
         let n = name.as_str();
-        let policy = read(|| async move {
+        read(move || async move {
             match aws
                 .iam
                 .get_role_policy()
@@ -86,7 +88,9 @@ pub async fn observe(aws: &Aws) -> Result<Vec<Observed>, ProviderError> {
                 }
             }
         })
-        .await?;
+    }))
+    .await?;
+    for ((id, name), policy) in owned.into_iter().zip(policies) {
         let profile = profiles
             .instance_profiles()
             .iter()
