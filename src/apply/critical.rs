@@ -151,6 +151,27 @@ mod tests {
             .starts_with(&format!("{} calls: create ", path.calls)));
     }
 
+    /// With AWS's own weights, a fresh env's longest chain: the role and
+    /// profile (4 calls), the master (2), the API server's certificate,
+    /// which names the master and the balancer (3). A change that makes a
+    /// step on it longer shows here first.
+    #[test]
+    fn a_fresh_envs_chain_runs_through_iam_the_master_and_its_certificate() {
+        let plan = plan_for(&Actual::default());
+        let path = critical_path(&plan.changes, crate::providers::aws::step_calls);
+        let kinds: Vec<Option<Kind>> = path.steps.iter().map(|s| s.step.address.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                Some(Kind::InstanceProfile),
+                Some(Kind::Instance),
+                Some(Kind::Certificate)
+            ],
+            "{path}"
+        );
+        assert_eq!(path.calls, 9, "{path}");
+    }
+
     #[test]
     fn a_heavier_step_moves_the_path() {
         let plan = plan_for(&Actual::default());
