@@ -94,7 +94,7 @@
 //! - The Kubernetes side of `up`: 2 × (`/readyz` + 12 lists), then the
 //!   inventory and the objects in kapp's rank order (namespaces; RBAC;
 //!   accounts and config; workloads and services), each rank one wave of
-//!   round trips, 2–4 ms of scopectl between waves, 8 at a time
+//!   round trips, 2–4 ms of scopectl between waves, 8 at a time (then; 16 now)
 //!   (`--parallelism`), no retries (every answer 2xx).
 //! - 8.5 s at the API with 50 services is the test server's own time, not
 //!   the latency: after every write its controllers reconcile every
