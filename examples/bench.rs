@@ -6,6 +6,37 @@
 //!     scripts/bench [--latency-ms 50] [--zones 3] [--placement beside-database|peered] [--nodes 3]
 //!                   [--k8s-latency-ms 20] [--services 5,50] [--only aws|cluster]
 //!
+//! The AWS part prints, per command, its calls and wall time and then its
+//! timeline (bursts of calls, each with its round-trip depth); for `up`,
+//! the plan's critical path (`apply::critical_path`: the longest chain of
+//! steps that wait on each other, each weighted by the calls it makes in
+//! sequence, `providers::aws::step_calls`) and the ratio of the apply's wall
+//! time (first write to last) to chain × latency: how close `up` is to its
+//! limit. Measured on this machine (debug build, 3 nodes, beside the
+//! database; `scripts/bench --only aws --latency-ms 150`, then 50 ms):
+//!
+//! ```text
+//! critical path: 9 calls: create iam/instance-profile/master (4) → create ec2/instance/master-0 (2) → create pki/cert/apiserver (3)
+//! up: the apply (first to last write) 1.65s = 1.22 × (chain 9 calls × 150 ms = 1.35s); the whole up 3.58s = 1.25 × (chain + 10 round trips outside the apply = 2.85s)
+//! plan (no-op): 2 round trips deep; 104 ms → [aws 24 reads (2 deep × 150 ms): 451 ms] → 17 ms to exit
+//! ```
+//!
+//! - `up` at 150 ms: 171 calls, 3.6 s (was 5.0–5.2 s); the apply 1.22 ×
+//!   its chain of 9 calls (was 2.97 s, 1.8 × a chain of 11). What had
+//!   stretched it: 8 steps at a time for ~110 calls (now 16, and the step
+//!   with the longest chain behind it starts first); the IAM step's four
+//!   writes in a row (the policy and the profile now at once); the ELB's
+//!   health check then attributes, a certificate's CA read then names
+//!   (each now at once). Outside the apply, `up` makes about 9 round trips
+//!   in a row: two looks of 2 (before the lock and under it), the lock,
+//!   the wait for AWS to list what was made (2), the unlock (2).
+//! - No-op plan: 24 calls, 2 round trips deep (was 3: the role policies are
+//!   read at once); 0.33 s at 50 ms, of which ~0.1 s is process start and
+//!   planning.
+//! - `down` at 50 ms: 30 nodes 2.75 s against 3.01 s for 3 (was 5.07 s
+//!   against 2.75 s): instances ready to go together go as one
+//!   `TerminateInstances` and one wait (`DescribeInstances` of all ids).
+//!
 //! The cluster part, per size in `--services` (a config with that many
 //! `[services.sN]`, each a Deployment and a Service, besides the add-ons and
 //! the namespace's objects), in a fresh sandbox:
@@ -63,7 +94,7 @@
 //! - The Kubernetes side of `up`: 2 × (`/readyz` + 12 lists), then the
 //!   inventory and the objects in kapp's rank order (namespaces; RBAC;
 //!   accounts and config; workloads and services), each rank one wave of
-//!   round trips, 2–4 ms of scopectl between waves, 8 at a time
+//!   round trips, 2–4 ms of scopectl between waves, 8 at a time (then; 16 now)
 //!   (`--parallelism`), no retries (every answer 2xx).
 //! - 8.5 s at the API with 50 services is the test server's own time, not
 //!   the latency: after every write its controllers reconcile every
@@ -187,8 +218,12 @@ fn aws(setup: &Setup) {
         "{:<14} {:>6} {:>7} {:>9}   calls by action",
         "command", "calls", "writes", "wall"
     );
+    let mut timelines = Vec::new();
+    let saved = sb.dir.path().join("bench-plan.json");
+    let saved_arg = saved.to_string_lossy().to_string();
+    let mut up_wall = None;
     for (label, args) in [
-        ("plan", &["plan"][..]),
+        ("plan", &["plan", "--out", saved_arg.as_str()][..]),
         ("up", &["up", "--yes"]),
         ("plan (no-op)", &["plan", "--detailed-exitcode"]),
         ("up (no-op)", &["up", "--yes"]),
@@ -213,11 +248,107 @@ fn aws(setup: &Setup) {
             wall.as_secs_f64(),
             detail.join(" ")
         );
+        if label == "up" {
+            if std::env::var_os("BENCH_TRACE").is_some() {
+                for c in &calls {
+                    eprintln!(
+                        "{:>6} {:>6} {} {} {}",
+                        c.at.saturating_duration_since(t).as_millis(),
+                        (c.at + c.took).saturating_duration_since(t).as_millis(),
+                        c.status,
+                        c.action,
+                        c.names
+                    );
+                }
+            }
+            up_wall = Some((wall, apply_span(&calls, t)));
+        }
+        timelines.push((label, aws_measured(wall, t, calls)));
+    }
+    // The plan's critical path, weighted by each step's calls in sequence
+    // (`providers::aws::step_calls`): chain × latency bounds `up` from below.
+    let plan: scopectl::plan::Plan =
+        serde_json::from_str(&std::fs::read_to_string(&saved).expect("plan --out wrote the plan"))
+            .expect("a plan");
+    let path = scopectl::apply::critical_path(&plan.changes, scopectl::providers::aws::step_calls);
+    println!("critical path: {path}");
+    if let Some((wall, (apply, outside))) = up_wall {
+        let bound = latency.mul_f64(path.calls as f64);
+        let whole = latency.mul_f64((path.calls + outside) as f64);
+        println!(
+            "up: the apply (first to last write) {} = {:.2} × (chain {} calls × {} ms = {}); the whole up {} = {:.2} × (chain + {} round trips outside the apply = {})",
+            secs(apply),
+            apply.as_secs_f64() / bound.as_secs_f64(),
+            path.calls,
+            latency.as_millis(),
+            secs(bound),
+            secs(wall),
+            wall.as_secs_f64() / whole.as_secs_f64(),
+            outside,
+            secs(whole),
+        );
+    }
+    for (label, m) in &timelines {
+        let spans: Vec<&Span> = m.spans.iter().collect();
+        println!(
+            "{label}: {} round trips deep; {}",
+            depth(&spans),
+            timeline(m, *latency, Duration::ZERO)
+        );
     }
     assert!(
         sb.snapshot().owned("scope", "bench").is_empty(),
         "down left resources behind"
     );
+}
+
+/// From the first write after the lock's to the end of the last one before
+/// its release: the apply.
+/// With the round trips of the calls outside it (the looks, the lock, the
+/// wait for AWS to list what was made).
+fn apply_span(calls: &[Call], t: Instant) -> (Duration, usize) {
+    let writes: Vec<&Call> = calls.iter().filter(|c| c.is_write()).collect();
+    let inner = writes.get(1..writes.len().saturating_sub(1)).unwrap_or(&[]);
+    let start = inner.iter().map(|c| c.at).min();
+    let end = inner.iter().map(|c| c.at + c.took).max();
+    match (start, end) {
+        (Some(a), Some(b)) => {
+            let m = aws_measured(Duration::ZERO, t, calls.to_vec());
+            let (a_us, b_us) = (
+                a.saturating_duration_since(t).as_micros() as u64,
+                b.saturating_duration_since(t).as_micros() as u64,
+            );
+            let outside: Vec<&Span> = m
+                .spans
+                .iter()
+                .filter(|s| s.end <= a_us || s.start >= b_us)
+                .collect();
+            (b.saturating_duration_since(a.max(t)), depth(&outside))
+        }
+        _ => (Duration::ZERO, 0),
+    }
+}
+
+/// A run's AWS calls as a timeline (no Kubernetes side).
+fn aws_measured(wall: Duration, t: Instant, aws: Vec<Call>) -> Measured {
+    let spans = aws
+        .iter()
+        .map(|c| {
+            let start = c.at.saturating_duration_since(t).as_micros() as u64;
+            Span {
+                side: Side::Aws,
+                start,
+                end: start + c.took.as_micros() as u64,
+                what: c.action.clone(),
+            }
+        })
+        .collect();
+    Measured {
+        wall,
+        k8s: Vec::new(),
+        aws,
+        spans,
+    }
 }
 
 /// A config with `n` services, `[services.s1]` … `[services.sN]`.

@@ -254,7 +254,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub plan: Option<PathBuf>,
     /// How many changes may run at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = crate::apply::DEFAULT_CONCURRENCY, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
     /// Move running instances to the newest image matching
     /// `cluster.image_name` (replaced one at a time).

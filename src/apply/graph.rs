@@ -34,7 +34,7 @@ pub struct Step {
 }
 
 pub struct StepGraph {
-    g: DiGraph<usize, ()>,
+    pub(super) g: DiGraph<usize, ()>,
     succ: Vec<Vec<usize>>,
 }
 

@@ -28,6 +28,9 @@ struct Fake {
     lose_answer: Mutex<std::collections::BTreeSet<String>>,
     /// Per id: how many more finds miss it (eventual consistency).
     invisible: Mutex<BTreeMap<ResourceId, usize>>,
+    /// Deletes of this kind go in batches (`delete_all`); a batch that
+    /// holds this address fails whole, as one bad id fails a request.
+    batch: Option<(Kind, Option<String>)>,
 }
 
 impl Fake {
@@ -115,6 +118,29 @@ impl Provider for Fake {
         }
         Ok(())
     }
+    fn batches_deletes(&self, step: &Step) -> bool {
+        self.batch.as_ref().map(|b| b.0) == step.address.kind()
+    }
+    async fn delete_all(
+        &self,
+        items: &[(ResourceId, String, Props)],
+    ) -> Vec<Result<(), ProviderError>> {
+        let names: Vec<&str> = items.iter().map(|(id, _, _)| id.as_str()).collect();
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("delete_all {}", names.join(" ")));
+        let poisoned = self.batch.as_ref().and_then(|b| b.1.as_deref());
+        if let Some(bad) = poisoned.filter(|b| names.contains(b)) {
+            let e = ProviderError::new(ErrorKind::NotFound, None, format!("{bad} unknown"));
+            return items.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut state = self.state.lock().unwrap();
+        for (id, _, _) in items {
+            state.remove(id);
+        }
+        items.iter().map(|_| Ok(())).collect()
+    }
     async fn delete(
         &self,
         id: &ResourceId,
@@ -159,7 +185,7 @@ fn opts(concurrency: usize) -> Options {
     }
 }
 
-fn plan_for(actual: &Actual) -> Plan {
+pub(super) fn plan_for(actual: &Actual) -> Plan {
     let d = desired(&example("staging"), &sample_facts()).unwrap();
     plan(
         "scope",
@@ -521,4 +547,82 @@ fn kubernetes_objects_apply_in_kapps_order_and_delete_in_reverse() {
         waits(at("Secret/scope/old", Delete)),
         [at("Service/scope/old", Delete)]
     );
+}
+
+/// With one step at a time, the ready step with the longest chain behind it
+/// goes first, not the lowest index: the head of the critical path starts
+/// the run, and every step starts only once its chain is the longest left.
+#[tokio::test]
+async fn the_longest_chain_behind_a_step_starts_it_first() {
+    let fake = Fake::default();
+    let p = plan_for(&Actual::default());
+    let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(1)).await;
+    assert!(out.ok(), "{out:?}");
+    let (steps, graph) = steps(&p.changes);
+    let rank = critical::remaining(&graph, &vec![1; steps.len()]);
+    let longest = rank.iter().copied().max().unwrap();
+    let first = fake
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|e| e.starts_with("create "))
+        .cloned()
+        .unwrap();
+    let i = steps
+        .iter()
+        .position(|s| first == format!("create {}", s.address))
+        .unwrap();
+    assert_eq!(rank[i], longest, "{first} has {} behind it", rank[i]);
+    // Lowest index first would have started with a step with less behind it.
+    assert!(rank[0] < longest, "{}", steps[0].address);
+}
+
+/// Deletes of a kind that batches and that are ready together go as one
+/// `delete_all`; when the batch fails, each is deleted alone.
+#[tokio::test]
+async fn deletes_ready_together_go_in_one_batch() {
+    // Only the instances: nothing else orders them, all are ready at once.
+    let mut actual = applied(&desired(&example("staging"), &sample_facts()).unwrap());
+    actual
+        .resources
+        .retain(|id, _| id.kind() == Some(Kind::Instance));
+    let instances: Vec<String> = actual
+        .resources
+        .keys()
+        .filter(|id| id.kind() == Some(Kind::Instance))
+        .map(|id| id.to_string())
+        .collect();
+    assert!(instances.len() >= 3, "{instances:?}");
+    for poisoned in [None, Some(instances[0].clone())] {
+        let fake = Fake {
+            batch: Some((Kind::Instance, poisoned.clone())),
+            ..Fake::default()
+        };
+        *fake.state.lock().unwrap() = actual.resources.clone();
+        let out = teardown(&staging(), &fake, None, &NoReporter, &teardown_opts(3))
+            .await
+            .unwrap();
+        assert_eq!(out.deleted, actual.resources.len());
+        assert!(fake.state.lock().unwrap().is_empty());
+        let log = fake.log.lock().unwrap().clone();
+        let batches: Vec<&String> = log.iter().filter(|e| e.starts_with("delete_all")).collect();
+        let alone: Vec<&String> = log
+            .iter()
+            .filter(|e| e.starts_with("delete ec2/instance/"))
+            .collect();
+        assert_eq!(
+            batches,
+            [&format!("delete_all {}", instances.join(" "))],
+            "{log:#?}"
+        );
+        match poisoned {
+            None => assert!(alone.is_empty(), "{alone:?}"),
+            Some(bad) => {
+                let failed = batches.iter().find(|b| b.contains(&bad)).unwrap();
+                let retried = failed.split(' ').skip(1).count();
+                assert_eq!(alone.len(), retried, "{log:#?}");
+            }
+        }
+    }
 }

@@ -25,7 +25,7 @@ pub async fn run(ctx: &Ctx, command: PkiCommand) -> Result<u8> {
             let args = UpArgs {
                 yes: a.yes,
                 plan: None,
-                parallelism: 8,
+                parallelism: crate::apply::DEFAULT_CONCURRENCY,
                 upgrade_image: false,
                 allow_control_plane_replace: false,
                 images: Vec::new(),

@@ -20,7 +20,7 @@ async fn await_listed(
     plan: &Plan,
     outcome: &crate::apply::Outcome,
     printer: &crate::ui::Printer,
-) {
+) -> Option<crate::model::Actual> {
     let made: Vec<(&crate::model::ResourceId, &String)> = plan
         .changes
         .iter()
@@ -28,21 +28,21 @@ async fn await_listed(
         .filter_map(|c| outcome.ids.get(&c.address).map(|p| (&c.address, p)))
         .collect();
     if made.is_empty() {
-        return;
+        return None;
     }
     let timing = crate::timing::Timing::current();
     let mut delay = timing.min_delay;
     let mut missing = made.len();
     for _ in 0..8 {
         let Ok(actual) = aws.observe().await else {
-            return;
+            return None;
         };
         missing = made
             .iter()
             .filter(|(a, p)| actual.physical(a) != Some(p.as_str()))
             .count();
         if missing == 0 {
-            return;
+            return Some(actual);
         }
         tokio::time::sleep(delay).await;
         delay = timing.next(delay);
@@ -50,6 +50,7 @@ async fn await_listed(
     printer.info(&format!(
         "note: AWS does not list {missing} of the resources this run made yet; a plan made right now may not show them"
     ));
+    None
 }
 
 /// Replacing the only master takes the API down until its replacement is up
@@ -429,13 +430,15 @@ async fn locked(
     // The AWS phase.
     let aws_plan = layer(&plan, false);
     let mut outcome = crate::apply::Outcome::default();
+    // What AWS lists once it lists everything this run made.
+    let mut listed = None;
     if let (false, Some(aws)) = (aws_plan.is_empty(), aws) {
         outcome = tokio::select! {
             o = execute(&aws_plan, ids.clone(), aws, &reporter, &opts) => o,
             _ = tokio::signal::ctrl_c() => return Err(interrupted()),
         };
         if outcome.failures.is_empty() {
-            await_listed(aws, &aws_plan, &outcome, printer).await;
+            listed = await_listed(aws, &aws_plan, &outcome, printer).await;
         }
     }
 
@@ -554,13 +557,17 @@ async fn locked(
         },
     ));
     if printer.output == Output::Human {
-        // A new balancer's DNS name exists only once AWS made it: read them
-        // again then (two calls); otherwise the observation has them.
+        // A new balancer's DNS name exists only once AWS made it: from the
+        // listing after the apply, or read again (two calls); otherwise the
+        // observation has them.
         let made = plan.changes.iter().any(|c| {
             c.address.kind() == Some(crate::model::Kind::LoadBalancer)
                 && matches!(c.action, Action::Create | Action::Replace)
         });
-        let lbs = if let (true, Some(aws)) = (made, aws) {
+        let lbs = if let (true, Some(listed)) = (made, &listed) {
+            // The listing `await_listed` waited for has them: no more calls.
+            super::endpoints(listed.resources.values())
+        } else if let (true, Some(aws)) = (made, aws) {
             aws.load_balancers()
                 .await
                 .map(|l| super::endpoints(&l))

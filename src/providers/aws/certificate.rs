@@ -61,7 +61,9 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
     let spec = pki::leaf_spec(r.id.name())
         .ok_or_else(|| ProviderError::fatal(format!("{} is not a known certificate", r.id)))?;
     let ca_name = str_prop(&r.props, "ca")?;
-    let ca_value = pki_store::value(aws, &ca_name).await?;
+    // The CA and the names to sign for are independent reads: at once.
+    let (ca_value, extra) =
+        futures::try_join!(pki_store::value(aws, &ca_name), extra_names(aws, r))?;
     // A CA that does not parse is an error, never a reason to make a new
     // one (every certificate and kubelet trusts the old).
     let corrupt = |what: &str| {
@@ -79,7 +81,7 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
             .ok_or_else(|| corrupt("CA key"))?,
     };
     let mut sans = str_list_prop(&r.props, "sans");
-    sans.extend(extra_names(aws, r).await?);
+    sans.extend(extra);
     sans.sort();
     sans.dedup();
     let issued = pki::new_leaf(spec, &sans, &ca).map_err(|e| {

@@ -202,9 +202,15 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 /// Terminates and waits until AWS says `terminated` (its interfaces may hold
 /// the subnet a little longer; teardown waves wait that out).
 pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
+    delete_all(aws, &[physical_id.to_string()]).await
+}
+
+/// Terminates all of `ids` in one call and waits for all of them in one
+/// poll: `down` of 30 nodes is one request and one wait, not 30.
+pub async fn delete_all(aws: &Aws, ids: &[String]) -> Result<(), ProviderError> {
     aws.ec2
         .terminate_instances()
-        .instance_ids(physical_id)
+        .set_instance_ids(Some(ids.to_vec()))
         .send()
         .await
         .map_err(|e| classify("TerminateInstances", e))?;
@@ -212,35 +218,53 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
     let timing = crate::timing::Timing::current();
     let mut delay = timing.next(timing.min_delay);
     loop {
-        let out = read_existing(|| async move {
-            aws.ec2
-                .describe_instances()
-                .instance_ids(physical_id)
-                .send()
-                .await
-                .map_err(|e| classify("DescribeInstances", e))
-        })
-        .await?;
-        let state = out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find_map(|i| {
-                i.state()
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_string())
-            });
-        if state.as_deref().is_none_or(|s| s == "terminated") {
+        let mut states = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let t = token.as_deref();
+            let out = read_existing(|| async move {
+                aws.ec2
+                    .describe_instances()
+                    .set_instance_ids(Some(ids.to_vec()))
+                    .set_next_token(t.map(str::to_string))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeInstances", e))
+            })
+            .await?;
+            states.extend(
+                out.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .map(|i| {
+                        (
+                            i.instance_id().unwrap_or_default().to_string(),
+                            i.state()
+                                .and_then(|s| s.name())
+                                .map(|n| n.as_str().to_string())
+                                .unwrap_or_default(),
+                        )
+                    }),
+            );
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        // Gone from the listing counts as terminated.
+        let pending: Vec<(String, String)> = states
+            .into_iter()
+            .filter(|(_, s)| s != "terminated")
+            .collect();
+        if pending.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
+            let list: Vec<String> = pending.iter().map(|(i, s)| format!("{i} ({s})")).collect();
             return Err(ProviderError::new(
                 ErrorKind::Transient,
                 None,
-                format!(
-                    "{physical_id} is still {} after 10 minutes",
-                    state.unwrap_or_default()
-                ),
+                format!("still not terminated after 10 minutes: {}", list.join(", ")),
             ));
         }
         tokio::time::sleep(delay).await;

@@ -61,12 +61,14 @@ pub async fn observe(aws: &Aws) -> Result<Vec<Observed>, ProviderError> {
         .filter(|r| r.path() == path)
         .map(|r| r.role_name().to_string())
         .collect();
-    for name in role_names {
-        let Some(id) = id_for(aws, &name) else {
-            continue;
-        };
+    // Each role's policy at once: one round trip however many roles.
+    let owned: Vec<(ResourceId, String)> = role_names
+        .into_iter()
+        .filter_map(|name| Some((id_for(aws, &name)?, name)))
+        .collect();
+    let policies = futures::future::try_join_all(owned.iter().map(|(_, name)| {
         let n = name.as_str();
-        let policy = read(|| async move {
+        read(move || async move {
             match aws
                 .iam
                 .get_role_policy()
@@ -86,7 +88,9 @@ pub async fn observe(aws: &Aws) -> Result<Vec<Observed>, ProviderError> {
                 }
             }
         })
-        .await?;
+    }))
+    .await?;
+    for ((id, name), policy) in owned.into_iter().zip(policies) {
         let profile = profiles
             .instance_profiles()
             .iter()
@@ -180,19 +184,43 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 /// interrupted create is completed here.
 pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderError> {
     let policy = &str_prop(&r.props, "policy")?;
-    // IAM is eventually consistent: a role made a moment ago may be
-    // NoSuchEntity for a little while.
-    super::on_new(|| async move {
+    // The policy and the profile need only the role: both at once.
+    let put_policy = async {
+        // IAM is eventually consistent: a role made a moment ago may be
+        // NoSuchEntity for a little while.
+        super::on_new(|| async move {
+            aws.iam
+                .put_role_policy()
+                .role_name(name)
+                .policy_name(POLICY_NAME)
+                .policy_document(policy)
+                .send()
+                .await
+                .map_err(|e| classify("PutRolePolicy", e).doing("putting the role's policy"))
+        })
+        .await
+        .map(|_| ())
+    };
+    futures::try_join!(put_policy, ensure_profile(aws, r, name))?;
+    let added = super::on_new(|| async move {
         aws.iam
-            .put_role_policy()
+            .add_role_to_instance_profile()
+            .instance_profile_name(name)
             .role_name(name)
-            .policy_name(POLICY_NAME)
-            .policy_document(policy)
             .send()
             .await
-            .map_err(|e| classify("PutRolePolicy", e).doing("putting the role's policy"))
+            .map_err(|e| classify("AddRoleToInstanceProfile", e))
     })
-    .await?;
+    .await;
+    match added {
+        // Already in it; a profile holds at most one role.
+        Err(e) if e.code.as_deref() != Some("LimitExceeded") => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The instance profile by `name`, created unless it is there and ours.
+async fn ensure_profile(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderError> {
     // A repeat after a lost answer meets EntityAlreadyExists, accepted below.
     let path = &str_prop(&r.props, "path")?;
     let tags = tags(aws, r);
@@ -233,21 +261,7 @@ pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderE
         }
         Ok(_) => {}
     }
-    let added = super::on_new(|| async move {
-        aws.iam
-            .add_role_to_instance_profile()
-            .instance_profile_name(name)
-            .role_name(name)
-            .send()
-            .await
-            .map_err(|e| classify("AddRoleToInstanceProfile", e))
-    })
-    .await;
-    match added {
-        // Already in it; a profile holds at most one role.
-        Err(e) if e.code.as_deref() != Some("LimitExceeded") => Err(e),
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 pub async fn update(aws: &Aws, r: &Resource, physical_id: &str) -> Result<(), ProviderError> {

@@ -284,7 +284,15 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
 /// draining, the idle timeout: long watches and exec streams through the
 /// API's balancer outlive the 60 s default); both idempotent.
 pub async fn finish(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderError> {
-    configure_health_check(aws, r, name).await?;
+    // Independent settings of one balancer: both at once.
+    futures::try_join!(
+        configure_health_check(aws, r, name),
+        modify_attributes(aws, r, name)
+    )?;
+    Ok(())
+}
+
+async fn modify_attributes(aws: &Aws, r: &Resource, name: &str) -> Result<(), ProviderError> {
     let attrs = r
         .props
         .get("attributes")

@@ -583,6 +583,36 @@ pub(crate) fn first(found: Vec<Observed>) -> Result<Option<String>, ProviderErro
 }
 
 impl Provider for Aws {
+    fn step_calls(&self, step: &crate::apply::Step) -> usize {
+        step_calls(step)
+    }
+
+    fn batches_deletes(&self, step: &crate::apply::Step) -> bool {
+        step.address.kind() == Some(Kind::Instance)
+    }
+
+    async fn delete_all(
+        &self,
+        items: &[(ResourceId, String, Props)],
+    ) -> Vec<Result<(), ProviderError>> {
+        let all_instances = items
+            .iter()
+            .all(|(id, _, _)| id.kind() == Some(Kind::Instance));
+        if !all_instances {
+            return futures::future::join_all(
+                items
+                    .iter()
+                    .map(|(id, pid, before)| self.delete(id, pid, before)),
+            )
+            .await;
+        }
+        let ids: Vec<String> = items.iter().map(|(_, pid, _)| pid.clone()).collect();
+        // One answer for all: on an error, each is tried again alone (one
+        // unknown id fails the whole request).
+        let result = instance::delete_all(self, &ids).await;
+        items.iter().map(|_| result.clone()).collect()
+    }
+
     async fn find(&self, r: &Resource) -> Result<Option<String>, ProviderError> {
         registry!(r.kind(), K => K::find(self, r).await)
     }
@@ -636,5 +666,48 @@ impl crate::teardown::Inventory for Aws {
         actual.keep_referenced_copies();
         debug_check(&actual);
         Ok(actual)
+    }
+}
+
+/// The calls a step makes one after another when nothing fails and nothing
+/// is found (a fresh create: the re-observation, the create, what completes
+/// it; calls made at once count once): its weight on the plan's critical
+/// path (`apply::critical_path`). Kept beside each kind's code it describes;
+/// a kind not listed makes one call per phase.
+pub fn step_calls(step: &crate::apply::Step) -> usize {
+    use crate::apply::Op;
+    let Some(kind) = step.address.kind() else {
+        return 1;
+    };
+    match step.op {
+        Op::Create => match kind {
+            // Kubernetes objects: one server-side apply, nothing re-observed.
+            k if k.k8s().is_some() => 1,
+            // Find; CreateX; then one attribute or attachment.
+            Kind::Vpc | Kind::InternetGateway | Kind::Subnet | Kind::VpcPeering => 3,
+            // ListRoles ‖ ListInstanceProfiles; CreateRole; PutRolePolicy ‖
+            // CreateInstanceProfile; AddRoleToInstanceProfile.
+            Kind::InstanceProfile => 4,
+            // DescribeLoadBalancers; CreateLoadBalancer; ConfigureHealthCheck
+            // ‖ ModifyLoadBalancerAttributes.
+            Kind::LoadBalancer => 3,
+            // DescribeParameters; PutParameter of the certificates, then of the keys.
+            Kind::Ca => 3,
+            // DescribeParameters; GetParameters (the CA) ‖ the balancer's or
+            // masters' names; PutParameter.
+            Kind::Certificate => 3,
+            _ => 2,
+        },
+        Op::Update => match kind {
+            Kind::InstanceProfile | Kind::LoadBalancer => 2,
+            _ => 1,
+        },
+        Op::Delete => match kind {
+            // TerminateInstances, then at least one DescribeInstances.
+            Kind::Instance | Kind::VolumeAttachment => 2,
+            // GetInstanceProfile; removals; DeleteInstanceProfile; DeleteRole.
+            Kind::InstanceProfile => 4,
+            _ => 1,
+        },
     }
 }
