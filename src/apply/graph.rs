@@ -238,9 +238,11 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
             }
         }
     }
-    // Rolling replacement: within a group, in index order, each create waits
-    // for the previous replacement's delete.
-    let mut chains: BTreeMap<(String, String), Vec<(u64, usize)>> = BTreeMap::new();
+    // Rolling replacement: one instance at a time across the kind (as kops'
+    // rolling update: the masters first, then the other groups), in index
+    // order; each create waits for the previous replacement's delete. Groups
+    // run apart would let a master and a node be replaced at once.
+    let mut chains: BTreeMap<String, Vec<((bool, String, u64), usize)>> = BTreeMap::new();
     for (ci, c) in changes.iter().enumerate() {
         let Some(kind) = c.address.kind().filter(|k| k.one_at_a_time()) else {
             continue;
@@ -254,9 +256,9 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
             .and_then(|(g, i)| i.parse::<u64>().ok().map(|i| (g, i)))
             .unwrap_or((name, 0));
         chains
-            .entry((kind.prefix().to_string(), group.to_string()))
+            .entry(kind.prefix().to_string())
             .or_default()
-            .push((index, ci));
+            .push(((group != "master", group.to_string(), index), ci));
     }
     for chain in chains.values_mut() {
         chain.sort_unstable();

@@ -626,3 +626,44 @@ async fn deletes_ready_together_go_in_one_batch() {
         }
     }
 }
+
+/// Instances are replaced one at a time across their groups, the masters
+/// first (as kops' rolling update): a master and a node never at once.
+#[test]
+fn rolling_replacement_is_one_instance_at_a_time_masters_first() {
+    let change = |name: &str| Change {
+        address: ResourceId::new(Kind::Instance, name),
+        action: Action::Replace,
+        reason: None,
+        ownership: crate::model::Ownership::Owned,
+        physical_id: Some(format!("i-{name}")),
+        before: Some(Props::new()),
+        after: Some(Props::new()),
+        changed: Vec::new(),
+        depends_on: Vec::new(),
+        references: Vec::new(),
+        create_before_delete: None,
+        control_plane: false,
+        after_deleting: Vec::new(),
+        before_deleting: Vec::new(),
+    };
+    let changes = vec![change("node-1"), change("node-0"), change("master-0")];
+    let (steps, graph) = crate::apply::steps(&changes);
+    let at = |name: &str, op: crate::apply::Op| {
+        steps
+            .iter()
+            .position(|s| s.address.name() == name && s.op == op)
+            .unwrap()
+    };
+    use crate::apply::Op::{Create, Delete};
+    assert!(graph
+        .waits_on(at("node-0", Create))
+        .contains(&at("master-0", Delete)));
+    assert!(graph
+        .waits_on(at("node-1", Create))
+        .contains(&at("node-0", Delete)));
+    assert!(!graph
+        .waits_on(at("master-0", Create))
+        .iter()
+        .any(|&w| steps[w].address.name().starts_with("node")));
+}
