@@ -242,7 +242,9 @@ pub fn steps(changes: &[Change]) -> (Vec<Step>, StepGraph) {
     // rolling update: the masters first, then the other groups), in index
     // order; each create waits for the previous replacement's delete. Groups
     // run apart would let a master and a node be replaced at once.
-    let mut chains: BTreeMap<String, Vec<((bool, String, u64), usize)>> = BTreeMap::new();
+    // (not a master, group, index) orders a kind's replacements.
+    type Order = (bool, String, u64);
+    let mut chains: BTreeMap<String, Vec<(Order, usize)>> = BTreeMap::new();
     for (ci, c) in changes.iter().enumerate() {
         let Some(kind) = c.address.kind().filter(|k| k.one_at_a_time()) else {
             continue;
