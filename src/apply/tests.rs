@@ -492,25 +492,15 @@ async fn a_create_whose_answer_was_lost_is_found_not_repeated() {
 #[test]
 fn kubernetes_objects_apply_in_kapps_order_and_delete_in_reverse() {
     use crate::model::k8s;
-    let change = |kind: Kind, name: &str, action: Action| Change {
-        address: k8s::address(
-            kind,
-            kind.k8s().unwrap().namespaced.then_some("scope"),
-            name,
-        ),
-        action,
-        reason: None,
-        ownership: crate::model::Ownership::Owned,
-        physical_id: None,
-        before: None,
-        after: Some(Props::new()),
-        changed: Vec::new(),
-        depends_on: Vec::new(),
-        references: Vec::new(),
-        create_before_delete: None,
-        control_plane: false,
-        after_deleting: Vec::new(),
-        before_deleting: Vec::new(),
+    let change = |kind: Kind, name: &str, action: Action| {
+        bare(
+            k8s::address(
+                kind,
+                kind.k8s().unwrap().namespaced.then_some("scope"),
+                name,
+            ),
+            action,
+        )
     };
     let changes = vec![
         change(Kind::Deployment, "users", Action::Create),
@@ -632,20 +622,9 @@ async fn deletes_ready_together_go_in_one_batch() {
 #[test]
 fn rolling_replacement_is_one_instance_at_a_time_masters_first() {
     let change = |name: &str| Change {
-        address: ResourceId::new(Kind::Instance, name),
-        action: Action::Replace,
-        reason: None,
-        ownership: crate::model::Ownership::Owned,
         physical_id: Some(format!("i-{name}")),
         before: Some(Props::new()),
-        after: Some(Props::new()),
-        changed: Vec::new(),
-        depends_on: Vec::new(),
-        references: Vec::new(),
-        create_before_delete: None,
-        control_plane: false,
-        after_deleting: Vec::new(),
-        before_deleting: Vec::new(),
+        ..bare(ResourceId::new(Kind::Instance, name), Action::Replace)
     };
     let changes = vec![change("node-1"), change("node-0"), change("master-0")];
     let (steps, graph) = crate::apply::steps(&changes);
@@ -666,4 +645,24 @@ fn rolling_replacement_is_one_instance_at_a_time_masters_first() {
         .waits_on(at("master-0", Create))
         .iter()
         .any(|&w| steps[w].address.name().starts_with("node")));
+}
+
+/// A change with nothing but its address and action (and empty props after).
+fn bare(address: ResourceId, action: Action) -> Change {
+    Change {
+        address,
+        action,
+        reason: None,
+        ownership: crate::model::Ownership::Owned,
+        physical_id: None,
+        before: None,
+        after: Some(Props::new()),
+        changed: Vec::new(),
+        depends_on: Vec::new(),
+        references: Vec::new(),
+        create_before_delete: None,
+        control_plane: false,
+        after_deleting: Vec::new(),
+        before_deleting: Vec::new(),
+    }
 }

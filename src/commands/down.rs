@@ -59,32 +59,15 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
         &actual,
         fingerprint(&Facts::default(), &actual),
     );
-    if args.dry_run || plan.is_empty() {
-        if plan.is_empty() && printer.output == Output::Human {
-            printer.data(&format!(
-                "Nothing to delete: {}/{} owns no resources.\n",
-                config.project, config.env
-            ));
-        } else {
-            emit_plan(printer, &plan);
-        }
+    if !show_and_confirm(
+        ctx,
+        &config,
+        &args,
+        &plan,
+        args.dry_run || plan.is_empty(),
+        ("owns no resources", "owns"),
+    )? {
         return Ok(EXIT_OK);
-    }
-    if printer.output == Output::Human {
-        emit_plan(printer, &plan);
-    }
-    if config.protected && args.confirm.is_none() {
-        confirm(
-            &format!("Env `{}` is protected.", config.env),
-            &config.env,
-            "--confirm ENV --yes",
-        )?;
-    } else if !args.yes {
-        confirm(
-            &format!("Delete everything {}/{} owns?", config.project, config.env),
-            "yes",
-            "--yes",
-        )?;
     }
 
     let info = lock_info("down");
@@ -181,35 +164,16 @@ async fn down_local(ctx: &Ctx, config: &crate::config::Config, args: &DownArgs) 
     let state = obs.actual.cluster.clone().unwrap_or_default();
     let plan = destroy_cluster(config, &obs.actual)?;
     let history = client.releases().await.unwrap_or_default();
-    if args.dry_run || (plan.is_empty() && history.is_empty() && !state.inventory_exists) {
-        if plan.is_empty() && printer.output == Output::Human {
-            printer.data(&format!(
-                "Nothing to delete: {}/{} has no objects in the cluster.\n",
-                config.project, config.env
-            ));
-        } else {
-            emit_plan(printer, &plan);
-        }
+    let nothing = plan.is_empty() && history.is_empty() && !state.inventory_exists;
+    if !show_and_confirm(
+        ctx,
+        config,
+        args,
+        &plan,
+        args.dry_run || nothing,
+        ("has no objects in the cluster", "made in the cluster"),
+    )? {
         return Ok(EXIT_OK);
-    }
-    if printer.output == Output::Human {
-        emit_plan(printer, &plan);
-    }
-    if config.protected && args.confirm.is_none() {
-        confirm(
-            &format!("Env `{}` is protected.", config.env),
-            &config.env,
-            "--confirm ENV --yes",
-        )?;
-    } else if !args.yes {
-        confirm(
-            &format!(
-                "Delete everything {}/{} made in the cluster?",
-                config.project, config.env
-            ),
-            "yes",
-            "--yes",
-        )?;
     }
     let started = std::time::Instant::now();
     let info = lock_info("down");
@@ -286,4 +250,49 @@ fn destroy_cluster(
         actual,
         fingerprint(&Facts::default(), actual),
     )?)
+}
+
+/// Shows what `down` deletes and asks (a protected env by its name). False
+/// when it stops there: `stop` (a dry run, nothing to delete) or nothing
+/// to delete. `words`: "<env> {0}" for nothing, "everything <env> {1}".
+fn show_and_confirm(
+    ctx: &Ctx,
+    config: &crate::config::Config,
+    args: &DownArgs,
+    plan: &crate::plan::Plan,
+    stop: bool,
+    words: (&str, &str),
+) -> Result<bool> {
+    let printer = &ctx.printer;
+    if stop {
+        if plan.is_empty() && printer.output == Output::Human {
+            printer.data(&format!(
+                "Nothing to delete: {}/{} {}.\n",
+                config.project, config.env, words.0
+            ));
+        } else {
+            emit_plan(printer, plan);
+        }
+        return Ok(false);
+    }
+    if printer.output == Output::Human {
+        emit_plan(printer, plan);
+    }
+    if config.protected && args.confirm.is_none() {
+        confirm(
+            &format!("Env `{}` is protected.", config.env),
+            &config.env,
+            "--confirm ENV --yes",
+        )?;
+    } else if !args.yes {
+        confirm(
+            &format!(
+                "Delete everything {}/{} {}?",
+                config.project, config.env, words.1
+            ),
+            "yes",
+            "--yes",
+        )?;
+    }
+    Ok(true)
 }

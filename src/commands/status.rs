@@ -220,18 +220,22 @@ fn daemon_set(v: &serde_json::Value) -> Workload {
     }
 }
 
+/// A cluster whose API could not be asked; `api` says why.
+fn unreachable(api: String) -> ClusterStatus {
+    ClusterStatus {
+        api,
+        healthy: false,
+        services: Vec::new(),
+        addons: Vec::new(),
+    }
+}
+
 async fn cluster_status(
     ctx: &Ctx,
     config: &crate::config::Config,
     aws: &crate::providers::aws::Aws,
     actual: &crate::model::Actual,
 ) -> ClusterStatus {
-    let unreachable = |api: String| ClusterStatus {
-        api,
-        healthy: false,
-        services: Vec::new(),
-        addons: Vec::new(),
-    };
     let (client, url) =
         match super::cluster_client(aws, config, actual, ctx.api_server.as_deref()).await {
             Ok(Some(c)) => c,
@@ -247,12 +251,6 @@ async fn status_of(
     client: &crate::providers::k8s::K8s,
     url: String,
 ) -> ClusterStatus {
-    let unreachable = |api: String| ClusterStatus {
-        api,
-        healthy: false,
-        services: Vec::new(),
-        addons: Vec::new(),
-    };
     match client.ready().await {
         Ok(true) => {}
         Ok(false) => return unreachable(format!("{url}: not ready")),
