@@ -435,16 +435,22 @@ pub async fn observe_and_plan_with(
             _ => Ok((Facts::default(), Actual::default())),
         }
     };
-    let ((mut facts, mut actual), (secret_values, admin)) = futures::try_join!(observed, stored)?;
+    let ((mut facts, mut actual), (mut secret_values, admin)) =
+        futures::try_join!(observed, stored)?;
+    if let (Backend::Local(_), true) = (backend, asked.phase.cluster()) {
+        // A local env's secrets come from a local source, never SSM.
+        secret_values = crate::providers::local::secrets(config)?;
+    }
+    // Only the secrets' digests enter facts (and so plans).
+    for (param, value) in &secret_values {
+        facts.secrets.insert(
+            param.clone(),
+            crate::model::k8s::value_digest(value.as_bytes()),
+        );
+    }
     let mut k8s = None;
     let mut notices = Vec::new();
     if let Some(aws) = cluster {
-        for (param, value) in &secret_values {
-            facts.secrets.insert(
-                param.clone(),
-                crate::model::k8s::value_digest(value.as_bytes()),
-            );
-        }
         // An expired admin certificate cannot observe the cluster; a plan
         // of the AWS phase renews it (a due leaf), and `up` observes the
         // cluster with the new one once that phase is applied.
@@ -462,35 +468,24 @@ pub async fn observe_and_plan_with(
             // Not answering yet (a first `up`, masters booting) is not
             // an error: the cluster's objects are planned as creates.
             if let Some(seen) = client.observe().await.context("observing the cluster")? {
-                facts.tags = seen.tags;
-                for o in seen.objects {
-                    actual.insert(o);
-                }
-                actual.cluster = Some(seen.state);
-                k8s = Some(client);
+                k8s = Some((client, seen));
             }
         }
     }
     if let (Backend::Local(client), true) = (backend, asked.phase.cluster()) {
-        // A local env's secrets come from a local source; only their
-        // digests enter facts, as from SSM.
-        let values = crate::providers::local::secrets(config)?;
-        for (param, value) in &values {
-            facts.secrets.insert(
-                param.clone(),
-                crate::model::k8s::value_digest(value.as_bytes()),
-            );
-        }
         let Some(seen) = client.observe().await.context("observing the cluster")? else {
             return Err(local_not_answering(config, client.url()));
         };
+        k8s = Some((client.clone(), seen));
+    }
+    let k8s = k8s.map(|(client, seen)| {
         facts.tags = seen.tags;
         for o in seen.objects {
             actual.insert(o);
         }
         actual.cluster = Some(seen.state);
-        k8s = Some(client.clone().with_secrets(values));
-    }
+        client
+    });
     let on_aws = config.provider == Provider::Aws;
     let mut desired = if asked.phase.aws() && on_aws {
         desired::desired(config, &facts)?
@@ -534,13 +529,7 @@ pub async fn observe_and_plan_with(
         actual,
         desired,
         plan,
-        k8s: k8s.map(|c| {
-            if on_aws {
-                c.with_secrets(secret_values)
-            } else {
-                c
-            }
-        }),
+        k8s: k8s.map(|c| c.with_secrets(secret_values)),
     })
 }
 
