@@ -179,6 +179,7 @@ fn main() {
         matches!(only.as_str(), "all" | "aws" | "cluster"),
         "--only aws|cluster"
     );
+    version_time();
     if only != "cluster" {
         aws(&setup);
     }
@@ -195,6 +196,28 @@ fn main() {
 }
 
 /// The AWS measurements: plan, up, no-op plan, no-op up and down.
+/// `scopectl --version`, the median of 20 runs: it answers before reading
+/// anything (a test checks that; how fast is measured here, not there).
+fn version_time() {
+    let mut times: Vec<Duration> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            let ok = std::process::Command::new(support::binary())
+                .arg("--version")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            assert!(ok, "scopectl --version failed");
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    println!(
+        "scopectl --version: median {:.1} ms of 20 runs\n",
+        times[times.len() / 2].as_secs_f64() * 1000.0
+    );
+}
+
 fn aws(setup: &Setup) {
     let Setup {
         latency,

@@ -1,7 +1,7 @@
-//! `--version`: the version and the commit the binary was built from, fast.
+//! `--version`: the version and the commit the binary was built from, with
+//! nothing read first.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::support;
 
@@ -15,7 +15,7 @@ fn version() -> String {
 }
 
 #[test]
-fn version_names_the_commit_and_answers_in_milliseconds() {
+fn version_names_the_commit_and_reads_nothing_first() {
     let line = version();
     assert!(
         line.starts_with(&format!("scopectl {} (", env!("CARGO_PKG_VERSION"))),
@@ -40,22 +40,21 @@ fn version_names_the_commit_and_answers_in_milliseconds() {
         None => assert!(line.contains("(unknown)"), "{line}"),
     }
 
-    // Median of 20 runs: under 10 ms in a release build; a debug binary is
-    // over a hundred megabytes to map and relocate, so it gets slack.
-    let mut times: Vec<Duration> = (0..20)
-        .map(|_| {
-            let t = Instant::now();
-            version();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    let median = times[times.len() / 2];
-    eprintln!("scopectl --version: median {median:?} of 20 runs");
-    let limit = if cfg!(debug_assertions) {
-        Duration::from_millis(50)
-    } else {
-        Duration::from_millis(10)
-    };
-    assert!(median < limit, "median {median:?} ≥ {limit:?}: {times:?}");
+    // It answers before anything that could take time: with a config that
+    // does not exist and an AWS endpoint nobody serves, it still answers.
+    // (How fast is scripts/bench's business: a wall-clock bound here fails
+    // on a busy machine.)
+    let out = Command::new(support::binary())
+        .args([
+            "-c",
+            "/nonexistent/scope.toml",
+            "--env",
+            "nowhere",
+            "--version",
+        ])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), line);
 }
