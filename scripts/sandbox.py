@@ -8,13 +8,15 @@ read-back helpers for the tests. Talks to the emulator at AWS_ENDPOINT_URL.
                                                      a Service's classic ELB and its k8s-elb-* group
   sandbox.py plant-instance --subnet S [--sg G] [--public]   an instance
   sandbox.py snapshot                                everything, as JSON
-  sandbox.py cluster --project P --env E [--dir D] [--instances N]
+  sandbox.py cluster --project P --env E [--dir D] [--instances N] [--booted B]
                                                      what the test API server needs to stand in for
                                                      the env's masters: the stored API server and CA
                                                      bundles (to D/apiserver.pem, D/ca.pem) and one
                                                      node per running instance, as JSON; fails (exit
                                                      status 1) while the PKI is missing or fewer than
-                                                     N instances are pending or running
+                                                     N instances are pending or running; with --booted,
+                                                     only the nodes the boot harness (its --out B) joined,
+                                                     once it has finished
   sandbox.py moto --port P                           the emulator, until standard input closes
   sandbox.py serve                                   the commands above, one JSON line each on
                                                      standard input, answered on standard output
@@ -269,6 +271,15 @@ def cluster(args):
                           "type": i.get("InstanceType", "")})
     if len(nodes) < args.instances:
         sys.exit(f"{len(nodes)} of {args.instances} instances of {args.project}-{args.env} are pending or running")
+    if args.booted:
+        # The boot harness (tests/boot/boot.py --out DIR) decides which
+        # instances are nodes: those whose kubeadm init or join registered
+        # them, once it has judged every boot.
+        if not os.path.exists(os.path.join(args.booted, "report.json")):
+            sys.exit(f"the boot harness has not finished in {args.booted}")
+        joined = os.path.join(args.booted, "cluster", "nodes")
+        names = {f[:-5] for f in os.listdir(joined) if f.endswith(".json")} if os.path.isdir(joined) else set()
+        nodes = [n for n in nodes if n["name"] in names]
     nodes.sort(key=lambda n: (not n["master"], n["address"]))
     out = {"nodes": nodes}
     if args.dir:
@@ -400,11 +411,39 @@ def moto(args):
         return [{"resource_id": self.id, "key": k, "value": v, "resource_type": rtype}
                 for k, v in self.ec2_backend.tags.get(self.id, {}).items()]
     TaggedEC2Resource.get_tags = get_tags
+    add_ubuntu_images()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     print("ready", flush=True)
     sys.stdin.read()
     server.stop()
+
+
+# Canonical's images of the Ubuntu LTS releases scopectl boots (moto ships
+# only 14.04 and 16.04 ones): two builds of 24.04 (gp3 and gp2 names) and
+# one of 22.04 (newer than both), with AWS's name scheme, so `cluster.ubuntu` picks the newest
+# build of its own release and never another release's.
+UBUNTU_IMAGES = [
+    # Oldest first: moto dates each image when it loads it (a date given here
+    # would be parsed in place, once per account), so this order is theirs.
+    ("ami-0a0b22040000c0003", "ubuntu/images/hvm-ssd-gp3/ubuntu-jammy-22.04-amd64-server-20261115"),
+    ("ami-0a0b24040000c0002", "ubuntu/images/hvm-ssd/ubuntu-noble-24.04-amd64-server-20260901"),
+    ("ami-0a0b24040000c0001", "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101"),
+]
+
+
+def add_ubuntu_images():
+    """Adds UBUNTU_IMAGES to the images every account and region of this
+    emulator starts with (moto's AMIS, read when a backend is made)."""
+    import moto.ec2.models.amis as amis
+    for ami_id, name in UBUNTU_IMAGES:
+        amis.AMIS.append({
+            "ami_id": ami_id, "state": "available", "public": True, "owner_id": "099720109477",
+            "image_location": "amazon/" + name, "sriov": "simple", "root_device_type": "ebs",
+            "root_device_name": "/dev/sda1", "description": "Canonical, Ubuntu, amd64 server image",
+            "image_type": "machine", "platform": None, "architecture": "x86_64", "name": name,
+            "virtualization_type": "hvm", "hypervisor": "xen",
+        })
 
 
 def serve(parser):
@@ -463,6 +502,7 @@ def main():
     a.add_argument("--env", required=True)
     a.add_argument("--dir")
     a.add_argument("--instances", type=int, default=0)
+    a.add_argument("--booted")
     a.set_defaults(func=cluster)
     a = sub.add_parser("moto")
     a.add_argument("--port", type=int, required=True)

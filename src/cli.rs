@@ -268,9 +268,14 @@ pub struct UpArgs {
     /// service keeps its release's tag (`scopectl rollout` moves it).
     #[arg(long = "image", value_name = "NAME=TAG", value_parser = image_arg)]
     pub images: Vec<(String, String)>,
-    /// How long to wait for the Kubernetes API to become ready.
+    /// How long to wait for a working cluster: the Kubernetes API, then
+    /// every instance a Ready Node and every add-on and service ready.
     #[arg(long, default_value = "20m")]
     pub timeout: humantime::Duration,
+    /// End once the objects are applied, without waiting for the nodes,
+    /// add-ons and services to become ready.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args)]

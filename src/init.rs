@@ -303,7 +303,11 @@ pub fn render(survey: &Survey, proposal: &Proposal, command: &str) -> String {
     let _ = writeln!(t, "region = \"{}\"", survey.region);
     let _ = writeln!(t);
     let _ = writeln!(t, "[cluster]");
-    let _ = writeln!(t, "kubernetes_version = \"1.31\"");
+    let _ = writeln!(
+        t,
+        "kubernetes_version = \"{}\"",
+        crate::config::DEFAULT_KUBERNETES_VERSION
+    );
     let _ = writeln!(t, "service_cidr = \"{SERVICE_CIDR}\"");
     let _ = writeln!(t, "pod_cidr = \"{POD_CIDR}\"");
     let _ = writeln!(t, "masters = {{ count = 1, instance_type = \"m5.large\" }}");

@@ -11,6 +11,7 @@ pub mod config;
 pub mod desired;
 pub mod envdiff;
 pub mod error;
+pub mod health;
 pub mod init;
 pub mod model;
 pub mod pki;

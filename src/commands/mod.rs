@@ -10,6 +10,7 @@ mod rollout;
 pub(crate) mod status;
 mod unlock;
 mod up;
+mod wait;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -220,6 +221,21 @@ pub struct Observation {
     pub plan: Plan,
     /// The cluster's client, when its API answered.
     pub k8s: Option<K8s>,
+}
+
+/// A notice when the env's Kubernetes minor is past upstream support
+/// (today's date is read here, not in the pure planner).
+fn support_notice(config: &Config) -> Option<String> {
+    let minor = &config.cluster.kubernetes_version;
+    let pins = crate::render::addons::kubernetes_pins(minor).ok()?;
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    (pins.end_of_support < today).then(|| {
+        format!(
+            "Kubernetes {minor} is out of upstream support since {}: no more security fixes; move to {} (one minor at a time)",
+            pins.end_of_support,
+            config::DEFAULT_KUBERNETES_VERSION
+        )
+    })
 }
 
 /// What a command asks of the plan beyond the config.
@@ -521,6 +537,9 @@ pub async fn observe_and_plan_with(
     let fp = planner::fingerprint(&facts, &actual);
     let mut plan = planner::plan(&config.project, &config.env, &desired, &actual, fp)?;
     plan.notices.extend(notices);
+    if config.provider == Provider::Aws {
+        plan.notices.extend(support_notice(config));
+    }
     plan.options.upgrade_image = asked.upgrade_image;
     plan.options.phase = asked.phase;
     plan.options.images = asked.images.clone();

@@ -30,6 +30,8 @@ pub async fn run(ctx: &Ctx, command: PkiCommand) -> Result<u8> {
                 allow_control_plane_replace: false,
                 images: Vec::new(),
                 timeout: std::time::Duration::from_secs(20 * 60).into(),
+                // A rotation reissues what exists; waiting is `up`'s.
+                no_wait: true,
             };
             super::up::apply(ctx, args, rotation).await
         }

@@ -445,6 +445,8 @@ async fn locked(
     // The cluster phase: once the API answers, the cluster's objects as
     // planned (or, when the API did not answer before, as planned now).
     let mut k8s_plan = layer(&plan, true);
+    // The client the wait for a working cluster reads through.
+    let mut working: Option<crate::providers::k8s::K8s> = obs.k8s.clone();
     if outcome.failures.is_empty()
         && asked.phase.cluster()
         && (!k8s_plan.is_empty() || obs.actual.cluster.is_none() || inventory_stale(&obs))
@@ -487,6 +489,7 @@ async fn locked(
                 (client, state, ids)
             }
         };
+        working = Some(client.clone());
         let stale =
             !forgotten(&state.inventory, |id| k8s_ids.contains_key(id), &k8s_plan).is_empty();
         if !k8s_plan.is_empty() || stale {
@@ -544,6 +547,24 @@ async fn locked(
         } else {
             err
         });
+    }
+    // A working cluster, not only applied objects: every instance a Ready
+    // Node, every add-on and service rolled out.
+    if let (false, true, Some(client)) = (args.no_wait, asked.phase.cluster(), &working) {
+        let expected = super::wait::expected_nodes(aws).await?;
+        let workloads = super::wait::workloads(&obs.desired, &config.project);
+        let deadline = started + *args.timeout;
+        super::wait::working_cluster(
+            printer,
+            client,
+            aws,
+            &expected,
+            &workloads,
+            deadline,
+            *args.timeout,
+            &config.env,
+        )
+        .await?;
     }
     printer.info(&format!(
         "Apply complete: {} created, {} updated, {} deleted{} in {elapsed:.1}s.",

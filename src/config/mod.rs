@@ -102,7 +102,9 @@ pub struct ClusterConfig {
     pub masters: Group,
     pub nodes: Group,
     /// The AMI: the newest image of this owner whose name matches (an EC2
-    /// filter pattern). With the default, only Ubuntu LTS releases count.
+    /// filter pattern). The default names one Ubuntu LTS release
+    /// (`cluster.ubuntu`, [`ubuntu_images`]): a new release never replaces a
+    /// running env's instances.
     pub image_owner: String,
     pub image_name: String,
     /// A pinned AMI: used as is, and a change replaces the instances. Without
@@ -184,10 +186,22 @@ pub struct Resources {
     pub memory_limit: String,
 }
 
+/// The Kubernetes minor of a config that names none: the newest whose every
+/// component is pinned (templates/addons/versions.toml) and in upstream
+/// support when this release was made. A constant, not "the newest today":
+/// a default that moved by itself would replace a running env's instances.
+pub const DEFAULT_KUBERNETES_VERSION: &str = "1.35";
+
 /// Canonical's account, which publishes the official Ubuntu images.
 pub const CANONICAL: &str = "099720109477";
-/// Ubuntu server images for amd64; `desired` keeps the LTS ones (even YY.04).
-pub const UBUNTU_IMAGES: &str = "ubuntu/images/hvm-ssd*/ubuntu-*.04-amd64-server-*";
+/// The Ubuntu LTS release of a config that names none (`cluster.ubuntu`).
+pub const DEFAULT_UBUNTU: &str = "24.04";
+
+/// Canonical's amd64 server images of one Ubuntu release (`24.04`): gp2 and
+/// gp3 builds alike (`hvm-ssd/`, `hvm-ssd-gp3/`), any code name.
+pub fn ubuntu_images(release: &str) -> String {
+    format!("ubuntu/images/hvm-ssd*/ubuntu-*-{release}-amd64-server-*")
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expose {

@@ -235,17 +235,19 @@ fn cluster_config(
         .map(Spanned::into_inner)
         .unwrap_or_else(|| "cluster.local".into());
     let kubernetes_version = match &cluster.kubernetes_version {
-        None => "1.31".to_string(),
+        None => DEFAULT_KUBERNETES_VERSION.to_string(),
         Some(v) => {
-            let minor = v
-                .get_ref()
-                .strip_prefix("1.")
-                .and_then(|m| m.parse::<u32>().ok());
-            if minor.is_none_or(|m| m < 31) {
+            // Only a minor whose every component (packages, pause image,
+            // cloud controller manager) is pinned in versions.toml.
+            let supported = crate::render::addons::supported_minors();
+            if !supported.contains(v.get_ref()) {
                 return Err(src.at(
                     v,
                     format!("cluster.kubernetes_version `{}` is not supported", v.get_ref()),
-                    "use a minor version 1.31 or newer, like \"1.31\" (kubeadm's v1beta4 config, with ECDSA keys)",
+                    format!(
+                        "use one of the minors scopectl pins every component of: {} (the default is {DEFAULT_KUBERNETES_VERSION})",
+                        supported.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", ")
+                    ),
                 ));
             }
             v.get_ref().clone()
@@ -284,6 +286,35 @@ fn cluster_config(
             ))
         }
     };
+    let image_name = match (&cluster.image_name, &cluster.ubuntu) {
+        (Some(name), Some(_)) => {
+            return Err(src.at(
+                name,
+                "cluster.image_name and cluster.ubuntu both choose the image",
+                "keep one: cluster.ubuntu = \"24.04\" for Canonical's images of that release, or cluster.image_name for your own",
+            ))
+        }
+        (Some(name), None) => name.get_ref().clone(),
+        (None, release) => {
+            let release = release
+                .as_ref()
+                .map(|r| r.get_ref().as_str())
+                .unwrap_or(DEFAULT_UBUNTU);
+            // An LTS release: YY.04 with an even YY.
+            let lts = release
+                .strip_suffix(".04")
+                .and_then(|yy| yy.parse::<u32>().ok())
+                .is_some_and(|yy| yy % 2 == 0 && release.len() == 5);
+            if let (false, Some(r)) = (lts, &cluster.ubuntu) {
+                return Err(src.at(
+                    r,
+                    format!("cluster.ubuntu `{release}` is not an Ubuntu LTS release"),
+                    "name one like \"24.04\" or \"22.04\"",
+                ));
+            }
+            ubuntu_images(release)
+        }
+    };
     let image_id = match &cluster.image_id {
         None => None,
         Some(id)
@@ -314,10 +345,7 @@ fn cluster_config(
             .image_owner
             .map(Spanned::into_inner)
             .unwrap_or_else(|| CANONICAL.into()),
-        image_name: cluster
-            .image_name
-            .map(Spanned::into_inner)
-            .unwrap_or_else(|| UBUNTU_IMAGES.into()),
+        image_name,
     })
 }
 

@@ -75,6 +75,7 @@ layer!(ClusterLayer {
     image_owner: String,
     image_name: String,
     image_id: String,
+    ubuntu: String,
     api_endpoint: String,
     extra_sans: Vec<Spanned<String>>,
     addons: Vec<Spanned<String>>,

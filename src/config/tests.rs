@@ -163,3 +163,58 @@ fn a_local_env_names_its_context_database_and_secrets_source() {
         .to_string()
         .contains("database.host"));
 }
+
+#[test]
+fn the_kubernetes_version_is_one_of_the_pinned_minors() {
+    let c = load(
+        &example().replace("kubernetes_version = \"1.35\"\n", ""),
+        "staging",
+    )
+    .unwrap();
+    assert_eq!(c.cluster.kubernetes_version, DEFAULT_KUBERNETES_VERSION);
+    for bad in ["1.36", "1.30", "stable"] {
+        let text = example().replace(
+            "kubernetes_version = \"1.35\"",
+            &format!("kubernetes_version = \"{bad}\""),
+        );
+        let err = load(&text, "staging").unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "cluster.kubernetes_version `{bad}` is not supported"
+            )),
+            "{err}"
+        );
+        let hint = err.hint().unwrap();
+        assert!(
+            hint.contains("\"1.31\", \"1.32\", \"1.33\", \"1.34\", \"1.35\""),
+            "{hint}"
+        );
+    }
+}
+
+#[test]
+fn the_image_follows_one_ubuntu_release() {
+    let c = load(&example(), "staging").unwrap();
+    assert_eq!(
+        c.cluster.image_name,
+        "ubuntu/images/hvm-ssd*/ubuntu-*-24.04-amd64-server-*"
+    );
+    let jammy = format!("{}\n[env.jammy]\ncluster.ubuntu = \"22.04\"\n", example());
+    let c = load(&jammy, "jammy").unwrap();
+    assert_eq!(
+        c.cluster.image_name,
+        "ubuntu/images/hvm-ssd*/ubuntu-*-22.04-amd64-server-*"
+    );
+    let interim = format!("{}\n[env.x]\ncluster.ubuntu = \"25.04\"\n", example());
+    let err = load(&interim, "x").unwrap_err();
+    assert!(
+        err.to_string().contains("not an Ubuntu LTS release"),
+        "{err}"
+    );
+    let both = format!(
+        "{}\n[env.x]\ncluster.ubuntu = \"24.04\"\ncluster.image_name = \"mine-*\"\n",
+        example()
+    );
+    let err = load(&both, "x").unwrap_err();
+    assert!(err.to_string().contains("both choose the image"), "{err}");
+}

@@ -254,6 +254,15 @@ pub fn compute(
         .iter()
         .map(|z| Value::reference(&ResourceId::new(Kind::Subnet, &format!("nodes-{z}"))))
         .collect();
+    let pins = crate::render::addons::kubernetes_pins(&config.cluster.kubernetes_version).map_err(
+        |e| {
+            DesiredError::new(
+                e.to_string(),
+                "set cluster.kubernetes_version to a pinned minor",
+                None,
+            )
+        },
+    )?;
 
     for (role, group, sg) in [
         ("master", &config.cluster.masters, MASTERS),
@@ -273,6 +282,7 @@ pub fn compute(
         for i in 0..group.count {
             let name = format!("{role}-{i}");
             let text = user_data(&UserData {
+                kubernetes: pins.clone(),
                 role: role.into(),
                 name: name.clone(),
                 index: i,

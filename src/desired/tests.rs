@@ -241,7 +241,7 @@ fn instances_spread_over_zones_and_register_with_their_balancers() {
         !text.contains("KEY-----") && !text.contains("BEGIN CERTIFICATE"),
         "user data must hold no key"
     );
-    assert!(text.contains("kubeadm, join"));
+    assert!(text.contains("scopectl-state, join"));
     let master = instance("master-0").props["user_data_text"]
         .as_str()
         .unwrap();

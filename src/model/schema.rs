@@ -259,6 +259,7 @@ pub(super) static INSTANCE: Schema = schema!(CreateFirst;
     // Large; its digest (`user_data`) is compared instead.
     F::str("user_data_text").write_only(),
     F::str("private_ip").computed(),
+    F::str("private_dns").computed(),
 );
 pub(super) static LOAD_BALANCER: Schema = schema!(DeleteFirst;
     F::str("name").replace(),

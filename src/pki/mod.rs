@@ -69,9 +69,9 @@ impl Usage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Names {
     None,
-    /// The API server: the API load balancer's DNS name and the masters' addresses.
+    /// The API server: the API load balancer's DNS name and the masters' addresses and DNS names.
     ApiServer,
-    /// etcd server and peer: the masters' addresses.
+    /// etcd server and peer: the masters' addresses and DNS names (kubeadm's node names).
     Etcd,
 }
 
@@ -230,7 +230,7 @@ pub fn subject(common_name: &str, organization: Option<&str>) -> String {
 }
 
 /// The API server certificate's names known before anything exists; the
-/// load balancer's DNS name and the masters' addresses are added at issue.
+/// load balancer's DNS name and the masters' addresses and DNS names are added at issue.
 pub fn api_server_sans(
     service_cidr: Ipv4Net,
     domain: &str,

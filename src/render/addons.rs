@@ -74,6 +74,64 @@ pub(crate) struct Versions {
     pub coredns: Pinned,
     /// By Kubernetes minor, `1.31`.
     pub cloud_controller_manager: BTreeMap<String, Pinned>,
+    /// By Kubernetes minor: the release and packages every instance installs.
+    pub kubernetes: BTreeMap<String, KubernetesPins>,
+}
+
+/// What an instance installs for one Kubernetes minor, exactly (held at
+/// these versions), and when upstream stops supporting it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesPins {
+    /// `1.34.2`: kubeadm's `kubernetesVersion` (never `stable-1.x`, which
+    /// kubeadm resolves over the network at boot).
+    pub release: String,
+    /// The pkgs.k8s.io package version of kubelet, kubeadm and kubectl.
+    pub package: String,
+    /// The sandbox image kubeadm of this release expects (containerd's
+    /// `sandbox_image`).
+    pub pause_image: String,
+    /// The last day of upstream patch support (`YYYY-MM-DD`).
+    pub end_of_support: String,
+}
+
+/// The pins of a Kubernetes minor, or the error that names the minors with
+/// every component pinned.
+pub fn kubernetes_pins(minor: &str) -> Result<KubernetesPins, RenderError> {
+    let versions = versions()?;
+    match versions.kubernetes.get(minor) {
+        Some(p) if versions.cloud_controller_manager.contains_key(minor) => Ok(p.clone()),
+        _ => Err(RenderError::invalid(
+            VERSIONS_FILE,
+            format!(
+                "Kubernetes {minor} is not pinned (pinned: {})",
+                supported_minors().join(", ")
+            ),
+        )),
+    }
+}
+
+/// The minors whose every component is pinned, oldest first.
+pub fn supported_minors() -> Vec<String> {
+    let Ok(v) = versions() else {
+        return Vec::new();
+    };
+    let mut minors: Vec<String> = v
+        .kubernetes
+        .keys()
+        .filter(|m| v.cloud_controller_manager.contains_key(*m))
+        .cloned()
+        .collect();
+    minors.sort_by_key(|m| minor_number(m));
+    minors
+}
+
+/// `1.34` → 34 (0 when it is not of that shape).
+pub fn minor_number(version: &str) -> u32 {
+    version
+        .strip_prefix("1.")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Deserialize, Serialize)]

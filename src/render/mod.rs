@@ -47,7 +47,10 @@ pub struct UserData {
     pub state_prefix: String,
     /// The API load balancer's name; its DNS name is looked up at boot.
     pub api_load_balancer: String,
+    /// The minor, `1.34` (the package repository is per minor).
     pub kubernetes_version: String,
+    /// The exact release, packages and pause image of that minor.
+    pub kubernetes: addons::KubernetesPins,
     pub service_cidr: String,
     pub pod_cidr: String,
     pub domain: String,

@@ -270,7 +270,7 @@ fn masters_keep_etcd_on_their_volume_and_nodes_do_not() {
             }
             assert_eq!(
                 commands.last().map(String::as_str),
-                Some("kubeadm join --config /etc/kubernetes/scopectl/kubeadm.yaml"),
+                Some("/usr/local/sbin/scopectl-state join"),
                 "{name}"
             );
             continue;
@@ -449,9 +449,13 @@ fn the_machine_is_prepared_for_the_kubelet_and_the_pod_network() {
         for line in [
             "swapoff -a\n",
             "[[:space:]]swap[[:space:]]/ s/^/#/' /etc/fstab\n",
-            "sed 's/SystemdCgroup = false/SystemdCgroup = true/'",
+            "sed -e 's/SystemdCgroup = false/SystemdCgroup = true/'",
             "grep -q 'SystemdCgroup = true' /etc/containerd/config.toml",
-            "apt-get install -y kubelet kubeadm kubectl kubernetes-cni\n",
+            "apt-get -o DPkg::Lock::Timeout=600",
+            "apt install -y kubelet=1.35.9-1.1 kubeadm=1.35.9-1.1",
+            "apt-mark hold kubelet kubeadm kubectl kubernetes-cni cri-tools\n",
+            "registry.k8s.io/pause:3.10.1",
+            "|| die \"could not install the AWS CLI (snap install aws-cli)\"",
             "for plugin in bridge host-local loopback portmap; do\n",
         ] {
             assert!(install.contains(line), "{name}: no {line:?}");

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod boot;
 mod cluster;
 mod cluster_faults;
 mod compute;

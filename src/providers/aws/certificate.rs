@@ -1,8 +1,9 @@
 //! A leaf certificate and its key, signed by its CA's signing generation.
 //! Names known only once things exist (the API load balancer's DNS name, the
-//! masters' private addresses) are looked up when it is issued.
-
-use aws_sdk_ec2::types::Instance;
+//! masters' private addresses and DNS names) are looked up when it is issued.
+//! One certificate covers every master, as kubeadm's shared-certificate
+//! control-plane join expects: the masters share one PKI from the state store,
+//! so each must find its own name and address in the same files.
 
 use super::{classify, pki_store, read_existing, str_list_prop, str_prop, Aws};
 use crate::apply::ProviderError;
@@ -39,11 +40,16 @@ async fn extra_names(aws: &Aws, r: &Resource) -> Result<Vec<String>, ProviderErr
                 .map_err(|e| classify("DescribeInstances", e))
         })
         .await?;
+        // kubeadm's control-plane join checks each master's name and
+        // address in these certificates (`validateCertificateWithConfig`):
+        // the node name is what EC2 calls the instance, its private DNS name.
         names.extend(
             out.reservations()
                 .iter()
                 .flat_map(|r| r.instances())
-                .filter_map(Instance::private_ip_address)
+                .flat_map(|i| [i.private_ip_address(), i.private_dns_name()])
+                .flatten()
+                .filter(|n| !n.is_empty())
                 .map(str::to_string),
         );
     }

@@ -82,7 +82,7 @@ async fn images(aws: &Aws, query: ImageQuery<'_>) -> Result<Option<ImageFacts>, 
         .collect();
     Ok(choose_image(
         &candidates,
-        pattern == crate::config::UBUNTU_IMAGES,
+        pattern.starts_with("ubuntu/images/"),
     ))
 }
 

@@ -45,6 +45,11 @@ fn props(i: &Instance) -> Option<Props> {
             "private_ip".into(),
             Value::str(i.private_ip_address().unwrap_or_default()),
         ),
+        // The Node's name (what EC2 calls the instance): `up` waits for it.
+        (
+            "private_dns".into(),
+            Value::str(i.private_dns_name().unwrap_or_default()),
+        ),
     ]))
 }
 
@@ -290,4 +295,30 @@ super::kind_ops! {
     ) -> Result<(), ProviderError> {
         delete(aws, pid).await
     }
+}
+
+/// The last `lines` lines of an instance's console output (cloud-init's
+/// and the scripts' messages), or why there are none.
+pub async fn console_tail(aws: &Aws, instance_id: &str, lines: usize) -> String {
+    use base64::Engine as _;
+    let out = aws
+        .ec2
+        .get_console_output()
+        .instance_id(instance_id)
+        .latest(true)
+        .send()
+        .await;
+    let text = match out {
+        Ok(o) => o
+            .output()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).to_string())
+            .unwrap_or_default(),
+        Err(e) => return format!("(no console output: {})", classify("GetConsoleOutput", e)),
+    };
+    if text.trim().is_empty() {
+        return "(the console output is empty so far)".into();
+    }
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

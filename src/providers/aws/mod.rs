@@ -419,6 +419,32 @@ impl Aws {
             .map(|o| o.physical_id)
     }
 
+    /// This env's instances as observed now: (name, instance id, private
+    /// DNS name), by name.
+    pub async fn instances(&self) -> Result<Vec<(String, String, String)>, ProviderError> {
+        let mut out: Vec<(String, String, String)> = instance::observe(self, None)
+            .await?
+            .into_iter()
+            .filter(|o| o.id.kind() == Some(Kind::Instance))
+            .map(|o| {
+                let dns = o
+                    .props
+                    .get("private_dns")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                (o.id.name().to_string(), o.physical_id, dns)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The tail of an instance's console output.
+    pub async fn console_tail(&self, instance_id: &str, lines: usize) -> String {
+        instance::console_tail(self, instance_id, lines).await
+    }
+
     /// This env's load balancers as observed now (their DNS names for the
     /// `up` summary).
     pub async fn load_balancers(&self) -> Result<Vec<Observed>, ProviderError> {

@@ -4,6 +4,7 @@
 //! `model::k8s` (its API, its sections). Secrets get their data here
 //! (`secret.rs`); the inventory of what scopectl applied is `inventory.rs`.
 
+mod health;
 mod inventory;
 mod lease;
 pub mod rollout;

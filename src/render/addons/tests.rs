@@ -70,7 +70,7 @@ fn the_example_env_has_the_three_addons_in_order() {
         names,
         [
             ("pod-network", "flannel v0.27.4"),
-            ("cloud-controller-manager", "v1.31.9"),
+            ("cloud-controller-manager", "v1.35.2"),
             ("coredns", "v1.11.3"),
         ]
     );
@@ -344,7 +344,37 @@ fn a_minor_without_a_pinned_release_is_an_error() {
         e.contains("Kubernetes 1.29 has no pinned AWS cloud controller manager"),
         "{e}"
     );
-    assert!(e.contains("1.30, 1.31, 1.32"), "{e}");
+    assert!(e.contains("1.31, 1.32"), "{e}");
+}
+
+/// Every pinned minor has its exact release, package and pause image; the
+/// default is pinned and was in upstream support when it was made the
+/// default; `kubernetes_pins` names the pinned minors for one that is not.
+#[test]
+fn every_supported_minor_pins_its_release_packages_and_pause_image() {
+    let minors = supported_minors();
+    assert!(
+        minors.contains(&crate::config::DEFAULT_KUBERNETES_VERSION.to_string()),
+        "{minors:?}"
+    );
+    for m in &minors {
+        let p = kubernetes_pins(m).unwrap();
+        assert!(p.release.starts_with(&format!("{m}.")), "{m}: {p:?}");
+        assert_eq!(p.package, format!("{}-1.1", p.release), "{m}");
+        assert!(p.pause_image.starts_with("registry.k8s.io/pause:3."), "{m}");
+        assert_eq!(p.end_of_support.len(), 10, "{m}: YYYY-MM-DD");
+    }
+    // The newest pinned minor is the default, and it is supported past the
+    // day it was made the default (2026-12-08).
+    assert_eq!(
+        minors.last().unwrap(),
+        crate::config::DEFAULT_KUBERNETES_VERSION
+    );
+    let default = kubernetes_pins(crate::config::DEFAULT_KUBERNETES_VERSION).unwrap();
+    assert!(default.end_of_support.as_str() > "2026-12-08");
+    let e = kubernetes_pins("1.36").unwrap_err().to_string();
+    assert!(e.contains("Kubernetes 1.36 is not pinned"), "{e}");
+    assert!(e.contains("1.31, 1.32, 1.33, 1.34, 1.35"), "{e}");
 }
 
 /// Each image names its version's tag; registry.k8s.io images carry the
@@ -356,7 +386,7 @@ fn versions_are_pinned_in_one_place() {
         (v.flannel.version.as_str(), v.flannel.image.as_str()),
         (v.coredns.version.as_str(), v.coredns.image.as_str()),
     ];
-    for minor in ["1.30", "1.31", "1.32"] {
+    for minor in ["1.31", "1.32", "1.33", "1.34", "1.35"] {
         assert!(v.cloud_controller_manager.contains_key(minor), "{minor}");
     }
     images.extend(

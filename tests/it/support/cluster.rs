@@ -102,6 +102,31 @@ impl<'a> TestCluster<'a> {
         instances: usize,
         config: Config,
     ) -> TestCluster<'a> {
+        Self::expect_with(sb, scopectl_config, env, instances, config, None)
+    }
+
+    /// [`TestCluster::expect`], with the nodes the boot harness (its
+    /// `--out booted`) joined, once it has judged every boot: an instance
+    /// whose boot failed is no node.
+    pub fn expect_booted(
+        sb: &'a Sandbox,
+        scopectl_config: &Path,
+        env: &str,
+        instances: usize,
+        config: Config,
+        booted: &Path,
+    ) -> TestCluster<'a> {
+        Self::expect_with(sb, scopectl_config, env, instances, config, Some(booted))
+    }
+
+    fn expect_with(
+        sb: &'a Sandbox,
+        scopectl_config: &Path,
+        env: &str,
+        instances: usize,
+        config: Config,
+        booted: Option<&Path>,
+    ) -> TestCluster<'a> {
         let text = std::fs::read_to_string(scopectl_config).unwrap_or_else(|e| {
             panic!("reading {}: {e}", scopectl_config.display());
         });
@@ -124,7 +149,7 @@ impl<'a> TestCluster<'a> {
         let watcher = Watcher {
             shared: shared.clone(),
             account: sb.account.clone(),
-            args: vec![
+            args: [
                 "cluster".into(),
                 "--project".into(),
                 project.clone(),
@@ -134,7 +159,14 @@ impl<'a> TestCluster<'a> {
                 dir.path().to_string_lossy().into_owned(),
                 "--instances".into(),
                 instances.to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                booted
+                    .into_iter()
+                    .flat_map(|b| ["--booted".to_string(), b.to_string_lossy().into_owned()]),
+            )
+            .collect(),
             dir: dir.path().to_path_buf(),
             config,
         };

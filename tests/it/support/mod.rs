@@ -20,7 +20,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn venv_bin(name: &str) -> PathBuf {
+pub fn venv_bin(name: &str) -> PathBuf {
     let venv = std::env::var_os("SCOPECTL_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".venv"));

@@ -1,0 +1,100 @@
+//! The reads behind `up`'s wait for a working cluster: the Nodes, each
+//! workload that must roll out, and the pods of those that have not (for
+//! their reason). `crate::health` judges them.
+
+use kube::api::ListParams;
+
+use super::{error, retried, K8s};
+use crate::apply::ProviderError;
+use crate::health::{Snapshot, Workload};
+use crate::model::k8s as mk;
+
+static NODE: mk::ApiKind = mk::ApiKind {
+    group: "",
+    version: "v1",
+    kind: "Node",
+    plural: "nodes",
+    namespaced: false,
+    rank: 3,
+    sections: &[],
+};
+
+static POD: mk::ApiKind = mk::ApiKind {
+    group: "",
+    version: "v1",
+    kind: "Pod",
+    plural: "pods",
+    namespaced: true,
+    rank: 3,
+    sections: &[],
+};
+
+fn to_json(o: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(o).unwrap_or_default()
+}
+
+/// `app=x,tier=y` from a workload's `spec.selector.matchLabels`.
+fn selector(obj: &serde_json::Value) -> Option<String> {
+    let labels = obj.pointer("/spec/selector/matchLabels")?.as_object()?;
+    let parts: Vec<String> = labels
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(","))
+}
+
+impl K8s {
+    /// One read of the Nodes and of `workloads` (their pods only when not
+    /// rolled out, for the reason): a list, a get per workload, a list of
+    /// pods per workload still waiting.
+    pub async fn health(&self, workloads: &[Workload]) -> Result<Snapshot, ProviderError> {
+        let nodes_api = self.api(&NODE, None);
+        let nodes = retried(|| async {
+            nodes_api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| error("listing nodes", e))
+        })
+        .await?;
+        let mut snap = Snapshot {
+            nodes: nodes.items.iter().map(to_json).collect(),
+            workloads: Vec::new(),
+        };
+        let reads = workloads.iter().map(|w| async move {
+            let kind = match w.kind {
+                "DaemonSet" => &mk::DAEMON_SET,
+                _ => &mk::DEPLOYMENT,
+            };
+            let api = self.api(kind, Some(&w.namespace));
+            let obj = retried(|| async {
+                api.get_opt(&w.name)
+                    .await
+                    .map_err(|e| error(&format!("reading {} {}", w.kind, w.name), e))
+            })
+            .await?
+            .map(|o| to_json(&o));
+            let done = obj.as_ref().is_some_and(|o| {
+                let p = match w.kind {
+                    "DaemonSet" => crate::health::daemon_set_progress(o),
+                    _ => crate::rollout::progress(o),
+                };
+                p == crate::rollout::Progress::Complete
+            });
+            let mut pods = Vec::new();
+            if let (false, Some(sel)) = (done, obj.as_ref().and_then(selector)) {
+                let api = self.api(&POD, Some(&w.namespace));
+                let lp = ListParams::default().labels(&sel);
+                let list = retried(|| async {
+                    api.list(&lp)
+                        .await
+                        .map_err(|e| error(&format!("listing the pods of {}", w.name), e))
+                })
+                .await?;
+                pods = list.items.iter().map(to_json).collect();
+            }
+            Ok::<_, ProviderError>((w.clone(), obj, pods))
+        });
+        snap.workloads = futures::future::try_join_all(reads).await?;
+        Ok(snap)
+    }
+}
