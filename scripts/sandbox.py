@@ -424,26 +424,31 @@ def moto(args):
 # one of 22.04 (newer than both), with AWS's name scheme, so `cluster.ubuntu` picks the newest
 # build of its own release and never another release's.
 UBUNTU_IMAGES = [
-    # Oldest first: moto dates each image when it loads it (a date given here
-    # would be parsed in place, once per account), so this order is theirs.
-    ("ami-0a0b22040000c0003", "ubuntu/images/hvm-ssd-gp3/ubuntu-jammy-22.04-amd64-server-20261115"),
-    ("ami-0a0b24040000c0002", "ubuntu/images/hvm-ssd/ubuntu-noble-24.04-amd64-server-20260901"),
-    ("ami-0a0b24040000c0001", "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101"),
+    ("ami-0a0b24040000c0001", "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101", "2026-11-01T10:00:00.000Z"),
+    ("ami-0a0b24040000c0002", "ubuntu/images/hvm-ssd/ubuntu-noble-24.04-amd64-server-20260901", "2026-09-01T10:00:00.000Z"),
+    ("ami-0a0b22040000c0003", "ubuntu/images/hvm-ssd-gp3/ubuntu-jammy-22.04-amd64-server-20261115", "2026-11-15T10:00:00.000Z"),
 ]
 
 
 def add_ubuntu_images():
     """Adds UBUNTU_IMAGES to the images every account and region of this
-    emulator starts with (moto's AMIS, read when a backend is made)."""
+    emulator starts with (after moto's own, when it makes a backend)."""
     import moto.ec2.models.amis as amis
-    for ami_id, name in UBUNTU_IMAGES:
-        amis.AMIS.append({
-            "ami_id": ami_id, "state": "available", "public": True, "owner_id": "099720109477",
-            "image_location": "amazon/" + name, "sriov": "simple", "root_device_type": "ebs",
-            "root_device_name": "/dev/sda1", "description": "Canonical, Ubuntu, amd64 server image",
-            "image_type": "machine", "platform": None, "architecture": "x86_64", "name": name,
-            "virtualization_type": "hvm", "hypervisor": "xen",
-        })
+    from moto.core.parse import default_timestamp_parser
+
+    load = amis.AmiBackend._load_amis
+
+    def load_with_ubuntu(self):
+        load(self)
+        for ami_id, name, created in UBUNTU_IMAGES:
+            self.amis[ami_id] = amis.Ami(
+                self, ami_id=ami_id, name=name, owner_id="099720109477", public=True,
+                state="available", image_location="amazon/" + name, sriov="simple",
+                root_device_type="ebs", root_device_name="/dev/sda1",
+                description="Canonical, Ubuntu, amd64 server image", image_type="machine",
+                architecture="x86_64", virtualization_type="hvm", hypervisor="xen",
+                creation_date=default_timestamp_parser(created))
+    amis.AmiBackend._load_amis = load_with_ubuntu
 
 
 def serve(parser):
