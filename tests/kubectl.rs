@@ -346,11 +346,20 @@ fn kubectl_drives_the_test_api_server_with_the_envs_pki() {
     assert!(deleted.contains("web"), "{deleted}");
     let _ = watch.kill();
     let _ = watch.wait();
-    assert_eq!(
-        k.ok(&["get", "rs,pods", "-o", "name"]),
-        "",
-        "the ReplicaSets and pods went with it"
-    );
+    // The ReplicaSets went with it; the pods terminate for their grace
+    // period first (30 simulated seconds), as on a real cluster.
+    let started = std::time::Instant::now();
+    loop {
+        let left = k.ok(&["get", "rs,pods", "-o", "name"]);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            !left.contains("replicaset") && started.elapsed() < Duration::from_secs(60),
+            "the ReplicaSets and pods went with it: {left}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(
         k.ok(&[
             "delete",

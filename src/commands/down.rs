@@ -205,6 +205,37 @@ async fn down_local(ctx: &Ctx, config: &crate::config::Config, args: &DownArgs) 
         if let Some(first) = outcome.failures.first() {
             return Err(anyhow::Error::new(first.clone()));
         }
+        // Deleted is not gone: a namespace stays Terminating while its
+        // controller empties it, a pod for its grace period. `down` ends
+        // when the API no longer has them (and what an earlier run left
+        // terminating).
+        let mut deleted: Vec<(crate::model::ResourceId, String)> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == crate::plan::Action::Delete)
+            .map(|c| {
+                let uid = obs
+                    .actual
+                    .resources
+                    .get(&c.address)
+                    .map(|o| o.physical_id.clone())
+                    .unwrap_or_default();
+                (c.address.clone(), uid)
+            })
+            .collect();
+        deleted.extend(state.terminating.iter().cloned());
+        super::wait::gone(
+            printer,
+            client,
+            &deleted,
+            started + *args.timeout,
+            *args.timeout,
+            &format!(
+                "what holds them is named above (a finalizer nobody removes stays for good: see `kubectl --context {} get namespace NAME -o yaml`); `scopectl down` again waits again",
+                config.kube_context.as_deref().unwrap_or("CONTEXT")
+            ),
+        )
+        .await?;
         // Objects kept from the prune (`scopectl.io/prune: disabled`) stay
         // listed: a later `down` still knows them.
         let kept = state.inventory.iter().any(|id| {

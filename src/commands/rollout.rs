@@ -255,12 +255,19 @@ async fn wanted_tags(
         }
         Wanted::Undo(to) => {
             let history = k8s.releases().await.context("reading the releases")?;
-            let target = rollout::undo_target(&history, *to)
+            let (revision, services) = rollout::undo_target(&history, *to)
                 .map_err(|e| UserError::usage(e, "see `scopectl rollout history`"))?;
-            (
-                target.services.clone(),
-                format!("undo to revision {}", target.revision),
-            )
+            // Only the services this config still has.
+            let services: BTreeMap<_, _> = services
+                .into_iter()
+                .filter(|(s, _)| config.services.contains_key(s))
+                .collect();
+            let what = if revision == 0 {
+                "undo to revision 0 (the tags before the first release)".to_string()
+            } else {
+                format!("undo to revision {revision}")
+            };
+            (services, what)
         }
     })
 }
@@ -590,10 +597,12 @@ async fn history(ctx: &Ctx) -> Result<u8> {
     let held = live_lock(&backend).await?;
     settle_interrupted(&k8s, &mut history, held.as_deref()).await?;
     history.reverse();
+    let initial = rollout::initial(&history);
     if ctx.printer.output == Output::Json {
         ctx.printer.json(&rollout::History {
             format_version: rollout::FORMAT_VERSION.into(),
             releases: history,
+            initial,
         });
         return Ok(EXIT_OK);
     }
@@ -619,6 +628,18 @@ async fn history(ctx: &Ctx) -> Result<u8> {
             r.started,
             r.by,
             changes.join(", ")
+        ));
+    }
+    // Revision 0: where `undo` goes when no earlier release succeeded.
+    if let Some(i) = initial {
+        let tags: Vec<String> = i.services.iter().map(|(s, t)| format!("{s} {t}")).collect();
+        out.push_str(&format!(
+            "{:<5} {:<12} {:<21} {:<24} {}\n",
+            0,
+            "initial",
+            "-",
+            "(before release 1)",
+            tags.join(", ")
         ));
     }
     if history.is_empty() {

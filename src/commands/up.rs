@@ -490,6 +490,29 @@ async fn locked(
             }
         };
         working = Some(client.clone());
+        // What an earlier `down` or delete left terminating is waited out
+        // before it is made again (a Terminating namespace refuses new
+        // content).
+        if !state.terminating.is_empty() {
+            let names: Vec<String> = state
+                .terminating
+                .iter()
+                .map(|(id, _)| id.to_string())
+                .collect();
+            printer.info(&format!(
+                "Being deleted (an earlier down or delete): {}; waiting for it to be gone before making it again",
+                names.join(", ")
+            ));
+            super::wait::gone(
+                printer,
+                &client,
+                &state.terminating,
+                started + *args.timeout,
+                *args.timeout,
+                "what holds them is named above; run `scopectl up` again once they are gone",
+            )
+            .await?;
+        }
         let stale =
             !forgotten(&state.inventory, |id| k8s_ids.contains_key(id), &k8s_plan).is_empty();
         if !k8s_plan.is_empty() || stale {

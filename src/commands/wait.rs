@@ -168,3 +168,59 @@ async fn failure(
     };
     anyhow::anyhow!("{}", lines.join("\n")).context(UserError::failed(message, hint))
 }
+
+/// Waits, bounded, until every object of `targets` (address, uid) is gone
+/// from the API, as kapp waits for its deletes: a progress line while it
+/// waits; at `deadline`, an error naming each one left and why (a
+/// namespace's remaining content, finalizers nobody removes).
+pub async fn gone(
+    printer: &Printer,
+    client: &K8s,
+    targets: &[(crate::model::ResourceId, String)],
+    deadline: Instant,
+    budget: Duration,
+    hint: &str,
+) -> Result<()> {
+    let started = Instant::now();
+    let poll = crate::timing::Timing::current()
+        .max_delay
+        .min(Duration::from_millis(500));
+    let mut said = String::new();
+    let mut last_report = Instant::now();
+    loop {
+        let left = client.lingering(targets).await?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        let summary: Vec<String> = left
+            .iter()
+            .map(|(id, why)| format!("{id} ({why})"))
+            .collect();
+        if Instant::now() >= deadline {
+            return Err(
+                anyhow::anyhow!("{}", summary.join("\n")).context(UserError::failed(
+                    format!(
+                        "{} deleted object{} still there after {}",
+                        left.len(),
+                        if left.len() == 1 { " is" } else { "s are" },
+                        humantime::format_duration(budget)
+                    ),
+                    hint.to_string(),
+                )),
+            );
+        }
+        let line = summary.join(", ");
+        if line != said || last_report.elapsed() >= Duration::from_secs(15) {
+            printer.info(&format!(
+                "Waiting for {} deleted object{} to be gone: {line} ({}s of at most {})",
+                left.len(),
+                if left.len() == 1 { "" } else { "s" },
+                started.elapsed().as_secs(),
+                humantime::format_duration(budget)
+            ));
+            said = line;
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(poll).await;
+    }
+}

@@ -254,6 +254,19 @@ pub fn compute(
         .iter()
         .map(|z| Value::reference(&ResourceId::new(Kind::Subnet, &format!("nodes-{z}"))))
         .collect();
+    let ecr = if config
+        .services
+        .values()
+        .any(|s| crate::render::addons::is_ecr(&s.image))
+    {
+        Some(
+            crate::render::addons::ecr_credential_provider().map_err(|e| {
+                DesiredError::new(e.to_string(), "this is a bug in versions.toml", None)
+            })?,
+        )
+    } else {
+        None
+    };
     let pins = crate::render::addons::kubernetes_pins(&config.cluster.kubernetes_version).map_err(
         |e| {
             DesiredError::new(
@@ -283,6 +296,7 @@ pub fn compute(
             let name = format!("{role}-{i}");
             let text = user_data(&UserData {
                 kubernetes: pins.clone(),
+                ecr: ecr.clone(),
                 role: role.into(),
                 name: name.clone(),
                 index: i,

@@ -287,6 +287,11 @@ pub struct ClusterState {
     pub inventory: BTreeSet<ResourceId>,
     /// Whether the inventory object exists yet.
     pub inventory_exists: bool,
+    /// Objects being deleted (a deletionTimestamp: a Terminating namespace,
+    /// a pod in its grace period, finalizers pending), with their uids: not
+    /// observed as existing (they are going), waited for before they are
+    /// made again.
+    pub terminating: Vec<(ResourceId, String)>,
 }
 
 impl Actual {

@@ -522,6 +522,7 @@ fn cluster_applied() -> (Desired, Actual) {
     actual.cluster = Some(crate::model::ClusterState {
         inventory: d.resources.keys().cloned().collect(),
         inventory_exists: true,
+        ..Default::default()
     });
     (d, actual)
 }

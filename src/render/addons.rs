@@ -76,6 +76,33 @@ pub(crate) struct Versions {
     pub cloud_controller_manager: BTreeMap<String, Pinned>,
     /// By Kubernetes minor: the release and packages every instance installs.
     pub kubernetes: BTreeMap<String, KubernetesPins>,
+    pub ecr_credential_provider: EcrCredentialProvider,
+}
+
+/// The kubelet's ECR credential provider binary, pinned by its checksum.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EcrCredentialProvider {
+    pub version: String,
+    pub url: String,
+    pub sha256: String,
+}
+
+/// The pinned ECR credential provider.
+pub fn ecr_credential_provider() -> Result<EcrCredentialProvider, RenderError> {
+    Ok(versions()?.ecr_credential_provider)
+}
+
+/// Whether an image repository is in ECR (`<account>.dkr.ecr.<region>.amazonaws.com/...`,
+/// the hosts the credential provider's matchImages name).
+pub fn is_ecr(image: &str) -> bool {
+    let host = image.split('/').next().unwrap_or_default();
+    let parts: Vec<&str> = host.split('.').collect();
+    matches!(
+        parts.as_slice(),
+        [_, "dkr", "ecr" | "ecr-fips", _, "amazonaws", "com"]
+            | [_, "dkr", "ecr", _, "amazonaws", "com", "cn"]
+    )
 }
 
 /// What an instance installs for one Kubernetes minor, exactly (held at

@@ -51,6 +51,9 @@ pub struct UserData {
     pub kubernetes_version: String,
     /// The exact release, packages and pause image of that minor.
     pub kubernetes: addons::KubernetesPins,
+    /// The kubelet's ECR credential provider, when a service's image is in
+    /// ECR (the kubelet has no built-in ECR credentials since 1.27).
+    pub ecr: Option<addons::EcrCredentialProvider>,
     pub service_cidr: String,
     pub pod_cidr: String,
     pub domain: String,

@@ -495,3 +495,37 @@ fn the_machine_is_prepared_for_the_kubelet_and_the_pod_network() {
         );
     }
 }
+
+/// A service pulling from ECR gets every instance the kubelet's credential
+/// provider: the pinned binary checked against its SHA-256, its config, and
+/// the kubelet flags in kubeadm's config; without ECR, none of it.
+#[test]
+fn an_ecr_image_brings_the_kubelets_credential_provider() {
+    let ecr = example().replace(
+        "image = \"registry.example/scope/users\"",
+        "image = \"123456789012.dkr.ecr.us-east-1.amazonaws.com/scope/users\"",
+    );
+    let pins = crate::render::addons::ecr_credential_provider().unwrap();
+    for (name, text) in instances(&ecr, "staging", "staging-ecr") {
+        let (_, install) = scripts(&text)
+            .into_iter()
+            .find(|(p, _)| p == "/usr/local/sbin/scopectl-install")
+            .unwrap();
+        assert!(install.contains(&pins.url), "{name}");
+        assert!(
+            install.contains(&format!(
+                "echo \"{}  /tmp/ecr-credential-provider\" | sha256sum -c -",
+                pins.sha256
+            )),
+            "{name}"
+        );
+        assert!(install.contains("kind: CredentialProviderConfig"), "{name}");
+        assert!(
+            text.contains("value: /var/lib/kubelet/credential-provider.yaml"),
+            "{name}"
+        );
+    }
+    for (name, text) in rendered() {
+        assert!(!text.contains("ecr-credential-provider"), "{name}");
+    }
+}

@@ -90,6 +90,38 @@ pub struct History {
     pub format_version: String,
     /// Every release kept, newest first.
     pub releases: Vec<Release>,
+    /// Revision 0: what ran before the first release kept (the tags `up`
+    /// first deployed), where `undo` goes when no earlier release succeeded.
+    /// Absent with no release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<Initial>,
+}
+
+/// Revision 0 of an env's history: the tags before its first release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct Initial {
+    /// Always 0.
+    pub revision: u64,
+    /// Every service's tag then.
+    pub services: BTreeMap<String, String>,
+}
+
+/// Revision 0: the tags before the oldest release kept (its `previous` over
+/// the services it did not move), as `helm rollback` can go back to the
+/// first revision.
+pub fn initial(history: &[Release]) -> Option<Initial> {
+    let first = history.iter().min_by_key(|r| r.revision)?;
+    let mut services = first.services.clone();
+    for (s, t) in &first.previous {
+        if !t.is_empty() {
+            services.insert(s.clone(), t.clone());
+        }
+    }
+    Some(Initial {
+        revision: 0,
+        services,
+    })
 }
 
 /// The current release and each service's state (`rollout status --output
@@ -259,21 +291,36 @@ pub fn last_succeeded(history: &[Release]) -> Option<&Release> {
         .max_by_key(|r| r.revision)
 }
 
-/// The tags `undo` goes back to: release `to`'s, or the last succeeded one
-/// before the current release.
-pub fn undo_target(history: &[Release], to: Option<u64>) -> Result<&Release, String> {
+/// What `undo` goes back to, as (revision, every service's tag): release
+/// `to`'s (0: the tags before the first release), or the last succeeded
+/// release before the current one, else revision 0 — there is always a way
+/// back once there is a release.
+pub fn undo_target(
+    history: &[Release],
+    to: Option<u64>,
+) -> Result<(u64, BTreeMap<String, String>), String> {
+    let start = || {
+        initial(history)
+            .map(|i| (0, i.services))
+            .ok_or_else(|| "there is no release to undo yet".to_string())
+    };
     match to {
+        Some(0) => start(),
         Some(rev) => history
             .iter()
             .find(|r| r.revision == rev)
+            .map(|r| (r.revision, r.services.clone()))
             .ok_or_else(|| format!("there is no release {rev}")),
         None => {
             let current = last_succeeded(history).map(|r| r.revision).unwrap_or(0);
-            history
+            match history
                 .iter()
                 .filter(|r| r.outcome == Outcome::Succeeded && r.revision < current)
                 .max_by_key(|r| r.revision)
-                .ok_or_else(|| "there is no earlier successful release to go back to".into())
+            {
+                Some(r) => Ok((r.revision, r.services.clone())),
+                None => start(),
+            }
         }
     }
 }
@@ -379,11 +426,60 @@ mod tests {
             release(3, Outcome::RolledBack),
             release(4, Outcome::Succeeded),
         ];
-        assert_eq!(undo_target(&h, None).unwrap().revision, 2);
-        assert_eq!(undo_target(&h, Some(1)).unwrap().revision, 1);
+        assert_eq!(undo_target(&h, None).unwrap().0, 2);
+        assert_eq!(undo_target(&h, Some(1)).unwrap().0, 1);
         assert!(undo_target(&h, Some(9)).is_err());
         assert_eq!(next_revision(&h), 5);
         assert_eq!(last_succeeded(&h).unwrap().revision, 4);
+        assert_eq!(
+            undo_target(&[], None).unwrap_err(),
+            "there is no release to undo yet"
+        );
+    }
+
+    /// With no earlier success, undo goes to revision 0: the tags before
+    /// the first release (its `previous` over the services it kept).
+    #[test]
+    fn undo_after_the_first_release_goes_to_revision_0() {
+        let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(s, t)| (s.to_string(), t.to_string()))
+                .collect()
+        };
+        let first = Release {
+            format_version: FORMAT_VERSION.into(),
+            project: "scope".into(),
+            env: "staging".into(),
+            revision: 1,
+            tags: tags(&[("users", "v2.0.0")]),
+            previous: tags(&[("users", "v1.4.2")]),
+            services: tags(&[("users", "v2.0.0"), ("ui", "v1.4.2")]),
+            by: String::new(),
+            from: String::new(),
+            cause: String::new(),
+            started: String::new(),
+            ended: None,
+            outcome: Outcome::Succeeded,
+            failure: None,
+            lock_id: String::new(),
+        };
+        let start = tags(&[("users", "v1.4.2"), ("ui", "v1.4.2")]);
+        assert_eq!(
+            undo_target(std::slice::from_ref(&first), None).unwrap(),
+            (0, start.clone())
+        );
+        assert_eq!(
+            undo_target(std::slice::from_ref(&first), Some(0)).unwrap(),
+            (0, start.clone())
+        );
+        // A failed release on top: still back to the start.
+        let failed = Release {
+            revision: 2,
+            outcome: Outcome::RolledBack,
+            ..first.clone()
+        };
+        assert_eq!(undo_target(&[first, failed], None).unwrap(), (0, start));
     }
 
     #[test]

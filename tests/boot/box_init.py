@@ -91,6 +91,14 @@ def build_root(cfg, log):
     for d in ("/tmp", "/run"):
         sh("mount", "-t", "tmpfs", "-o", "mode=%s" % ("1777" if d == "/tmp" else "0755"), "tmpfs", R(d))
     os.makedirs(R("/run/lock"), mode=0o1777, exist_ok=True)
+    # The harness and its virtualenv stay visible where they live under /tmp
+    # or /run (a clone in a temporary directory, as CI's may be): bound in,
+    # read-only, over the box's fresh tmpfs.
+    venv = os.path.dirname(os.path.dirname(cfg["python"]))
+    for src in (cfg["harness"], venv):
+        if any(src == d or src.startswith(d + "/") for d in ("/tmp", "/run")):
+            os.makedirs(R(src), exist_ok=True)
+            sh("mount", "--bind", "-o", "ro", src, R(src))
     # /dev: a tmpfs with the host's harmless character devices bound in.
     sh("mount", "-t", "tmpfs", "-o", "mode=0755", "dev", R("/dev"))
     for n in ("null", "zero", "random", "urandom", "full", "tty"):

@@ -1,7 +1,8 @@
 """What real kubeadm refuses (and accepts), rule by rule, plus the stand-in end to end.
 
 Run: /work/main/.venv/bin/python -m unittest discover -s tests/boot -p 'test_*.py'
-Sources: kubernetes/kubernetes cmd/kubeadm/app/ as stored in the search corpus (see kubeadm_rules.py).
+Sources: kubernetes/kubernetes cmd/kubeadm/app/ as `path:LINE (Function)`; line numbers refer to the stored copy
+in the search index (read_file), one commit per file, listed in kubeadm_rules.STORED (mixed commits, ~v1.12-v1.34).
 """
 
 import datetime
@@ -91,8 +92,9 @@ class Box:
 
 class PreflightJoin(unittest.TestCase):
     def test_worker_with_ca_crt_refused(self):
-        """preflight/checks.go JoinNodeChecks: 'if cfg.ControlPlane == nil' FileAvailableCheck{Path: cfg.CACertPath};
-        FileAvailableCheck.Check '%s already exists'; Name 'FileAvailable-' + path with / -> -."""
+        """preflight/checks.go:1009-1010 (JoinNodeChecks): 'if cfg.ControlPlane == nil' FileAvailableCheck{Path: cfg.CACertPath};
+        preflight/checks.go:265 (FileAvailableCheck.Check) '%s already exists'; preflight/checks.go:257
+        (FileAvailableCheck.Name) 'FileAvailable-' + path with / -> -."""
         with tempfile.TemporaryDirectory() as d:
             fs = S.FS(d)
             fs.write("/etc/kubernetes/pki/ca.crt", "x")
@@ -103,7 +105,7 @@ class PreflightJoin(unittest.TestCase):
             self.assertEqual(R.preflight_join_node(fs, control_plane=True), [])  # a control plane may have it
 
     def test_kubelet_conf_refused_and_clean_box_accepted(self):
-        """preflight/checks.go JoinNodeChecks: FileAvailable on kubelet.conf and bootstrap-kubelet.conf."""
+        """preflight/checks.go:1005-1006 (JoinNodeChecks): FileAvailable on kubelet.conf and bootstrap-kubelet.conf."""
         with tempfile.TemporaryDirectory() as d:
             fs = S.FS(d)
             self.assertEqual(R.preflight_join_node(fs, control_plane=False), [])
@@ -111,8 +113,9 @@ class PreflightJoin(unittest.TestCase):
             self.assertEqual([v.check for v in R.preflight_join_node(fs, False)], ["FileAvailable--etc-kubernetes-kubelet.conf"])
 
     def test_etcd_data_dir_not_empty_and_ignored(self):
-        """preflight/checks.go InitNodeChecks: DirAvailableCheck{Path: cfg.Etcd.Local.DataDir} ('%s is not empty');
-        RunChecks/setHasItemOrAll: an ignored check (case-insensitive) is downgraded to a warning."""
+        """preflight/checks.go:971 (InitNodeChecks): DirAvailableCheck{Path: cfg.Etcd.Local.DataDir};
+        preflight/checks.go:240 (DirAvailableCheck.Check) '%s is not empty'; preflight/checks.go:1114 (RunChecks) /
+        :1135 (setHasItemOrAll): an ignored check (case-insensitive) is downgraded to a warning."""
         with tempfile.TemporaryDirectory() as d:
             fs = S.FS(d)
             fs.write("/var/lib/etcd/data/member/snap/db", "x")
@@ -126,7 +129,7 @@ class PreflightJoin(unittest.TestCase):
             self.assertEqual(R.preflight_init_node(fs, "/var/lib/etcd/empty-or-absent"), [])
 
     def test_static_pod_manifest_present(self):
-        """preflight/checks.go InitNodeChecks: FileAvailable on GetStaticPodFilepath(etcd, manifestsDir)."""
+        """preflight/checks.go:904 (InitNodeChecks): FileAvailable on GetStaticPodFilepath(etcd, manifestsDir)."""
         with tempfile.TemporaryDirectory() as d:
             fs = S.FS(d)
             fs.write("/etc/kubernetes/manifests/etcd.yaml", "x")
@@ -135,9 +138,10 @@ class PreflightJoin(unittest.TestCase):
 
 class JoinCerts(unittest.TestCase):
     def test_apiserver_without_node_name(self):
-        """phases/certs/certs.go writeCertificateFilesIfNotExist -> validateCertificateWithConfig:
-        errors.Wrapf(VerifyHostname err, 'certificate %s is invalid'); certlist.go CreateFromCA
-        'failed to write or validate certificate %q'; CreatePKIAssets 'error creating PKI assets'."""
+        """phases/certs/certs.go:210 (writeCertificateFilesIfNotExist) -> validateCertificateWithConfig (line not
+        found in the stored copy): errors.Wrapf(VerifyHostname err, 'certificate %s is invalid'); certlist.go
+        CreateFromCA (line not checked) 'failed to write or validate certificate %q'; phases/certs/certs.go:57
+        (CreatePKIAssets) 'error creating PKI assets'."""
         with tempfile.TemporaryDirectory() as d:
             names = [n for n in APISERVER_NAMES if n != NODE]
             box = Box(d, apiserver_names=names)
@@ -148,8 +152,8 @@ class JoinCerts(unittest.TestCase):
                 f"x509: certificate is valid for {dns}, not {NODE}"])
 
     def test_etcd_server_without_node_ip(self):
-        """util/pkiutil/pki_helpers.go getAltNames: etcd server names advertise address; Go x509 HostnameError
-        lists the IP SANs for an IP host."""
+        """util/pkiutil/pki_helpers.go getAltNames (line not checked): etcd server names advertise address; Go x509
+        HostnameError lists the IP SANs for an IP host."""
         with tempfile.TemporaryDirectory() as d:
             box = Box(d, etcd_server_names=[NODE, "localhost", "127.0.0.1", "::1"])
             vs = R.check_join_certs(box.pki(), {"etcd-server": ETCD_NAMES})
@@ -157,7 +161,7 @@ class JoinCerts(unittest.TestCase):
                                             f"certificate etcd/server is invalid: x509: certificate is valid for 127.0.0.1, ::1, not {IP}")
 
     def test_signed_by_another_ca(self):
-        """phases/certs/certs.go writeCertificateFilesIfNotExist: VerifyCertChain fails ->
+        """phases/certs/certs.go:222 (writeCertificateFilesIfNotExist): chain check fails ->
         'certificate %s is not signed by corresponding CA'."""
         with tempfile.TemporaryDirectory() as d:
             box = Box(d, foreign={"etcd/peer"})
@@ -181,8 +185,8 @@ class JoinCerts(unittest.TestCase):
 
 class InitCerts(unittest.TestCase):
     def test_foreign_cert_refused_names_not_checked(self):
-        """cmd/phases/init/certs.go runCertPhase: VerifyCertChain only -> '[certs] certificate %s not signed by CA
-        certificate %s'; names are not checked (an apiserver cert lacking the node name is reused)."""
+        """cmd/phases/init/certs.go:274-275 (runCertPhase): VerifyCertChain only -> '[certs] certificate %s not signed
+        by CA certificate %s'; names are not checked (an apiserver cert lacking the node name is reused)."""
         with tempfile.TemporaryDirectory() as d:
             box = Box(d, apiserver_names=["kubernetes"], foreign={"apiserver-etcd-client"})
             vs = R.check_init_certs(box.pki())
@@ -201,9 +205,9 @@ class Discovery(unittest.TestCase):
         return c
 
     def test_wrong_ca_hash(self):
-        """discovery/token/token.go validateClusterCA: 'cluster CA found in %s ConfigMap is invalid' wrapping
-        pubkeypin CheckAny 'none of the public keys %q are pinned'; discovery.go For: 'couldn't validate the
-        identity of the API Server'."""
+        """discovery/token/token.go:205 (validateClusterCA): 'cluster CA found in %s ConfigMap is invalid' wrapping
+        util/pubkeypin/pubkeypin.go:81 (Set.CheckAny) 'none of the public keys %q are pinned'; discovery/discovery.go
+        For (line not checked): 'couldn't validate the identity of the API Server'."""
         ca, _ = make_ca()
         other, _ = make_ca()
         vs = R.check_discovery(self.cluster(ca), f"{LB}:443", self.TOKEN, [R.spki_hash(other)], False, ca)
@@ -212,22 +216,23 @@ class Discovery(unittest.TestCase):
         self.assertEqual(R.check_discovery(self.cluster(ca), f"{LB}:443", self.TOKEN, [R.spki_hash(ca)], False, ca), [])
 
     def test_hash_format(self):
-        """util/pubkeypin/pubkeypin.go allowSHA256 'expected a %d byte SHA-256 hash, found %d bytes'."""
+        """util/pubkeypin/pubkeypin.go:102 (Set.allowSHA256) 'expected a %d byte SHA-256 hash, found %d bytes';
+        pubkeypin.go:53 (Set.Allow) 'Known format(s) are'."""
         vs = R.check_ca_cert_hashes(["sha256:" + "ab" * 31])
         self.assertEqual(vs[0].message, 'invalid discovery token CA certificate hash: invalid hash "sha256:' + "ab" * 31 +
                          '", expected a 32 byte SHA-256 hash, found 31 bytes')
         self.assertIn("Known format(s) are: sha256", R.check_ca_cert_hashes(["deadbeef"])[0].message)
 
     def test_token_not_in_cluster(self):
-        """discovery/token/token.go getClusterInfo: 'could not find a JWS signature in the cluster-info ConfigMap
+        """discovery/token/token.go:241 (getClusterInfo): 'could not find a JWS signature in the cluster-info ConfigMap
         for token ID %q'."""
         ca, _ = make_ca()
         vs = R.check_discovery(self.cluster(ca), f"{LB}:443", "zzzzzz.0123456789abcdef", [R.spki_hash(ca)], False, ca)
         self.assertTrue(vs[0].message.endswith('could not find a JWS signature in the cluster-info ConfigMap for token ID "zzzzzz"'))
 
     def test_wrong_secret_and_unreachable(self):
-        """token.go validateClusterInfoToken 'failed to verify JWS signature ...'; getClusterInfo lastError
-        'failed to request the cluster-info ConfigMap' when nothing answers at apiServerEndpoint."""
+        """discovery/token/token.go:184 (validateClusterInfoToken) 'failed to verify JWS signature ...'; token.go:235
+        (getClusterInfo) lastError 'failed to request the cluster-info ConfigMap' when nothing answers at apiServerEndpoint."""
         ca, _ = make_ca()
         vs = R.check_discovery(self.cluster(ca), f"{LB}:443", "abcdef.ffffffffffffffff", [R.spki_hash(ca)], False, ca)
         self.assertIn("failed to verify JWS signature of received cluster info object, can't trust this API Server", vs[0].message)
@@ -238,8 +243,8 @@ class Discovery(unittest.TestCase):
 
 class Tokens(unittest.TestCase):
     def test_token_format(self):
-        """apis/bootstraptoken/v1/utils.go NewBootstrapTokenString 'the bootstrap token %q was not of the form %q';
-        validation.go ValidateToken 'the bootstrap token is invalid' for discovery."""
+        """apis/bootstraptoken/v1/utils.go:85 (NewBootstrapTokenString) 'the bootstrap token %q was not of the form %q';
+        apis/kubeadm/validation/validation.go:255 (ValidateToken) 'the bootstrap token is invalid' for discovery."""
         vs = R.check_init_bootstrap_tokens([{"token": "@TOKEN@"}])
         self.assertEqual(vs[0].message, 'the bootstrap token "@TOKEN@" was not of the form "\\A([a-z0-9]{6})\\.([a-z0-9]{16})\\z"')
         vs = R.check_join_discovery({"discovery": {"bootstrapToken": {"apiServerEndpoint": "a:443", "token": "ABCDEF.0123456789abcdef",
@@ -247,8 +252,9 @@ class Tokens(unittest.TestCase):
         self.assertEqual(vs[0].message, 'discovery.bootstrapToken.token: Invalid value: "ABCDEF.0123456789abcdef": the bootstrap token is invalid')
 
     def test_groups(self):
-        """validation.go ValidateTokenGroups -> cluster-bootstrap ValidateBootstrapGroupName; and (scopectl) the
-        default-node-token group bound by phases/bootstraptoken/node AllowBootstrapTokensToPostCSRs."""
+        """apis/kubeadm/validation/validation.go:274-275 (ValidateTokenGroups) -> cluster-bootstrap
+        ValidateBootstrapGroupName; and (scopectl) the default-node-token group bound by
+        phases/bootstraptoken/node/tlsbootstrap.go:68 (AllowBootstrapTokensToPostCSRs)."""
         vs = R.check_init_bootstrap_tokens([{"token": "abcdef.0123456789abcdef", "usages": ["signing", "authentication"],
                                              "groups": ["system:bootstrappers:Scope"]}])
         self.assertEqual(vs[0].message, 'bootstrapTokens[0].groups: Invalid value: []string{"system:bootstrappers:Scope"}: '
@@ -262,8 +268,10 @@ class Tokens(unittest.TestCase):
 
 class Config(unittest.TestCase):
     def test_strict_fields_warn_old_api_errors_args_map_errors(self):
-        """util/config: VerifyUnmarshalStrict only klog.Warning's for init/join; validateSupportedVersion refuses
-        old APIs; v1beta4 kubeletExtraArgs is []Arg (a map fails to decode)."""
+        """util/config/strict/strict.go:53-54 (VerifyUnmarshalStrict) only klog.Warning's for init/join (its result is
+        ignored at util/config/initconfiguration.go:296); util/config/common.go:90 (validateSupportedVersion) refuses
+        old APIs; v1beta4 kubeletExtraArgs is []Arg (apis/kubeadm/v1beta4/types.go Arg, line not checked; a map fails
+        to decode at initconfiguration.go:303/313 (documentMapToInitConfiguration))."""
         vs = R.check_config_documents([
             {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration", "kubernetesVersoin": "v1.34.2"},
             {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "JoinConfiguration", "nodeRegistration": {"kubeletExtraArgs": {"cloud-provider": "external"}}},
@@ -273,7 +281,8 @@ class Config(unittest.TestCase):
         self.assertIn('json: unknown field "kubernetesVersoin"', vs[0].message)
 
     def test_node_name_and_discovery_required(self):
-        """validation.go ValidateNodeRegistrationOptions (IsDNS1123Subdomain) and ValidateDiscoveryBootstrapToken."""
+        """apis/kubeadm/validation/validation.go:136-137 (ValidateNodeRegistrationOptions, IsDNS1123Subdomain),
+        :183 (ValidateDiscoveryBootstrapToken) and :152 (ValidateDiscovery)."""
         vs = R.check_node_name("@NODE_NAME@")
         self.assertTrue(vs[0].message.startswith('nodeRegistration.name: Invalid value: "@NODE_NAME@": a lowercase RFC 1123 subdomain'))
         self.assertEqual(R.check_node_name(NODE), [])
@@ -284,7 +293,7 @@ class Config(unittest.TestCase):
 
 class Versions(unittest.TestCase):
     def test_label_offline_falls_back_to_kubeadm(self):
-        """util/version.go kubernetesReleaseVersion: fetch fails -> klog.Warningf + 'falling back to the local
+        """util/version.go:102-103 (kubernetesReleaseVersion): fetch fails -> klog.Warningf + 'falling back to the local
         client version' (a floating kubeadm 1.35 turns stable-1.34 into v1.35.0); scopectl/pinned-version flags it."""
         v, ws = R.resolve_kubernetes_version("stable-1.34", "v1.35.0")
         self.assertEqual(v, "v1.35.0")
@@ -294,8 +303,8 @@ class Versions(unittest.TestCase):
         self.assertEqual(R.scopectl_pinned_version("v1.34.2", {"kubeadm": "1.34.2-1.1"}), [])
 
     def test_too_old_and_too_new(self):
-        """util/config/common.go NormalizeKubernetesVersion (MinimumControlPlaneVersion = minor-1: error);
-        preflight KubernetesVersionCheck (newer than kubeadm: warning only)."""
+        """util/config/common.go:147-148 (NormalizeKubernetesVersion) (MinimumControlPlaneVersion = minor-1: error);
+        preflight/checks.go:564 (KubernetesVersionCheck.Check) (newer than kubeadm: warning only)."""
         vs = R.check_control_plane_version("v1.32.4", "v1.34.2")
         self.assertEqual(vs[0].message, "this version of kubeadm only supports deploying clusters with the control plane "
                                         "version >= 1.33.0. Current version: v1.32.4")
@@ -305,7 +314,8 @@ class Versions(unittest.TestCase):
         self.assertEqual(R.check_control_plane_version("v1.33.1", "v1.34.2"), [])
 
     def test_kubelet_newer_than_control_plane(self):
-        """preflight KubeletVersionCheck (init); scopectl/kubelet-skew for join (kubeadm passes no version there)."""
+        """preflight/checks.go:601-602 (KubeletVersionCheck.Check) (init); scopectl/kubelet-skew for join (kubeadm passes
+        no version there: preflight/checks.go:1008 (JoinNodeChecks))."""
         vs = R.check_kubelet_version_init("v1.35.0", "v1.34.2", "v1.34.2")
         self.assertIn("the kubelet version is higher than the control plane version", vs[0].message)
         self.assertEqual(R.scopectl_kubelet_skew("v1.35.0", "v1.34.2")[0].rule, "scopectl/kubelet-skew")
@@ -313,8 +323,8 @@ class Versions(unittest.TestCase):
 
 class SharedCerts(unittest.TestCase):
     def test_missing_etcd_ca_and_sa(self):
-        """cmd/phases/join/preflight.go checkIfReadyForAdditionalControlPlane -> certs.go SharedCertificateExists,
-        shown inside notReadyToJoinControlPlaneTemp."""
+        """cmd/phases/join/preflight.go:144 (checkIfReadyForAdditionalControlPlane) -> phases/certs/certs.go:290
+        (SharedCertificateExists), shown inside cmd/phases/join/preflight.go:42 (notReadyToJoinControlPlaneTemp)."""
         with tempfile.TemporaryDirectory() as d:
             box = Box(d)
             os.remove(box.fs.p("/etc/kubernetes/pki/etcd/ca.crt"))
@@ -326,7 +336,7 @@ class SharedCerts(unittest.TestCase):
 
 class ExistingNode(unittest.TestCase):
     def test_name_taken_by_another_address(self):
-        """cmd/phases/join/kubelet.go runKubeletStartJoinPhase: 'a Node with name %q and status %q already exists'."""
+        """cmd/phases/join/kubelet.go:221 (runKubeletStartJoinPhase): 'a Node with name %q and status %q already exists'."""
         vs = R.check_existing_node({NODE: {"address": "10.0.9.9"}}, NODE, IP)
         self.assertIn(f'a Node with name "{NODE}" and status "Ready" already exists in the cluster', vs[0].message)
         self.assertEqual(R.check_existing_node({NODE: {"address": IP}}, NODE, IP), [])
@@ -416,7 +426,8 @@ class StandIn(unittest.TestCase):
         self.assertEqual(load(self.cluster, "nodes", "ip-10-0-2-7.ec2.internal.json")["role"], "worker")
 
     def test_worker_with_fetched_ca_refused(self):
-        """RunJoinNodeChecks FileAvailable--etc-kubernetes-pki-ca.crt, as kubeadm prints it, exit 1, verdict written."""
+        """preflight/checks.go:1033 (RunJoinNodeChecks) FileAvailable--etc-kubernetes-pki-ca.crt, as kubeadm prints it
+        (preflight/checks.go:1124, :1155), exit 1, verdict written."""
         m0, _, _ = self.init_master()
         w = S.FS(os.path.join(self.tmp.name, "w1"))
         w.write("/etc/kubernetes/pki/ca.crt", pem(m0.ca))   # scopectl-state fetch-join puts it there
@@ -428,7 +439,7 @@ class StandIn(unittest.TestCase):
         self.assertEqual((v["ok"], v["command"], v["violations"][0]["rule"]), (False, "join", "kubeadm/preflight"))
 
     def test_join_before_init_times_out(self):
-        """getClusterInfo polls until timeouts.discovery (x SCOPECTL_BOOT_TIME_SCALE), then fails preflight."""
+        """discovery/token/token.go:219 (getClusterInfo) polls until timeouts.discovery (x SCOPECTL_BOOT_TIME_SCALE), then fails preflight."""
         w = S.FS(os.path.join(self.tmp.name, "w1"))
         w.write("/etc/kubernetes/scopectl/kubeadm.yaml", JOIN.format(lb=LB, hash="sha256:" + "0" * 64, name="ip-10-0-2-7.ec2.internal"))
         p, v = self.kubeadm("w1", "join", "--config", "/etc/kubernetes/scopectl/kubeadm.yaml", ip="10.0.2.7")
@@ -447,7 +458,7 @@ class StandIn(unittest.TestCase):
 
     def test_control_plane_join_cert_lacks_this_master(self):
         """join --control-plane with master-0's apiserver certificate: control-plane-prepare/certs refuses it
-        (validateCertificateWithConfig, node name first); one naming both masters is accepted and the new
+        (validateCertificateWithConfig, line not found in the stored copy; node name first); one naming both masters is accepted and the new
         master becomes an etcd member with '--initial-cluster-state=existing'."""
         m0, _, _ = self.init_master()
         m1_name, m1_ip = "ip-10-0-1-6.ec2.internal", "10.0.1.6"

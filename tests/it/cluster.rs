@@ -540,3 +540,32 @@ fn up_applies_the_cluster_restores_drift_and_prunes_only_its_own() {
     let left = sb.snapshot().owned(PROJECT, env);
     assert!(left.is_empty(), "owned resources left: {left:#?}");
 }
+
+/// The sandbox recreated at once, as an ephemeral env's CI job does: `up`,
+/// `down`, and `up` again right after (a new cluster behind new machines),
+/// each ending on a working cluster, a fresh plan empty after each.
+#[test]
+fn the_sandbox_goes_down_and_up_again_at_once() {
+    let sb = Sandbox::start();
+    let env = "it-again";
+    sb.prepare_db("again-db");
+    let cfg = sb.config(
+        "scope.toml",
+        &config_text(env, "again-db", "cluster.nodes.count = 1"),
+    );
+    for round in 0..2 {
+        let tc = TestCluster::expect(&sb, &cfg, env, 2, cluster::config());
+        let (_, err) = sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "up", "--yes"]);
+        assert!(
+            err.contains("The cluster works: 2 of 2 nodes Ready"),
+            "round {round}: {err}"
+        );
+        sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
+        sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "down", "--yes"]);
+        let left = sb.snapshot().owned(PROJECT, env);
+        assert!(
+            left.is_empty(),
+            "round {round}: owned resources left: {left:#?}"
+        );
+    }
+}

@@ -455,3 +455,67 @@ fn a_local_env_is_locked_by_a_lease() {
     laptop.expect(0, &cfg, &["--env", "local", "plan", "--detailed-exitcode"]);
     assert_eq!(laptop.aws_connections(), 0);
 }
+
+/// `down` then `up` at once, the everyday recreate of an env, against a
+/// server that deletes as kube-apiserver does (a Terminating namespace
+/// refuses new content until its controller has emptied it; pods go after
+/// their 30 s grace period, 3 s here): `down` returns only once what it
+/// deleted is gone, so the `up` right after it succeeds; an `up` that
+/// finds the namespace still terminating (deleted by someone else a moment
+/// before) waits it out, saying why; a namespace held by a finalizer nobody
+/// removes makes `down` exit 1 naming it.
+#[test]
+fn down_then_up_at_once_and_a_namespace_that_never_goes() {
+    let laptop = Laptop::start(Config {
+        time_scale: Some(10.0),
+        ..cluster::config()
+    });
+    let cfg = laptop.config(&config_text());
+    let local = |args: &[&'static str]| -> Vec<&'static str> {
+        ["--env", "local"].iter().chain(args).copied().collect()
+    };
+    laptop.expect(0, &cfg, &local(&["up", "--yes"]));
+    let (_, down_err) = laptop.expect(0, &cfg, &local(&["down", "--yes"]));
+    let left = objects_of_scope(&laptop);
+    // Right after: the `up` of a recreate. (Before `down` waited, this one
+    // met a Terminating namespace: 403 on every object.)
+    laptop.expect(0, &cfg, &local(&["up", "--yes"]));
+    laptop.expect(0, &cfg, &local(&["plan", "--detailed-exitcode"]));
+    assert!(down_err.contains("Waiting for"), "{down_err}");
+    assert!(
+        down_err.contains("k8s/v1/Namespace/scope (Terminating"),
+        "{down_err}"
+    );
+    assert!(left.is_empty(), "down returned with objects left: {left:?}");
+
+    // Someone deletes the namespace; `up` right after waits it out.
+    if kubectl_binary().is_some() {
+        laptop.kubectl(&["delete", "namespace", "scope", "--wait=false"]);
+        let (_, err) = laptop.expect(0, &cfg, &local(&["up", "--yes"]));
+        assert!(
+            err.contains("Being deleted (an earlier down or delete): k8s/v1/Namespace/scope"),
+            "{err}"
+        );
+        laptop.expect(0, &cfg, &local(&["plan", "--detailed-exitcode"]));
+
+        // A finalizer nobody removes: `down` gives up at its --timeout and
+        // names what holds the namespace.
+        let cm = laptop.dir.path().join("held.yaml");
+        std::fs::write(
+            &cm,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: scope\n  finalizers: [example.com/keep]\n",
+        )
+        .unwrap();
+        laptop.kubectl(&["apply", "-f", cm.to_str().unwrap()]);
+        let (_, err) = laptop.expect(1, &cfg, &local(&["down", "--yes", "--timeout", "8s"]));
+        assert!(
+            err.contains("deleted object is still there after 8s"),
+            "{err}"
+        );
+        assert!(
+            err.contains("example.com/keep in 1 resource instances"),
+            "{err}"
+        );
+        assert!(err.contains("k8s/v1/Namespace/scope (Terminating"), "{err}");
+    }
+}

@@ -896,3 +896,103 @@ fn faultable(path: &str) -> bool {
     matches!(segs.first(), Some(&"api") if segs.len() >= 3)
         || matches!(segs.first(), Some(&"apis") if segs.len() >= 4)
 }
+
+/// `undo` always has a way back: after an env's first release it goes to
+/// revision 0, the tags `up` first deployed (as `helm rollback` goes to the
+/// previous revision); the same after a failed release on top of a good
+/// one; twice in a row, it goes back and forth. `rollout history` shows
+/// revision 0, in human and JSON output alike.
+#[test]
+fn undo_after_the_first_release_goes_back_to_what_up_deployed() {
+    let sb = Sandbox::start();
+    let env = "it-undo0";
+    sb.prepare_db("undo0-db");
+    let cfg = sb.config("scope.toml", &config(env, "undo0-db"));
+    let tc = TestCluster::expect(&sb, &cfg, env, 3, cluster::config());
+    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "up", "--yes"]);
+    let first = tagged([("users", "v1.4.2"), ("ui", "v1.4.2"), ("reports", "v1.4.2")]);
+    let undo = |sb: &Sandbox| {
+        sb.run_in_cluster(
+            &tc,
+            &cfg,
+            &[
+                "--env",
+                env,
+                "rollout",
+                "undo",
+                "--yes",
+                "--failure-grace",
+                "1s",
+            ],
+        )
+    };
+
+    let (code, _, err) = rollout(&sb, &tc, &cfg, env, &["users=v2.0.0", "ui=v2.0.0"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = undo(&sb);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ui=v1.4.2 users=v1.4.2"), "{err}");
+    assert_eq!(images(&tc), first);
+
+    // Undo again: back to the release it undid.
+    let (code, _, err) = undo(&sb);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        images(&tc),
+        tagged([("users", "v2.0.0"), ("ui", "v2.0.0"), ("reports", "v1.4.2")])
+    );
+
+    // History shows revision 0 in both outputs.
+    let (out, _) = sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "rollout", "history"]);
+    assert!(out.contains("0     initial"), "{out}");
+    let (out, _) = sb.expect_in_cluster(
+        0,
+        &tc,
+        &cfg,
+        &["--env", env, "rollout", "history", "--output", "json"],
+    );
+    support::assert_schema("history", &out);
+    let h: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h["initial"]["revision"], 0, "{h:#}");
+    // Newest first: the second undo, the first (to revision 0), the release.
+    assert_eq!(
+        h["releases"][1]["cause"],
+        "undo to revision 0 (the tags before the first release)",
+        "{h:#}"
+    );
+    assert_eq!(h["initial"]["services"]["users"], "v1.4.2", "{h:#}");
+}
+
+/// A failed release (rolled back) on top of the env's only good one: undo
+/// goes back past both, to revision 0.
+#[test]
+fn undo_after_a_failed_release_on_top_of_the_first_goes_to_revision_0() {
+    let sb = Sandbox::start();
+    let env = "it-undo1";
+    sb.prepare_db("undo1-db");
+    let cfg = sb.config("scope.toml", &config(env, "undo1-db"));
+    let tc = TestCluster::expect(&sb, &cfg, env, 3, cluster::config());
+    sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "up", "--yes"]);
+    let (code, _, err) = rollout(&sb, &tc, &cfg, env, &["--all", "v1.5.0"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = rollout(&sb, &tc, &cfg, env, &["users=v1.6.0-crashloop"]);
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = sb.run_in_cluster(
+        &tc,
+        &cfg,
+        &[
+            "--env",
+            env,
+            "rollout",
+            "undo",
+            "--yes",
+            "--failure-grace",
+            "1s",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        images(&tc),
+        tagged([("users", "v1.4.2"), ("ui", "v1.4.2"), ("reports", "v1.4.2")])
+    );
+}

@@ -8,6 +8,7 @@ use super::{error, retried, K8s};
 use crate::apply::ProviderError;
 use crate::health::{Snapshot, Workload};
 use crate::model::k8s as mk;
+use crate::model::ResourceId;
 
 static NODE: mk::ApiKind = mk::ApiKind {
     group: "",
@@ -97,4 +98,85 @@ impl K8s {
         snap.workloads = futures::future::try_join_all(reads).await?;
         Ok(snap)
     }
+}
+
+impl K8s {
+    /// Which of `targets` (address, uid) still exist, each with why it is
+    /// not gone yet: a namespace's phase and its conditions that are True
+    /// (what remains in it), an object's finalizers, or its deletion time.
+    pub async fn lingering(
+        &self,
+        targets: &[(ResourceId, String)],
+    ) -> Result<Vec<(ResourceId, String)>, ProviderError> {
+        let reads = targets.iter().map(|(id, uid)| async move {
+            let (_, a) = super::k8s_kind(id)?;
+            let (ns, name) = mk::namespace_and_name(id);
+            let api = self.api(a, ns);
+            let got = retried(|| async {
+                api.get_opt(name)
+                    .await
+                    .map_err(|e| error(&format!("reading {id}"), e))
+            })
+            .await?;
+            // Gone, or the name now holds another object.
+            let Some(o) = got.filter(|o| uid.is_empty() || o.metadata.uid.as_deref() == Some(uid))
+            else {
+                return Ok(None);
+            };
+            let v = to_json(&o);
+            Ok::<_, ProviderError>(Some((id.clone(), why_not_gone(&v))))
+        });
+        Ok(futures::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+}
+
+/// Why an object that was deleted is still there, as its status says.
+fn why_not_gone(v: &serde_json::Value) -> String {
+    let mut why = Vec::new();
+    if let Some(phase) = v.pointer("/status/phase").and_then(|p| p.as_str()) {
+        if phase == "Terminating" {
+            why.push("Terminating".to_string());
+        }
+    }
+    // A namespace's controller says what remains: its conditions that hold.
+    for c in v
+        .pointer("/status/conditions")
+        .and_then(|c| c.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["status"] == "True"
+                && c["type"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("Namespace"))
+        })
+    {
+        if let Some(m) = c["message"].as_str() {
+            why.push(m.to_string());
+        }
+    }
+    let finalizers: Vec<&str> = v
+        .pointer("/metadata/finalizers")
+        .and_then(|f| f.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str())
+        .collect();
+    if !finalizers.is_empty() {
+        why.push(format!("finalizers: {}", finalizers.join(", ")));
+    }
+    if why.is_empty() {
+        match v
+            .pointer("/metadata/deletionTimestamp")
+            .and_then(|t| t.as_str())
+        {
+            Some(t) => why.push(format!("being deleted (deletionTimestamp {t})")),
+            None => why.push("not deleted yet".into()),
+        }
+    }
+    why.join("; ")
 }

@@ -274,6 +274,12 @@ impl K8s {
                     continue;
                 }
                 let id = mk::address(kind, ns.as_deref().filter(|_| a.namespaced), &name);
+                // Going: as good as gone for the plan (a create waits it out).
+                if item.metadata.deletion_timestamp.is_some() {
+                    let uid = item.metadata.uid.clone().unwrap_or_default();
+                    out.state.terminating.push((id, uid));
+                    continue;
+                }
                 let mut props = mk::to_props(a, &json);
                 if kind == Kind::Secret {
                     props.insert(

@@ -477,3 +477,25 @@ fn documents_parse_to_json_objects() {
     let e = documents("t", "- a\n").unwrap_err().to_string();
     assert!(e.contains("not an object"), "{e}");
 }
+
+#[test]
+fn ecr_repositories_are_told_by_their_host() {
+    for yes in [
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/scope/users",
+        "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x",
+        "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/x",
+    ] {
+        assert!(is_ecr(yes), "{yes}");
+    }
+    for no in [
+        "registry.example/scope/users",
+        "public.ecr.aws/scope/users",
+        "dkr.ecr.us-east-1.amazonaws.com.evil.example/x",
+        "1.dkr.ecr.us-east-1.amazonaws.com.evil.example/x",
+    ] {
+        assert!(!is_ecr(no), "{no}");
+    }
+    let p = ecr_credential_provider().unwrap();
+    assert!(p.url.contains(&format!("/{}/linux/amd64/", p.version)));
+    assert_eq!(p.sha256.len(), 64);
+}

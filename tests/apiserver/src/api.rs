@@ -632,7 +632,9 @@ impl Cluster {
             "patch" => self.patch(st, req, q, t, &ns, &name, opts),
             "delete" => {
                 let (prop, pre, body_dry) = delete_options(req, q, kind)?;
-                let o = st.delete(t.kind, &ns, &name, prop, &pre, dry_run || body_dry)?;
+                let grace = grace_period(req, q);
+                let o =
+                    st.delete_with(t.kind, &ns, &name, prop, &pre, dry_run || body_dry, grace)?;
                 Ok(Response::json(200, &o))
             }
             "deletecollection" => {
@@ -1094,6 +1096,14 @@ fn check_type(kind: &Kind, body: &Value) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// DeleteOptions' `gracePeriodSeconds` (body, then query).
+fn grace_period(req: &Request, q: &Query) -> Option<i64> {
+    serde_json::from_slice::<Value>(&req.body)
+        .ok()
+        .and_then(|b| b["gracePeriodSeconds"].as_i64())
+        .or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()))
 }
 
 fn delete_options(

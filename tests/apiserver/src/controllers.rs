@@ -8,12 +8,12 @@
 //! containing `slow` becomes ready ten times later; any other becomes ready
 //! after [`Sim::ready_ms`] of simulated time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::kinds;
+use crate::kinds::{self, KINDS};
 use crate::selectors::LabelSelector;
 use crate::state::{controlled_by, State, WriteOpts};
 use crate::util;
@@ -196,6 +196,9 @@ pub fn reconcile(st: &mut State) -> Option<i64> {
         for (_, ds) in all(st, kinds::DAEMON_SET) {
             daemon_set(st, &ds);
         }
+        wake = min(wake, terminated_pods(st));
+        foreground(st);
+        namespaces(st);
         if !st.dirty {
             break;
         }
@@ -1333,4 +1336,222 @@ pub fn is_ready_node(n: &Value) -> bool {
         c.iter()
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
     })
+}
+
+/// The kubelet's last word on a terminating pod: once its grace period has
+/// passed (its deletionTimestamp), it deletes the pod with grace 0
+/// (kubernetes `pkg/kubelet/status/status_manager.go`, `syncPod`); a pod
+/// with finalizers stays until they are removed. Returns when the next
+/// terminating pod goes.
+fn terminated_pods(st: &mut State) -> Option<i64> {
+    let now = st.clock.now_ms();
+    let mut wake = None;
+    for p in st.list(kinds::POD, None) {
+        let Some(at) =
+            util::str_at(&p, &["metadata", "deletionTimestamp"]).and_then(util::parse_rfc3339)
+        else {
+            continue;
+        };
+        let grace = util::i64_at(&p, &["metadata", "deletionGracePeriodSeconds"]).unwrap_or(0);
+        let held = util::at(&p, &["metadata", "finalizers"])
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        if grace == 0 || held {
+            continue;
+        }
+        if at <= now {
+            let (ns, name) = (util::namespace(&p).to_string(), util::name(&p).to_string());
+            st.remove(kinds::POD, &ns, &name);
+            st.dirty = true;
+        } else {
+            wake = min(wake, Some(at));
+        }
+    }
+    wake
+}
+
+/// The garbage collector's foreground deletion: an owner marked with the
+/// `foregroundDeletion` finalizer goes once it has no dependents left
+/// (kubernetes `pkg/controller/garbagecollector/garbagecollector.go`,
+/// `processDeletingDependentsItem`).
+fn foreground(st: &mut State) {
+    let waiting: Vec<(crate::state::Key, Arc<Value>)> = st
+        .objects
+        .iter()
+        .filter(|(_, v)| {
+            util::at(v, &["metadata", "finalizers"])
+                .and_then(Value::as_array)
+                .is_some_and(|f| f.iter().any(|x| x == "foregroundDeletion"))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for ((k, ns, name), owner) in waiting {
+        let uid = util::uid(&owner).to_string();
+        if st.objects.values().any(|v| crate::state::owned_by(v, &uid)) {
+            continue;
+        }
+        let mut o = (*owner).clone();
+        if let Some(f) = o["metadata"]["finalizers"].as_array_mut() {
+            f.retain(|x| x != "foregroundDeletion");
+        }
+        let _ = st.update(k, &ns, &name, o, &WriteOpts::manager("garbage-collector"));
+        st.dirty = true;
+    }
+}
+
+/// The five conditions the namespace controller writes while it empties a
+/// namespace, each with its failing or its ok reason (kubernetes
+/// `pkg/controller/namespace/deletion/status_condition_utils.go`).
+fn namespace_conditions(remaining: &[String], finalizers: &[String], now: &str) -> Value {
+    let cond = |ty: &str, failing: bool, reason: &str, message: String| {
+        json!({"type": ty, "status": if failing { "True" } else { "False" },
+               "lastTransitionTime": now, "reason": reason, "message": message})
+    };
+    json!([
+        cond(
+            "NamespaceDeletionDiscoveryFailure",
+            false,
+            "ResourcesDiscovered",
+            "All resources successfully discovered".into()
+        ),
+        cond(
+            "NamespaceDeletionGroupVersionParsingFailure",
+            false,
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed".into()
+        ),
+        cond(
+            "NamespaceDeletionContentFailure",
+            false,
+            "ContentDeleted",
+            "All content successfully deleted, may be waiting on finalization".into()
+        ),
+        if remaining.is_empty() {
+            cond(
+                "NamespaceContentRemaining",
+                false,
+                "ContentRemoved",
+                "All content successfully removed".into(),
+            )
+        } else {
+            cond(
+                "NamespaceContentRemaining",
+                true,
+                "SomeResourcesRemain",
+                format!("Some resources are remaining: {}", remaining.join(", ")),
+            )
+        },
+        if finalizers.is_empty() {
+            cond(
+                "NamespaceFinalizersRemaining",
+                false,
+                "ContentRemoved",
+                "All content successfully removed".into(),
+            )
+        } else {
+            cond(
+                "NamespaceFinalizersRemaining",
+                true,
+                "SomeFinalizersRemain",
+                format!(
+                    "Some content in the namespace has finalizers remaining: {}",
+                    finalizers.join(", ")
+                ),
+            )
+        },
+    ])
+}
+
+/// The namespace controller (kubernetes
+/// `pkg/controller/namespace/deletion/namespaced_resources_deleter.go`,
+/// `Delete`): for a namespace with a deletionTimestamp, delete everything in
+/// it (Background, pods gracefully), record what remains in its
+/// conditions (`<resource>.<group> has N resource instances`, finalizers
+/// `<finalizer> in N resource instances`), and once nothing remains remove
+/// the `kubernetes` finalizer, which removes the namespace.
+fn namespaces(st: &mut State) {
+    for (_, n) in all(st, kinds::NAMESPACE) {
+        if util::at(&n, &["metadata", "deletionTimestamp"]).is_none() {
+            continue;
+        }
+        let name = util::name(&n).to_string();
+        let inside: Vec<crate::state::Key> = st
+            .objects
+            .keys()
+            .filter(|(k, ns, _)| KINDS[*k].namespaced && *ns == name)
+            .cloned()
+            .collect();
+        for (k, ns, o) in &inside {
+            let deleting = st
+                .get(*k, ns, o)
+                .is_some_and(|v| util::at(v, &["metadata", "deletionTimestamp"]).is_some());
+            if !deleting {
+                let _ = st.delete(
+                    *k,
+                    ns,
+                    o,
+                    crate::state::Propagation::Background,
+                    &json!({}),
+                    false,
+                );
+            }
+        }
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut fins: BTreeMap<String, usize> = BTreeMap::new();
+        for ((k, ns, _), v) in st.objects.iter() {
+            if !KINDS[*k].namespaced || *ns != name {
+                continue;
+            }
+            *counts
+                .entry(format!("{}.{}", KINDS[*k].plural, KINDS[*k].group))
+                .or_default() += 1;
+            for f in util::at(v, &["metadata", "finalizers"])
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                *fins.entry(f.to_string()).or_default() += 1;
+            }
+        }
+        if counts.is_empty() {
+            st.remove(kinds::NAMESPACE, "", &name);
+            st.dirty = true;
+            continue;
+        }
+        let remaining: Vec<String> = counts
+            .iter()
+            .map(|(r, c)| format!("{r} has {c} resource instances"))
+            .collect();
+        let finalizers: Vec<String> = fins
+            .iter()
+            .map(|(f, c)| format!("{f} in {c} resource instances"))
+            .collect();
+        let now = st.now();
+        let conditions = namespace_conditions(&remaining, &finalizers, &now);
+        // Only a change of the conditions is written (no new version, no
+        // event otherwise), as the controller compares before it updates.
+        let same = n["status"]["conditions"].as_array().is_some_and(|old| {
+            old.len() == 5
+                && old
+                    .iter()
+                    .zip(conditions.as_array().into_iter().flatten())
+                    .all(|(a, b)| {
+                        a["status"] == b["status"]
+                            && a["reason"] == b["reason"]
+                            && a["message"] == b["message"]
+                    })
+        });
+        if !same {
+            let mut nn = (*n).clone();
+            util::set(&mut nn, &["status", "conditions"], conditions);
+            let _ = st.update(
+                kinds::NAMESPACE,
+                "",
+                &name,
+                nn,
+                &WriteOpts::status("namespace-controller"),
+            );
+        }
+    }
 }

@@ -219,21 +219,37 @@ impl State {
         Some(gone)
     }
 
-    fn namespace_ok(&self, kind: &Kind, ns: &str) -> Result<(), ApiError> {
+    /// The NamespaceLifecycle admission plugin on a create (kubernetes
+    /// `staging/src/k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle/admission.go`,
+    /// `Lifecycle.Admit`): no content in a missing namespace, and no new
+    /// content in one whose phase is Terminating, with the
+    /// `NamespaceTerminating` cause (`admission.NewForbidden`).
+    fn namespace_ok(&self, kind: &Kind, ns: &str, name: &str) -> Result<(), ApiError> {
         if !kind.namespaced {
             return Ok(());
         }
         match self.get(kinds::NAMESPACE, "", ns) {
             None => Err(ApiError::not_found(&KINDS[kinds::NAMESPACE], ns)),
-            Some(n) if util::at(n, &["metadata", "deletionTimestamp"]).is_some() => Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!(
-                    "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                    kind.qualified_plural(),
-                    "",
-                ),
-            )),
+            Some(n) if util::str_at(n, &["status", "phase"]) == Some("Terminating") => {
+                let mut e = ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        kind.qualified_plural(),
+                    ),
+                );
+                let mut d = json!({"name": name, "kind": kind.plural, "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }]});
+                if !kind.group.is_empty() {
+                    d["group"] = json!(kind.group);
+                }
+                e.details = Some(Box::new(d));
+                Err(e)
+            }
             Some(_) => Ok(()),
         }
     }
@@ -317,7 +333,7 @@ impl State {
             ));
         }
         let name = util::name(&obj).to_string();
-        self.namespace_ok(kind, ns)?;
+        self.namespace_ok(kind, ns, &name)?;
         if self.get(kind_ix, ns, &name).is_some() {
             return Err(ApiError::already_exists(kind, &name));
         }
@@ -451,10 +467,15 @@ impl State {
         if opts.dry_run {
             return Ok(Arc::new(new));
         }
+        // The update that removes an object's last finalizer removes it
+        // (`store.go`, `ShouldDeleteDuringUpdate`): not a pod still in its
+        // grace period, nor a namespace (its controller finalizes it).
         let finalizing = util::at(&new, &["metadata", "deletionTimestamp"]).is_some()
             && util::at(&new, &["metadata", "finalizers"])
                 .and_then(Value::as_array)
-                .is_none_or(Vec::is_empty);
+                .is_none_or(Vec::is_empty)
+            && util::i64_at(&old, &["metadata", "deletionGracePeriodSeconds"]).unwrap_or(0) == 0
+            && kind_ix != kinds::NAMESPACE;
         if finalizing {
             self.store(kind_ix, new, Some(old));
             return self
@@ -474,6 +495,21 @@ impl State {
         propagation: Propagation,
         preconditions: &Value,
         dry_run: bool,
+    ) -> Result<Arc<Value>, ApiError> {
+        self.delete_with(kind_ix, ns, name, propagation, preconditions, dry_run, None)
+    }
+
+    /// [`State::delete`] with DeleteOptions' `gracePeriodSeconds`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn delete_with(
+        &mut self,
+        kind_ix: usize,
+        ns: &str,
+        name: &str,
+        propagation: Propagation,
+        preconditions: &Value,
+        dry_run: bool,
+        grace: Option<i64>,
     ) -> Result<Arc<Value>, ApiError> {
         let kind = &KINDS[kind_ix];
         let ns = if kind.namespaced { ns } else { "" };
@@ -505,9 +541,116 @@ impl State {
         if dry_run {
             return Ok(old);
         }
+        let deleting = util::at(&old, &["metadata", "deletionTimestamp"]).is_some();
+        // A namespace is marked and Terminating while the namespace
+        // controller empties it (kubernetes
+        // `pkg/registry/core/namespace/storage/storage.go`, `REST.Delete`:
+        // deletionTimestamp, phase Terminating, 200 with the object; a
+        // repeated DELETE returns it as it is).
+        if kind_ix == kinds::NAMESPACE
+            && util::at(&old, &["spec", "finalizers"])
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty())
+        {
+            if deleting {
+                return Ok(old);
+            }
+            let mut marked = (*old).clone();
+            util::set(
+                &mut marked,
+                &["metadata", "deletionTimestamp"],
+                json!(self.now()),
+            );
+            util::set(&mut marked, &["status", "phase"], json!("Terminating"));
+            self.dirty = true;
+            return Ok(self.store(kind_ix, marked, Some(old)));
+        }
+        // A pod on a node terminates gracefully (kubernetes
+        // `pkg/registry/core/pod/strategy.go`, `CheckGracefulDelete`; the
+        // period from the options, else the pod's
+        // terminationGracePeriodSeconds, default 30; 0 for an unscheduled or
+        // finished pod): deletionTimestamp is now + the period
+        // (`registry/rest/delete.go`, `BeforeDelete`) and the kubelet removes
+        // it then. A repeated DELETE with a period no shorter changes nothing.
+        if kind_ix == kinds::POD {
+            let phase = util::str_at(&old, &["status", "phase"]).unwrap_or_default();
+            let period = if util::str_at(&old, &["spec", "nodeName"]).is_none()
+                || matches!(phase, "Succeeded" | "Failed")
+            {
+                0
+            } else {
+                grace
+                    .or_else(|| {
+                        util::at(&old, &["spec", "terminationGracePeriodSeconds"])
+                            .and_then(Value::as_i64)
+                    })
+                    .unwrap_or(30)
+                    .max(0)
+            };
+            let current =
+                util::at(&old, &["metadata", "deletionGracePeriodSeconds"]).and_then(Value::as_i64);
+            if period > 0 && current.is_none_or(|c| period < c) {
+                let mut marked = (*old).clone();
+                let at = self.clock.now_ms() + period * 1000;
+                util::set(
+                    &mut marked,
+                    &["metadata", "deletionTimestamp"],
+                    json!(util::rfc3339(at)),
+                );
+                util::set(
+                    &mut marked,
+                    &["metadata", "deletionGracePeriodSeconds"],
+                    json!(period),
+                );
+                self.dirty = true;
+                return Ok(self.store(kind_ix, marked, Some(old)));
+            }
+            if period > 0 {
+                return Ok(old);
+            }
+        }
         let has_finalizers = util::at(&old, &["metadata", "finalizers"])
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty());
+        // Foreground: the owner stays, with the `foregroundDeletion`
+        // finalizer, until the garbage collector has removed its dependents
+        // (kubernetes `registry/generic/registry/store.go`,
+        // `deletionFinalizersForGarbageCollection`; `pkg/controller/
+        // garbagecollector`, `processDeletingDependentsItem`).
+        if propagation == Propagation::Foreground && !deleting {
+            let uid = util::uid(&old).to_string();
+            let dependents: Vec<Key> = self
+                .objects
+                .iter()
+                .filter(|(_, v)| owned_by(v, &uid))
+                .map(|(k, _)| k.clone())
+                .collect();
+            if !dependents.is_empty() {
+                let mut marked = (*old).clone();
+                let mut fins: Vec<Value> = util::at(&old, &["metadata", "finalizers"])
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                fins.push(json!("foregroundDeletion"));
+                util::set(&mut marked, &["metadata", "finalizers"], json!(fins));
+                util::set(
+                    &mut marked,
+                    &["metadata", "deletionTimestamp"],
+                    json!(self.now()),
+                );
+                util::set(
+                    &mut marked,
+                    &["metadata", "deletionGracePeriodSeconds"],
+                    json!(0),
+                );
+                let out = self.store(kind_ix, marked, Some(old));
+                for (k, n, o) in dependents {
+                    let _ = self.delete(k, &n, &o, Propagation::Foreground, &json!({}), false);
+                }
+                self.dirty = true;
+                return Ok(out);
+            }
+        }
         if has_finalizers {
             if util::at(&old, &["metadata", "deletionTimestamp"]).is_some() {
                 return Ok(old);
@@ -538,17 +681,6 @@ impl State {
         name: &str,
         propagation: Propagation,
     ) -> Option<Arc<Value>> {
-        if kind_ix == kinds::NAMESPACE {
-            let inside: Vec<Key> = self
-                .objects
-                .keys()
-                .filter(|(k, n, _)| KINDS[*k].namespaced && n == name)
-                .cloned()
-                .collect();
-            for (k, n, o) in inside {
-                self.remove_now(k, &n, &o, Propagation::Background);
-            }
-        }
         let gone = self.unstore(kind_ix, ns, name)?;
         let uid = util::uid(&gone).to_string();
         let dependents: Vec<(Key, Arc<Value>)> = self
@@ -565,10 +697,18 @@ impl State {
                 }
                 self.store(k, d, Some(dep));
             } else {
-                self.remove_now(k, &n, &o, Propagation::Background);
+                // The garbage collector deletes each dependent as a client
+                // would: a pod terminates gracefully.
+                let _ = self.delete(k, &n, &o, Propagation::Background, &json!({}), false);
             }
         }
         Some(gone)
+    }
+
+    /// Removes an object now, whatever its grace period (the kubelet's
+    /// final delete with grace 0, the namespace controller's finalize).
+    pub fn remove(&mut self, kind_ix: usize, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.remove_now(kind_ix, ns, name, Propagation::Background)
     }
 }
 

@@ -799,10 +799,245 @@ async fn revision_history_limit_and_cascading_delete() {
             .unwrap()
             .is_empty()
     );
+    // The garbage collector deletes the pods as a client would: each one
+    // terminates for its grace period (30 s by default) before it goes.
+    let pods = get(&c, "/api/v1/namespaces/default/pods").await;
+    let terminating = pods["items"].as_array().unwrap();
+    assert!(!terminating.is_empty());
+    for p in terminating {
+        assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
+        assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 30, "{p}");
+    }
+    c.advance(Duration::from_secs(30));
     assert!(get(&c, "/api/v1/namespaces/default/pods").await["items"]
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+async fn create(c: &Cluster, path: &str, body: Value) -> (u16, Value) {
+    call(c, Method::POST, path, body, "application/json").await
+}
+
+/// A namespace is deleted as kube-apiserver and its namespace controller do
+/// (`pkg/registry/core/namespace/storage/storage.go` `REST.Delete`;
+/// `pkg/controller/namespace/deletion/namespaced_resources_deleter.go`):
+/// marked Terminating at once (200 with the object), new content refused
+/// with the NamespaceLifecycle plugin's 403 and cause, its content deleted
+/// (pods for their grace period) with the conditions saying what remains,
+/// and gone once empty.
+#[tokio::test]
+async fn a_namespace_terminates_until_its_content_is_gone() {
+    let c = cluster();
+    assert_eq!(
+        create(
+            &c,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "scope"}})
+        )
+        .await
+        .0,
+        201
+    );
+    let mut d = deployment("web", "r/web:v1", 2);
+    d["metadata"]["namespace"] = json!("scope");
+    assert_eq!(apply(&c, "scopectl", false, d).await.0, 201);
+    c.settle();
+    c.advance(Duration::from_secs(3));
+    let (s, ns) = call(
+        &c,
+        Method::DELETE,
+        "/api/v1/namespaces/scope",
+        Value::Null,
+        "",
+    )
+    .await;
+    assert_eq!(s, 200, "{ns}");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string(), "{ns}");
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+
+    // No new content: the lifecycle plugin's words and cause.
+    let (s, e) = create(
+        &c,
+        "/api/v1/namespaces/scope/configmaps",
+        json!({"metadata": {"name": "cm1"}}),
+    )
+    .await;
+    assert_eq!(s, 403, "{e}");
+    assert_eq!(
+        e["message"],
+        "configmaps \"cm1\" is forbidden: unable to create new content in namespace scope because it is being terminated"
+    );
+    assert_eq!(
+        e["details"]["causes"][0],
+        json!({"reason": "NamespaceTerminating", "message": "namespace scope is being terminated", "field": "metadata.namespace"})
+    );
+    // Server-side apply that would create is a create too.
+    let mut again = deployment("web2", "r/web:v1", 1);
+    again["metadata"]["namespace"] = json!("scope");
+    assert_eq!(apply(&c, "scopectl", false, again).await.0, 403);
+
+    // The controller deleted the Deployment and its ReplicaSet; the pods
+    // terminate for 30 s, and the conditions say so.
+    c.settle();
+    let ns = get(&c, "/api/v1/namespaces/scope").await;
+    let conds = ns["status"]["conditions"].as_array().unwrap();
+    let cond = |t: &str| conds.iter().find(|c| c["type"] == t).unwrap().clone();
+    assert_eq!(cond("NamespaceContentRemaining")["status"], "True");
+    assert_eq!(
+        cond("NamespaceContentRemaining")["message"],
+        "Some resources are remaining: pods. has 2 resource instances"
+    );
+    assert_eq!(
+        cond("NamespaceContentRemaining")["reason"],
+        "SomeResourcesRemain"
+    );
+    assert_eq!(
+        cond("NamespaceDeletionContentFailure")["reason"],
+        "ContentDeleted"
+    );
+    assert_eq!(cond("NamespaceFinalizersRemaining")["status"], "False");
+    // A repeated DELETE returns it as it is.
+    let (s, same) = call(
+        &c,
+        Method::DELETE,
+        "/api/v1/namespaces/scope",
+        Value::Null,
+        "",
+    )
+    .await;
+    assert_eq!((s, &same["status"]["phase"]), (200, &json!("Terminating")));
+
+    c.advance(Duration::from_secs(30));
+    let (s, _) = call(&c, Method::GET, "/api/v1/namespaces/scope", Value::Null, "").await;
+    assert_eq!(s, 404);
+    // And it can be made again at once.
+    assert_eq!(
+        create(
+            &c,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "scope"}})
+        )
+        .await
+        .0,
+        201
+    );
+}
+
+/// Content with a finalizer nobody removes keeps its namespace Terminating
+/// for good, and the conditions name the finalizer; removing it lets the
+/// namespace go.
+#[tokio::test]
+async fn a_finalizer_nobody_removes_keeps_the_namespace_terminating() {
+    let c = cluster();
+    create(
+        &c,
+        "/api/v1/namespaces",
+        json!({"metadata": {"name": "stuck"}}),
+    )
+    .await;
+    let (s, _) = create(
+        &c,
+        "/api/v1/namespaces/stuck/configmaps",
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/keep"]}}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    call(
+        &c,
+        Method::DELETE,
+        "/api/v1/namespaces/stuck",
+        Value::Null,
+        "",
+    )
+    .await;
+    c.settle();
+    c.advance(Duration::from_secs(600));
+    let ns = get(&c, "/api/v1/namespaces/stuck").await;
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let conds = ns["status"]["conditions"].as_array().unwrap();
+    let f = conds
+        .iter()
+        .find(|c| c["type"] == "NamespaceFinalizersRemaining")
+        .unwrap();
+    assert_eq!(f["status"], "True");
+    assert_eq!(f["reason"], "SomeFinalizersRemain");
+    assert_eq!(
+        f["message"],
+        "Some content in the namespace has finalizers remaining: example.com/keep in 1 resource instances"
+    );
+    let (s, _) = call(
+        &c,
+        Method::PATCH,
+        "/api/v1/namespaces/stuck/configmaps/held",
+        json!({"metadata": {"finalizers": null}}),
+        "application/merge-patch+json",
+    )
+    .await;
+    assert_eq!(s, 200);
+    c.settle();
+    let (s, _) = call(&c, Method::GET, "/api/v1/namespaces/stuck", Value::Null, "").await;
+    assert_eq!(s, 404);
+}
+
+/// A pod on a node terminates for its grace period (`CheckGracefulDelete`:
+/// the options', else its terminationGracePeriodSeconds, else 30 s) with
+/// deletionTimestamp at now + the period; the kubelet then removes it. A
+/// Foreground delete keeps the owner, with the `foregroundDeletion`
+/// finalizer, until its dependents are gone.
+#[tokio::test]
+async fn pods_terminate_gracefully_and_foreground_owners_wait_for_them() {
+    let c = cluster();
+    apply(&c, "scopectl", false, deployment("web", "r/web:v1", 1)).await;
+    c.settle();
+    c.advance(Duration::from_secs(3));
+    let pods = get(&c, "/api/v1/namespaces/default/pods").await;
+    let name = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/api/v1/namespaces/default/pods/{name}");
+    let (s, p) = call(
+        &c,
+        Method::DELETE,
+        &path,
+        json!({"gracePeriodSeconds": 10}),
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 10);
+    c.advance(Duration::from_secs(9));
+    assert_eq!(call(&c, Method::GET, &path, Value::Null, "").await.0, 200);
+    c.advance(Duration::from_secs(1));
+    assert_eq!(call(&c, Method::GET, &path, Value::Null, "").await.0, 404);
+
+    // Foreground: the Deployment stays until its ReplicaSet and pods are gone.
+    c.settle();
+    let (s, d) = call(
+        &c,
+        Method::DELETE,
+        "/apis/apps/v1/namespaces/default/deployments/web",
+        json!({"propagationPolicy": "Foreground"}),
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(d["metadata"]["finalizers"], json!(["foregroundDeletion"]));
+    c.settle();
+    let d = get(&c, "/apis/apps/v1/namespaces/default/deployments/web").await;
+    assert!(d["metadata"]["deletionTimestamp"].is_string());
+    c.advance(Duration::from_secs(30));
+    let (s, _) = call(
+        &c,
+        Method::GET,
+        "/apis/apps/v1/namespaces/default/deployments/web",
+        Value::Null,
+        "",
+    )
+    .await;
+    assert_eq!(s, 404);
 }
 
 #[tokio::test]
