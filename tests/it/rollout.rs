@@ -956,8 +956,7 @@ fn undo_after_the_first_release_goes_back_to_what_up_deployed() {
     assert_eq!(h["initial"]["revision"], 0, "{h:#}");
     // Newest first: the second undo, the first (to revision 0), the release.
     assert_eq!(
-        h["releases"][1]["cause"],
-        "undo to revision 0 (the tags before the first release)",
+        h["releases"][1]["cause"], "undo to revision 0 (the tags before the first release)",
         "{h:#}"
     );
     assert_eq!(h["initial"]["services"]["users"], "v1.4.2", "{h:#}");
