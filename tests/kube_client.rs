@@ -152,7 +152,8 @@ fn the_kube_crate_discovers_lists_applies_and_watches() {
             other => panic!("{other:?}"),
         }
 
-        // Delete cascades to the pods.
+        // Delete cascades to the pods: each is deleted and terminates for
+        // its grace period, as on a real cluster.
         deployments
             .delete("users", &DeleteParams::default())
             .await
@@ -162,7 +163,26 @@ fn the_kube_crate_discovers_lists_applies_and_watches() {
             .list(&ListParams::default().labels("app=users"))
             .await
             .unwrap();
-        assert!(left.items.is_empty(), "{:?}", left.items.len());
+        assert!(
+            left.items
+                .iter()
+                .all(|p| p.metadata.deletion_timestamp.is_some()),
+            "{:?}",
+            left.items.len()
+        );
+        // Then they go (30 simulated seconds: 0.2 s here; the bound only
+        // guards against a hang).
+        let started = std::time::Instant::now();
+        while !pods
+            .list(&ListParams::default().labels("app=users"))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+        {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     });
     drop(server);
 }
