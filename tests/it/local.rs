@@ -519,3 +519,53 @@ fn down_then_up_at_once_and_a_namespace_that_never_goes() {
         assert!(err.contains("k8s/v1/Namespace/scope (Terminating"), "{err}");
     }
 }
+
+/// A service leaves the config while the cluster deletes as a real one
+/// does: `up` prunes its objects (their pods then terminate for their
+/// grace period, 3 s here) and a fresh plan is empty at once; put back a
+/// moment later, while those pods still terminate, `up` makes it again.
+#[test]
+fn a_pruned_service_whose_pods_still_terminate_comes_back() {
+    let laptop = Laptop::start(Config {
+        time_scale: Some(10.0),
+        ..cluster::config()
+    });
+    let full = config_text();
+    let cfg = laptop.config(&full);
+    let local = |args: &[&'static str]| -> Vec<&'static str> {
+        ["--env", "local"].iter().chain(args).copied().collect()
+    };
+    laptop.expect(0, &cfg, &local(&["up", "--yes"]));
+    let without = full.replace(
+        "\n[services.monitoring]\nimage = \"registry.example/scope/monitoring\"\nreplicas = 1\nport = 8080\ninitial_tag = \"v1.4.2\"\n",
+        "\n",
+    );
+    assert_ne!(without, full);
+    laptop.config(&without);
+    laptop.expect(0, &cfg, &local(&["up", "--yes"]));
+    laptop.expect(0, &cfg, &local(&["plan", "--detailed-exitcode"]));
+    let terminating: Vec<Value> = laptop
+        .server
+        .cluster
+        .objects("v1", "Pod")
+        .into_iter()
+        .filter(|p| {
+            p.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.starts_with("monitoring-"))
+        })
+        .collect();
+    assert!(
+        !terminating.is_empty(),
+        "the pruned service's pods are gone already"
+    );
+    assert!(
+        terminating
+            .iter()
+            .all(|p| p.pointer("/metadata/deletionTimestamp").is_some()),
+        "{terminating:#?}"
+    );
+    laptop.config(&full);
+    laptop.expect(0, &cfg, &local(&["up", "--yes"]));
+    laptop.expect(0, &cfg, &local(&["plan", "--detailed-exitcode"]));
+}

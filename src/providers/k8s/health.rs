@@ -4,6 +4,7 @@
 
 use kube::api::ListParams;
 
+use super::rollout::POD;
 use super::{error, retried, K8s};
 use crate::apply::ProviderError;
 use crate::health::{Snapshot, Workload};
@@ -16,16 +17,6 @@ static NODE: mk::ApiKind = mk::ApiKind {
     kind: "Node",
     plural: "nodes",
     namespaced: false,
-    rank: 3,
-    sections: &[],
-};
-
-static POD: mk::ApiKind = mk::ApiKind {
-    group: "",
-    version: "v1",
-    kind: "Pod",
-    plural: "pods",
-    namespaced: true,
     rank: 3,
     sections: &[],
 };

@@ -43,6 +43,9 @@ pub struct Observation {
     pub tags: BTreeMap<String, String>,
 }
 
+/// How long a delete waits for its object to be gone before it fails.
+const GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[derive(Clone)]
 pub struct K8s {
     client: Client,
@@ -512,6 +515,32 @@ impl Provider for K8s {
                 Err(e) => Err(error("delete", e)),
             }
         })
-        .await
+        .await?;
+        // A namespace goes once its content has: the command waits for it,
+        // with progress and its own --timeout (`down`, `up`).
+        if id.kind() == Some(Kind::Namespace) {
+            return Ok(());
+        }
+        // Deleted is not gone (finalizers, a grace period): what comes after
+        // a delete (a replacement's create, the inventory) waits until it
+        // is, as kapp does, bounded.
+        let deadline = tokio::time::Instant::now() + GONE_WITHIN;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let target = [(id.clone(), physical_id.to_string())];
+            let left = self.lingering(&target).await?;
+            let Some((_, why)) = left.first() else {
+                return Ok(());
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProviderError::fatal(format!(
+                    "{id} was deleted but is still there after {}: {why}",
+                    humantime::format_duration(GONE_WITHIN)
+                ))
+                .with_hint("a finalizer nobody removes keeps it for good: see it with `kubectl get -o yaml`"));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+        }
     }
 }

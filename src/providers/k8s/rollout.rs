@@ -448,7 +448,7 @@ fn timed_out(
     }
 }
 
-static POD: mk::ApiKind = mk::ApiKind {
+pub(super) static POD: mk::ApiKind = mk::ApiKind {
     group: "",
     version: "v1",
     kind: "Pod",
