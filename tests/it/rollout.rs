@@ -62,6 +62,23 @@ fn rollout(
     sb.run_in_cluster(tc, cfg, &all)
 }
 
+/// `rollout undo`, as `rollout` runs a release.
+fn undo(sb: &Sandbox, tc: &TestCluster, cfg: &Path, env: &str) -> (i32, String, String) {
+    sb.run_in_cluster(
+        tc,
+        cfg,
+        &[
+            "--env",
+            env,
+            "rollout",
+            "undo",
+            "--yes",
+            "--failure-grace",
+            "1s",
+        ],
+    )
+}
+
 #[test]
 fn a_release_rolls_forward_fails_fast_rolls_back_and_undoes() {
     if kubectl_binary().is_none() {
@@ -167,19 +184,7 @@ fn a_release_rolls_forward_fails_fast_rolls_back_and_undoes() {
     // A good one, then undo: back to revision 1's tags, as a new release.
     let (code, _, err) = rollout(&sb, &tc, &cfg, env, &["--all", "v2.0.0"]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = sb.run_in_cluster(
-        &tc,
-        &cfg,
-        &[
-            "--env",
-            env,
-            "rollout",
-            "undo",
-            "--yes",
-            "--failure-grace",
-            "1s",
-        ],
-    );
+    let (code, _, err) = undo(&sb, &tc, &cfg, env);
     assert_eq!(code, 0, "{err}");
     for s in ["users", "ui", "reports"] {
         assert_eq!(image(&tc, s), format!("registry.example/scope/{s}:v1.5.0"));
@@ -911,31 +916,16 @@ fn undo_after_the_first_release_goes_back_to_what_up_deployed() {
     let tc = TestCluster::expect(&sb, &cfg, env, 3, cluster::config());
     sb.expect_in_cluster(0, &tc, &cfg, &["--env", env, "up", "--yes"]);
     let first = tagged([("users", "v1.4.2"), ("ui", "v1.4.2"), ("reports", "v1.4.2")]);
-    let undo = |sb: &Sandbox| {
-        sb.run_in_cluster(
-            &tc,
-            &cfg,
-            &[
-                "--env",
-                env,
-                "rollout",
-                "undo",
-                "--yes",
-                "--failure-grace",
-                "1s",
-            ],
-        )
-    };
 
     let (code, _, err) = rollout(&sb, &tc, &cfg, env, &["users=v2.0.0", "ui=v2.0.0"]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = undo(&sb);
+    let (code, _, err) = undo(&sb, &tc, &cfg, env);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("ui=v1.4.2 users=v1.4.2"), "{err}");
     assert_eq!(images(&tc), first);
 
     // Undo again: back to the release it undid.
-    let (code, _, err) = undo(&sb);
+    let (code, _, err) = undo(&sb, &tc, &cfg, env);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         images(&tc),
@@ -976,19 +966,7 @@ fn undo_after_a_failed_release_on_top_of_the_first_goes_to_revision_0() {
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = rollout(&sb, &tc, &cfg, env, &["users=v1.6.0-crashloop"]);
     assert_eq!(code, 3, "{err}");
-    let (code, _, err) = sb.run_in_cluster(
-        &tc,
-        &cfg,
-        &[
-            "--env",
-            env,
-            "rollout",
-            "undo",
-            "--yes",
-            "--failure-grace",
-            "1s",
-        ],
-    );
+    let (code, _, err) = undo(&sb, &tc, &cfg, env);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         images(&tc),
