@@ -46,7 +46,7 @@ pub struct Cli {
     /// Reach the Kubernetes API at this URL (an SSH tunnel, a proxy) instead
     /// of its load balancer; its certificate is still checked against the
     /// API's name.
-    #[arg(long, global = true, env = "SCOPECTL_API_SERVER", value_name = "URL")]
+    #[arg(long, global = true, env = "SCOPECTL_API_SERVER", value_name = "URL", value_parser = api_server_url)]
     pub api_server: Option<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -331,7 +331,7 @@ pub struct RolloutArgs {
     pub from: Option<String>,
     /// Reach the --from env's Kubernetes API at this URL instead of its load
     /// balancer (`--api-server` is the target env's, never the other's).
-    #[arg(long, value_name = "URL", requires = "from")]
+    #[arg(long, value_name = "URL", requires = "from", value_parser = api_server_url)]
     pub from_api_server: Option<String>,
     /// The tags of a release record another rollout printed (`--output json`).
     #[arg(long, value_name = "FILE", conflicts_with = "tags")]
@@ -526,5 +526,46 @@ mod tests {
         }
         // The check itself catches a flag that does not exist.
         assert!(Cli::try_parse_from(["scopectl", "rollout", "--env", "x", "--promote"]).is_err());
+    }
+}
+
+/// `--api-server`: an `https://host[:port]` URL and nothing else (it goes
+/// into kubeconfig files and the API client as it is).
+pub fn api_server_url(s: &str) -> Result<String, String> {
+    let bad = || format!("`{s}` is not an https://HOST[:PORT] URL");
+    let uri: http::Uri = s.parse().map_err(|_| bad())?;
+    let host = uri.host().ok_or_else(bad)?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-.:[]".contains(c);
+    if uri.scheme_str() != Some("https")
+        || !host.chars().all(plain)
+        || uri.authority().is_some_and(|a| a.as_str().contains('@'))
+        || !matches!(uri.path(), "" | "/")
+        || uri.query().is_some()
+    {
+        return Err(bad());
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod api_server_tests {
+    /// Issue 26: `--api-server` goes into kubeconfig files as it is.
+    #[test]
+    fn api_server_is_an_https_url_and_nothing_else() {
+        assert_eq!(
+            super::api_server_url("https://127.0.0.1:6443/").unwrap(),
+            "https://127.0.0.1:6443"
+        );
+        assert!(super::api_server_url("https://api.example.com").is_ok());
+        for bad in [
+            "http://127.0.0.1:6443",
+            "https://a b:6443",
+            "https://x:6443\nuser: evil",
+            "https://u:p@x:6443",
+            "https://x:6443/path",
+            "127.0.0.1:6443",
+        ] {
+            assert!(super::api_server_url(bad).is_err(), "{bad}");
+        }
     }
 }

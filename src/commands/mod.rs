@@ -307,6 +307,27 @@ fn admin_expired(aws: &Aws, values: &BTreeMap<String, String>) -> Option<String>
 
 /// Reads the cluster CA and the admin credentials from the state store (the
 /// names that exist; none before the PKI does).
+/// The join token's public facts, while it is valid (the cluster phase
+/// registers it; an expired one is left to the token cleaner).
+async fn join_token(aws: &Aws) -> Result<Option<crate::desired::JoinTokenFacts>> {
+    let id = crate::model::ResourceId::new(crate::model::Kind::Token, crate::pki::BOOTSTRAP_TOKEN);
+    let name = aws.pki_parameter(&id);
+    let found = crate::providers::aws::pki_store::observe(aws, Some(&name))
+        .await
+        .context("reading the join token's facts from the state store")?;
+    Ok(found.into_iter().next().and_then(|o| {
+        let get = |k: &str| o.props.get(k).and_then(crate::model::Value::as_str);
+        if get("state") == Some("expired") {
+            return None;
+        }
+        Some(crate::desired::JoinTokenFacts {
+            parameter: name.clone(),
+            id: get("token_id")?.to_string(),
+            expires: get("expires")?.to_string(),
+        })
+    }))
+}
+
 async fn read_admin(aws: &Aws) -> Result<BTreeMap<String, String>> {
     crate::providers::aws::pki_store::values(aws, &admin_names(aws))
         .await
@@ -391,16 +412,23 @@ pub async fn observe_and_plan_with(
         (Some(aws), Provider::Aws) if asked.phase.cluster() => Some(aws),
         _ => None,
     };
+    let token_param = aws.map(|a| {
+        a.pki_parameter(&crate::model::ResourceId::new(
+            crate::model::Kind::Token,
+            crate::pki::BOOTSTRAP_TOKEN,
+        ))
+    });
     let params: Vec<String> = config
         .services
         .values()
         .flat_map(|s| s.secrets.values().cloned())
+        .chain(token_param.clone().filter(|_| cluster.is_some()))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
     let stored = async {
         let Some(aws) = cluster else {
-            return Ok((BTreeMap::new(), BTreeMap::new()));
+            return Ok((BTreeMap::new(), BTreeMap::new(), None));
         };
         futures::try_join!(
             async {
@@ -412,6 +440,7 @@ pub async fn observe_and_plan_with(
                     .context("reading the services' secrets from SSM")
             },
             read_admin(aws),
+            join_token(aws),
         )
     };
     let observed = async {
@@ -451,14 +480,32 @@ pub async fn observe_and_plan_with(
             _ => Ok((Facts::default(), Actual::default())),
         }
     };
-    let ((mut facts, mut actual), (mut secret_values, admin)) =
+    let ((mut facts, mut actual), (mut secret_values, admin, token)) =
         futures::try_join!(observed, stored)?;
+    facts.join_token = token;
+    // The token's halves are digested apart (its Secret holds them apart);
+    // the whole value is never a service's secret.
+    if let Some(p) = &token_param {
+        if let Some(v) = secret_values.get(p) {
+            if let Some((id, secret)) = v.trim().split_once('.') {
+                for (part, value) in [("id", id), ("secret", secret)] {
+                    facts.secrets.insert(
+                        format!("{p}#{part}"),
+                        crate::model::k8s::value_digest(value.as_bytes()),
+                    );
+                }
+            }
+        }
+    }
     if let (Backend::Local(_), true) = (backend, asked.phase.cluster()) {
         // A local env's secrets come from a local source, never SSM.
         secret_values = crate::providers::local::secrets(config)?;
     }
     // Only the secrets' digests enter facts (and so plans).
-    for (param, value) in &secret_values {
+    for (param, value) in secret_values
+        .iter()
+        .filter(|(p, _)| Some(*p) != token_param.as_ref())
+    {
         facts.secrets.insert(
             param.clone(),
             crate::model::k8s::value_digest(value.as_bytes()),
@@ -535,7 +582,18 @@ pub async fn observe_and_plan_with(
         actual.duplicates.clear();
     }
     let fp = planner::fingerprint(&facts, &actual);
-    let mut plan = planner::plan(&config.project, &config.env, &desired, &actual, fp)?;
+    let mut plan = planner::plan(&config.project, &config.env, &desired, &actual, fp.clone())?;
+    // The join token depends on the plan: a launch needs a usable one.
+    let launching = plan.changes.iter().any(|c| {
+        c.address.kind() == Some(crate::model::Kind::Instance)
+            && matches!(c.action, planner::Action::Create | planner::Action::Replace)
+    });
+    // `pki rotate` (not each stage of `--ca`, which is a plan of its own).
+    let rotate = asked.rotation.leaves;
+    if asked.phase.aws() && on_aws && desired::join_token(&mut desired, &actual, launching, rotate)
+    {
+        plan = planner::plan(&config.project, &config.env, &desired, &actual, fp)?;
+    }
     plan.notices.extend(notices);
     if config.provider == Provider::Aws {
         plan.notices.extend(support_notice(config));

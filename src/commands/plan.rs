@@ -18,7 +18,7 @@ pub async fn run(ctx: &Ctx, args: PlanArgs) -> Result<u8> {
     emit_plan(&ctx.printer, &obs.plan);
     if let Some(path) = &args.out {
         let text = serde_json::to_string_pretty(&obs.plan)?;
-        std::fs::write(path, text + "\n")
+        write_private(path, &(text + "\n"))
             .with_context(|| format!("writing the plan to {}", path.display()))?;
         ctx.printer.info(&format!(
             "Saved the plan to {}; apply it with `scopectl up --plan {}`.",
@@ -31,4 +31,19 @@ pub async fn run(ctx: &Ctx, args: PlanArgs) -> Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// A plan names the env's resources and policies: readable by its owner
+/// only (0600), also when the file was there before.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())
 }

@@ -6,7 +6,7 @@
 //! validated, still carrying the span of whichever layer set each value.
 
 mod error;
-mod resolve;
+pub(crate) mod resolve;
 mod schema;
 
 pub use error::{ConfigError, Location};
@@ -115,6 +115,9 @@ pub struct ClusterConfig {
     pub api_endpoint: Option<String>,
     /// More names and addresses for the API server certificate.
     pub extra_sans: Vec<String>,
+    /// Who may reach the API's load balancer (IPv4 ranges); empty when not
+    /// set, which admits anyone (refused for a protected env).
+    pub api_allowed_cidrs: Vec<String>,
     /// The add-ons scopectl installs (names of [`ADDONS`]): all of them on
     /// AWS, none on a local env (a laptop cluster has its own).
     pub addons: BTreeSet<String>,

@@ -86,6 +86,14 @@ impl FileLayer {
         };
 
         let cluster = cluster_config(src, cluster, provider)?;
+        let protected = overlay.protected.as_ref().is_some_and(|p| *p.get_ref());
+        if protected && provider == Provider::Aws && cluster.api_allowed_cidrs.is_empty() {
+            return Err(src.at(
+                overlay.protected.as_ref().expect("protected is set"),
+                format!("env `{env}` is protected but its cluster.api_allowed_cidrs is not set: its API would be open to the internet"),
+                format!("set [env.{env}.cluster] api_allowed_cidrs = [\"<your office or VPN range>/32\"], the ranges that may reach the Kubernetes API"),
+            ));
+        }
 
         let (network, database) = if provider == Provider::Aws {
             let network = network_config(src, network, &cluster, &missing)?;
@@ -230,6 +238,18 @@ fn cluster_config(
                     .unwrap_or_else(|| "m5.large".into()),
             })
         };
+    // It lands in kubeadm's YAML, the kubelets' config and the API server
+    // certificate's names: a DNS name, nothing else (RFC 1123, as the API
+    // validates `clusterDomain`).
+    if let Some(d) = &cluster.domain {
+        if !is_dns_subdomain(d.get_ref()) {
+            return Err(src.at(
+                d,
+                format!("cluster.domain `{}` is not a DNS name", d.get_ref()),
+                "use lowercase letters, digits, `-` and `.`, like `cluster.local`",
+            ));
+        }
+    }
     let domain = cluster
         .domain
         .map(Spanned::into_inner)
@@ -271,6 +291,23 @@ fn cluster_config(
             ));
         }
         extra_sans.push(san.get_ref().clone());
+    }
+    let mut api_allowed_cidrs = Vec::new();
+    for c in cluster
+        .api_allowed_cidrs
+        .as_ref()
+        .map(|v| v.get_ref().as_slice())
+        .unwrap_or_default()
+    {
+        let net: ipnet::Ipv4Net =
+            c.get_ref().parse().map_err(|_| {
+                src.at(
+                c,
+                format!("cluster.api_allowed_cidrs entry `{}` is not an IPv4 range", c.get_ref()),
+                "write a range like \"203.0.113.0/24\" (a single address is \"203.0.113.7/32\")",
+            )
+            })?;
+        api_allowed_cidrs.push(net.trunc().to_string());
     }
     let api_endpoint = match &cluster.api_endpoint {
         None => None,
@@ -336,6 +373,7 @@ fn cluster_config(
         kubernetes_version,
         api_endpoint,
         extra_sans,
+        api_allowed_cidrs,
         service_cidr,
         pod_cidr,
         domain,
@@ -932,6 +970,22 @@ fn plain_map(
         out.insert(k, v.into_inner());
     }
     Ok(out)
+}
+
+/// An RFC 1123 subdomain: dot-separated labels of lowercase letters, digits
+/// and inner `-`, at most 63 characters each and 253 in all.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 #[cfg(test)]

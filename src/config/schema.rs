@@ -78,6 +78,7 @@ layer!(ClusterLayer {
     ubuntu: String,
     api_endpoint: String,
     extra_sans: Vec<Spanned<String>>,
+    api_allowed_cidrs: Vec<Spanned<String>>,
     addons: Vec<Spanned<String>>,
 } nested { masters: GroupLayer, nodes: GroupLayer });
 layer!(NetworkLayer {

@@ -218,3 +218,19 @@ fn the_image_follows_one_ubuntu_release() {
     let err = load(&both, "x").unwrap_err();
     assert!(err.to_string().contains("both choose the image"), "{err}");
 }
+
+/// Issue 26: `cluster.domain` lands in kubeadm's YAML and certificates; a
+/// value that is not a DNS name is refused at its line and column.
+#[test]
+fn cluster_domain_must_be_a_dns_name() {
+    for bad in ["Cluster.Local", "a b", "x\\ny: 1", "-x.local", ""] {
+        let text = format!(
+            "project = \"scope\"\n[aws]\nregion = \"us-east-1\"\n[network]\nplacement = \"beside-database\"\ncidr = \"172.31.128.0/20\"\n[database]\nrds_instance = \"db\"\n[cluster]\ndomain = \"{bad}\"\n[env.staging]\n"
+        );
+        let e = crate::config::parse(std::path::Path::new("scope.toml"), &text, "staging")
+            .expect_err(bad);
+        let shown = e.to_string();
+        assert!(shown.contains("is not a DNS name"), "{bad}: {shown}");
+    }
+    assert!(crate::config::resolve::is_dns_subdomain("cluster.local"));
+}

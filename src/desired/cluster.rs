@@ -105,6 +105,68 @@ fn add(
 /// The cluster's objects for this env. `images` are `--image NAME=TAG`
 /// (first deployments only: a running service keeps its release's tag).
 /// Returns notices (an `--image` that was not used).
+/// The join token as kubeadm registers one (kubeadm
+/// `cmd/kubeadm/app/phases/bootstraptoken/node/token.go` via
+/// `BootstrapTokenToSecret`; the format is k8s.io/cluster-bootstrap
+/// `token/api`): the node-joining groups, both usages, its expiry. Its
+/// halves come from the state store when applied, never into the plan.
+fn join_token_secret(
+    config: &Config,
+    d: &mut Desired,
+    facts: &Facts,
+    t: &crate::desired::JoinTokenFacts,
+) -> Result<ResourceId, DesiredError> {
+    let literal = [
+        ("expiration", t.expires.as_str()),
+        ("usage-bootstrap-authentication", "true"),
+        ("usage-bootstrap-signing", "true"),
+        (
+            "auth-extra-groups",
+            "system:bootstrappers:kubeadm:default-node-token",
+        ),
+        ("description", "scopectl: node joins (made at launch, 24 h)"),
+    ];
+    let mut sources: BTreeMap<String, String> = literal
+        .iter()
+        .map(|(k, v)| (k.to_string(), format!("={v}")))
+        .collect();
+    sources.insert("token-id".into(), format!("{}#id", t.parameter));
+    sources.insert("token-secret".into(), format!("{}#secret", t.parameter));
+    let obj = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": format!("bootstrap-token-{}", t.id),
+            "namespace": "kube-system",
+            "annotations": {
+                mk::SOURCES_ANNOTATION: serde_json::to_string(&sources).unwrap_or_default(),
+            },
+        },
+        "type": "bootstrap.kubernetes.io/token",
+    });
+    let id = add(config, d, obj, "the join token")?;
+    let mut digests: Vec<(String, String)> = literal
+        .iter()
+        .map(|(k, v)| (k.to_string(), mk::value_digest(v.as_bytes())))
+        .collect();
+    for (key, part) in [("token-id", "id"), ("token-secret", "secret")] {
+        let Some(dg) = facts.secrets.get(&format!("{}#{part}", t.parameter)) else {
+            // Not read (a plan without the values): nothing to compare.
+            return Ok(id);
+        };
+        digests.push((key.into(), dg.clone()));
+    }
+    if let Some(r) = d.resources.get_mut(&id) {
+        r.props.insert(
+            "digest".into(),
+            Value::str(mk::data_digest(
+                digests.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )),
+        );
+    }
+    Ok(id)
+}
+
 pub fn cluster(
     config: &Config,
     facts: &Facts,
@@ -159,6 +221,10 @@ pub fn cluster(
                 add(config, d, obj, addon.name)?;
             }
         }
+    }
+
+    if let Some(t) = &facts.join_token {
+        join_token_secret(config, d, facts, t)?;
     }
 
     let namespace = config.project.clone();

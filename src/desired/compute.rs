@@ -50,101 +50,6 @@ pub fn load_balancer_name(cluster: &str, name: &str) -> String {
     format!("{}-{short}", full[..23].trim_end_matches('-'))
 }
 
-/// The role's inline policy: read this env's state store only, plus what the
-/// Kubernetes AWS cloud provider needs for the role.
-fn policy(config: &Config, role: &str) -> String {
-    let state = format!(
-        "arn:aws:ssm:{}:*:parameter/scopectl/{}/{}/",
-        config.aws.region, config.project, config.env
-    );
-    // Masters read the whole PKI; nodes only the CA certificates and the
-    // join token, never a key.
-    let readable: Vec<String> = if role == "master" {
-        vec![format!("{state}pki/*")]
-    } else {
-        vec![
-            format!("{state}pki/ca.crt"),
-            format!("{state}pki/{}", crate::pki::BOOTSTRAP_TOKEN),
-        ]
-    };
-    let mut statements = vec![
-        serde_json::json!({
-            "Sid": "StateStore",
-            "Effect": "Allow",
-            "Action": ["ssm:GetParameter", "ssm:GetParameters"],
-            "Resource": readable,
-        }),
-        serde_json::json!({
-            "Sid": "StateStoreDecrypt",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt"],
-            "Resource": ["*"],
-            "Condition": {"StringEquals": {"kms:ViaService": format!("ssm.{}.amazonaws.com", config.aws.region)}},
-        }),
-    ];
-    // The cloud controller manager's documented policies
-    // (kubernetes/cloud-provider-aws, docs/prerequisites.md, at the tags
-    // pinned in templates/addons/versions.toml): the control plane's on the
-    // masters, where it runs, with `elasticloadbalancing:*` for its list of
-    // ELB actions; the nodes' on the nodes. Beyond them: the user data reads
-    // the API balancer's name (every instance) and finds its etcd volume
-    // (masters: ec2:DescribeVolumes, in the list).
-    let cloud_provider: &[&str] = if role == "master" {
-        &[
-            "ec2:DescribeInstances",
-            "ec2:DescribeRegions",
-            "ec2:DescribeRouteTables",
-            "ec2:DescribeSecurityGroups",
-            "ec2:DescribeSubnets",
-            "ec2:DescribeVolumes",
-            "ec2:DescribeVpcs",
-            "ec2:DescribeAvailabilityZones",
-            "ec2:DescribeInstanceTopology",
-            "ec2:CreateSecurityGroup",
-            "ec2:CreateTags",
-            "ec2:CreateVolume",
-            "ec2:CreateRoute",
-            "ec2:DeleteRoute",
-            "ec2:DeleteSecurityGroup",
-            "ec2:DeleteVolume",
-            "ec2:AttachVolume",
-            "ec2:DetachVolume",
-            "ec2:ModifyInstanceAttribute",
-            "ec2:ModifyVolume",
-            "ec2:AuthorizeSecurityGroupIngress",
-            "ec2:RevokeSecurityGroupIngress",
-            "elasticloadbalancing:*",
-            "autoscaling:DescribeAutoScalingGroups",
-            "autoscaling:DescribeLaunchConfigurations",
-            "autoscaling:DescribeTags",
-            "iam:CreateServiceLinkedRole",
-            "kms:DescribeKey",
-        ]
-    } else {
-        &[
-            "ec2:DescribeInstances",
-            "ec2:DescribeRegions",
-            "ecr:GetAuthorizationToken",
-            "ecr:BatchCheckLayerAvailability",
-            "ecr:GetDownloadUrlForLayer",
-            "ecr:BatchGetImage",
-            "ecr:GetRepositoryPolicy",
-            "ecr:DescribeRepositories",
-            "ecr:ListImages",
-            "elasticloadbalancing:DescribeLoadBalancers",
-        ]
-    };
-    statements.push(serde_json::json!({
-        "Sid": "CloudProvider",
-        "Effect": "Allow",
-        "Action": cloud_provider,
-        "Resource": ["*"],
-    }));
-    canonical_json(
-        &serde_json::json!({"Version": "2012-10-17", "Statement": statements}).to_string(),
-    )
-}
-
 /// A master's etcd data lives on its own volume in the master's zone: it
 /// outlives the instance and is attached to its replacement.
 fn etcd_volume(d: &mut Desired, master: &str, zone: &str, instance: &ResourceId) {
@@ -169,6 +74,15 @@ fn etcd_volume(d: &mut Desired, master: &str, zone: &str, instance: &ResourceId)
         ]),
     );
 }
+
+/// Instance metadata as every instance has it (`instance.rs` reads it back
+/// in the same words).
+pub const INSTANCE_METADATA: &str = "IMDSv2 required, hop limit 1";
+/// Every instance's root volume (`instance.rs` reads it back in the same
+/// words): gp3 for its baseline IOPS, encrypted with the account's EBS key,
+/// room for images and logs.
+pub const ROOT_VOLUME: &str = "gp3, 32 GiB, encrypted";
+pub const ROOT_VOLUME_GIB: i32 = 32;
 
 /// etcd's own guidance is a few GiB of data at most (8 GiB quota by default);
 /// 20 GiB of gp3 gives its baseline 3000 IOPS with room to compact.
@@ -287,7 +201,7 @@ pub fn compute(
             props([
                 ("name", Value::str(format!("{cluster}-{role}"))),
                 ("path", Value::str(&state_prefix)),
-                ("policy", Value::str(policy(config, role))),
+                ("policy", Value::str(super::iam::policy(config, role))),
                 // The instance profile exists and holds the role.
                 ("profile", Value::Bool(true)),
             ]),
@@ -341,6 +255,12 @@ pub fn compute(
                     ("profile", Value::reference(&profile)),
                     ("user_data", Value::str(digest)),
                     ("user_data_text", Value::str(text)),
+                    // A pod cannot reach the instance role: IMDSv2's token
+                    // PUT does not survive a second hop (the add-ons that use
+                    // the role run on the host network).
+                    ("metadata", Value::str(INSTANCE_METADATA)),
+                    // A master's root disk holds the CA keys.
+                    ("root_volume", Value::str(ROOT_VOLUME)),
                 ]),
             );
             if role == "master" {
@@ -443,7 +363,6 @@ pub fn compute(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
     use std::path::Path;
 
     use crate::config;
@@ -458,78 +377,89 @@ mod tests {
         desired(&config, &sample_facts()).unwrap()
     }
 
-    /// The actions a role's policy allows on every resource.
-    fn allowed(d: &crate::model::Desired, role: &str) -> BTreeSet<String> {
+    fn policy(d: &crate::model::Desired, role: &str) -> String {
         let profile = &d.resources[&ResourceId::new(Kind::InstanceProfile, role)];
-        let policy: serde_json::Value =
-            serde_json::from_str(profile.props["policy"].as_str().unwrap()).unwrap();
-        policy["Statement"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| s["Resource"] == serde_json::json!(["*"]) && s.get("Condition").is_none())
-            .flat_map(|s| s["Action"].as_array().unwrap().clone())
-            .map(|a| a.as_str().unwrap().to_string())
-            .collect()
+        profile.props["policy"].as_str().unwrap().to_string()
     }
 
-    fn covers(allowed: &BTreeSet<String>, action: &str) -> bool {
-        allowed.contains(action)
-            || allowed
-                .iter()
-                .any(|a| a.strip_suffix('*').is_some_and(|p| action.starts_with(p)))
-    }
-
-    /// kubernetes/cloud-provider-aws docs/prerequisites.md (v1.32.8): the
-    /// control plane policy on the masters, the node policy on the nodes.
+    /// Issue 26: every statement passes the review; the CCM's calls that
+    /// remain are all there; nothing of the old grant-everything list is.
     #[test]
-    fn instance_roles_hold_the_cloud_controller_managers_documented_policies() {
-        let control_plane = "autoscaling:DescribeAutoScalingGroups autoscaling:DescribeLaunchConfigurations \
-            autoscaling:DescribeTags ec2:DescribeInstances ec2:DescribeRegions ec2:DescribeRouteTables \
-            ec2:DescribeSecurityGroups ec2:DescribeSubnets ec2:DescribeVolumes ec2:DescribeAvailabilityZones \
-            ec2:CreateSecurityGroup ec2:CreateTags ec2:CreateVolume ec2:ModifyInstanceAttribute \
-            ec2:ModifyVolume ec2:AttachVolume ec2:AuthorizeSecurityGroupIngress ec2:CreateRoute \
-            ec2:DeleteRoute ec2:DeleteSecurityGroup ec2:DeleteVolume ec2:DetachVolume \
-            ec2:RevokeSecurityGroupIngress ec2:DescribeVpcs ec2:DescribeInstanceTopology \
-            elasticloadbalancing:AddTags elasticloadbalancing:AttachLoadBalancerToSubnets \
-            elasticloadbalancing:ApplySecurityGroupsToLoadBalancer elasticloadbalancing:CreateLoadBalancer \
-            elasticloadbalancing:CreateLoadBalancerPolicy elasticloadbalancing:CreateLoadBalancerListeners \
-            elasticloadbalancing:ConfigureHealthCheck elasticloadbalancing:DeleteLoadBalancer \
-            elasticloadbalancing:DeleteLoadBalancerListeners elasticloadbalancing:DescribeLoadBalancers \
-            elasticloadbalancing:DescribeLoadBalancerAttributes elasticloadbalancing:DetachLoadBalancerFromSubnets \
-            elasticloadbalancing:DeregisterInstancesFromLoadBalancer elasticloadbalancing:ModifyLoadBalancerAttributes \
-            elasticloadbalancing:RegisterInstancesWithLoadBalancer \
-            elasticloadbalancing:SetLoadBalancerPoliciesForBackendServer elasticloadbalancing:CreateListener \
-            elasticloadbalancing:CreateTargetGroup elasticloadbalancing:DeleteListener \
-            elasticloadbalancing:DeleteTargetGroup elasticloadbalancing:DescribeListeners \
-            elasticloadbalancing:DescribeLoadBalancerPolicies elasticloadbalancing:DescribeTargetGroups \
-            elasticloadbalancing:DescribeTargetHealth elasticloadbalancing:ModifyListener \
-            elasticloadbalancing:ModifyTargetGroup elasticloadbalancing:RegisterTargets \
-            elasticloadbalancing:DeregisterTargets elasticloadbalancing:SetLoadBalancerPoliciesOfListener \
-            elasticloadbalancing:SetSecurityGroups iam:CreateServiceLinkedRole kms:DescribeKey";
-        let node = "ec2:DescribeInstances ec2:DescribeRegions ecr:GetAuthorizationToken \
-            ecr:BatchCheckLayerAvailability ecr:GetDownloadUrlForLayer ecr:GetRepositoryPolicy \
-            ecr:DescribeRepositories ecr:ListImages ecr:BatchGetImage";
+    fn instance_roles_are_least_privilege() {
         let d = example();
-        for (role, documented) in [("master", control_plane), ("node", node)] {
-            let allowed = allowed(&d, role);
-            for action in documented.split_whitespace() {
-                assert!(covers(&allowed, action), "{role}: no {action}");
-            }
-            // The user data reads the API balancer's DNS name.
-            assert!(
-                covers(&allowed, "elasticloadbalancing:DescribeLoadBalancers"),
-                "{role}"
+        for role in ["master", "node"] {
+            let p = policy(&d, role);
+            assert_eq!(
+                crate::desired::iam::review(&p, role, "scope-staging"),
+                Vec::<String>::new(),
+                "{role}: {p}"
             );
         }
+        let master = policy(&d, "master");
+        for needed in [
+            "ec2:DescribeInstances",
+            "ec2:DescribeAvailabilityZones",
+            "ec2:DescribeVolumes",
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:CreateLoadBalancer",
+        ] {
+            assert!(master.contains(needed), "master: no {needed}");
+        }
+        for gone in [
+            "elasticloadbalancing:*",
+            "ec2:CreateRoute",
+            "ec2:DeleteRoute",
+            "ec2:CreateVolume",
+            "ec2:AttachVolume",
+            "ec2:DetachVolume",
+            "ec2:DeleteVolume",
+            "ec2:ModifyInstanceAttribute",
+            "autoscaling:",
+            "kms:DescribeKey",
+        ] {
+            assert!(!master.contains(gone), "master still has {gone}");
+        }
         // Nodes change nothing in EC2 or the balancers.
-        let node = allowed(&d, "node");
+        let node = policy(&d, "node");
+        assert!(!node.contains("ec2:"), "{node}");
+    }
+
+    /// The review itself: each rule fails the policy it is about.
+    #[test]
+    fn the_review_names_each_kind_of_excess() {
+        use crate::desired::iam::review;
+        let stmt = |s: serde_json::Value| {
+            serde_json::json!({"Version": "2012-10-17", "Statement": [s]}).to_string()
+        };
+        let unconditioned = stmt(serde_json::json!({"Sid": "X", "Effect": "Allow",
+            "Action": ["ec2:AuthorizeSecurityGroupIngress"], "Resource": ["*"]}));
+        let p = review(&unconditioned, "master", "scope-staging");
         assert!(
-            node.iter().all(|a| a.starts_with("ec2:Describe")
-                || a.starts_with("ecr:")
-                || a == "elasticloadbalancing:DescribeLoadBalancers"),
-            "{node:?}"
+            p.iter().any(|m| m.contains("without the cluster's tag")),
+            "{p:?}"
         );
+        let retag = stmt(serde_json::json!({"Sid": "X", "Effect": "Allow",
+            "Action": ["ec2:CreateTags"], "Resource": ["*"],
+            "Condition": {"StringEquals": {"aws:RequestTag/kubernetes.io/cluster/scope-staging": "owned"}}}));
+        let p = review(&retag, "master", "scope-staging");
+        assert!(
+            p.iter().any(|m| m.contains("can tag an existing resource")),
+            "{p:?}"
+        );
+        let unused = stmt(serde_json::json!({"Sid": "X", "Effect": "Allow",
+            "Action": ["ec2:CreateRoute"], "Resource": ["*"],
+            "Condition": {"StringEquals": {"aws:ResourceTag/kubernetes.io/cluster/scope-staging": "owned"}}}));
+        let p = review(&unused, "master", "scope-staging");
+        assert!(p.iter().any(|m| m.contains("not used")), "{p:?}");
+        let wildcard = stmt(serde_json::json!({"Sid": "X", "Effect": "Allow",
+            "Action": ["elasticloadbalancing:*"], "Resource": ["*"]}));
+        assert!(!review(&wildcard, "master", "scope-staging").is_empty());
+        // The policy before issue 26 fails it.
+        let old = stmt(
+            serde_json::json!({"Sid": "CloudProvider", "Effect": "Allow",
+            "Action": ["ec2:CreateTags", "ec2:DeleteSecurityGroup"], "Resource": ["*"]}),
+        );
+        assert_eq!(review(&old, "master", "scope-staging").len(), 3);
     }
 
     /// KUBEADM-ON-EC2: TCP to TCP, a TCP health check on 6443 every 10 s

@@ -23,6 +23,21 @@ pub struct Facts {
     /// values), by parameter name; a missing parameter is absent.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub secrets: std::collections::BTreeMap<String, String>,
+    /// The join token in the state store, while it is valid: the cluster
+    /// phase registers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_token: Option<JoinTokenFacts>,
+}
+
+/// A join token's public facts (never its secret half).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenFacts {
+    /// The SSM parameter that holds it.
+    pub parameter: String,
+    /// Its public half: the Secret is `bootstrap-token-<id>`.
+    pub id: String,
+    /// RFC 3339.
+    pub expires: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

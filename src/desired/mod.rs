@@ -3,14 +3,18 @@
 mod cluster;
 mod compute;
 mod facts;
+pub mod iam;
 mod network;
 mod pki;
 
 pub use cluster::cluster;
-pub use compute::{canonical_json, keep_images, load_balancer_name, ETCD_DEVICE};
+pub use compute::{
+    canonical_json, keep_images, load_balancer_name, ETCD_DEVICE, INSTANCE_METADATA, ROOT_VOLUME,
+    ROOT_VOLUME_GIB,
+};
 pub use facts::*;
 pub use network::to_database_name;
-pub use pki::{next_stage, settle, Rotation};
+pub use pki::{join_token, next_stage, settle, Rotation};
 
 use crate::config::{Config, Location, Provider};
 use crate::model::Desired;

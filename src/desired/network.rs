@@ -337,6 +337,16 @@ fn security_groups(config: &Config, vpc_value: Value, d: &mut Desired) -> Value 
         Value::reference(&elb),
     );
     let world = Value::str("0.0.0.0/0");
+    let api_sources: Vec<Value> = if config.cluster.api_allowed_cidrs.is_empty() {
+        vec![world.clone()]
+    } else {
+        config
+            .cluster
+            .api_allowed_cidrs
+            .iter()
+            .map(Value::str)
+            .collect()
+    };
 
     let mut ingress = |name: &str, group: &ResourceId, rules: Vec<(Value, Value)>| {
         d.add(
@@ -386,10 +396,16 @@ fn security_groups(config: &Config, vpc_value: Value, d: &mut Desired) -> Value 
     ingress(
         ELB,
         &elb,
-        vec![
-            rule("tcp", 443, 443, world.clone(), "HTTPS"),
-            rule("tcp", 80, 80, world, "HTTP"),
-        ],
+        vec![rule("tcp", 80, 80, world.clone(), "HTTP")]
+            .into_iter()
+            // Only the API's balancer listens on 443: its port admits the
+            // ranges cluster.api_allowed_cidrs names (anyone when unset).
+            .chain(
+                api_sources
+                    .into_iter()
+                    .map(|c| rule("tcp", 443, 443, c, "the Kubernetes API")),
+            )
+            .collect(),
     );
 
     n

@@ -78,8 +78,54 @@ pub fn pki(config: &Config, d: &mut Desired) {
     d.add(
         ResourceId::new(Kind::Token, pki::BOOTSTRAP_TOKEN),
         Ownership::Owned,
-        Props::from([("purpose".into(), Value::str("node join"))]),
+        Props::from([
+            ("purpose".into(), Value::str("node join")),
+            ("ttl".into(), Value::str(pki::TOKEN_TTL_WORDS)),
+            ("serial".into(), Value::Int(1)),
+            ("state".into(), Value::str("usable")),
+        ]),
     );
+}
+
+/// The join token, once the plan is known (pure). A token exists only while
+/// it is needed: when the plan launches an instance it must be usable (a
+/// new one otherwise); `pki rotate` makes a new one; when nothing launches,
+/// a valid token is kept as it is and an expired one is deleted (the
+/// cluster's token cleaner removes its Secret). Returns whether `d` changed.
+pub fn join_token(d: &mut Desired, actual: &Actual, launching: bool, rotate: bool) -> bool {
+    let id = ResourceId::new(Kind::Token, pki::BOOTSTRAP_TOKEN);
+    let Some(want) = d.resources.get(&id).cloned() else {
+        return false;
+    };
+    let have = actual.resources.get(&id);
+    let state = have
+        .and_then(|o| o.props.get("state"))
+        .and_then(Value::as_str);
+    let serial = have
+        .and_then(|o| o.props.get("serial"))
+        .and_then(Value::as_int)
+        .unwrap_or(0);
+    let mut props = want.props.clone();
+    if rotate && have.is_some() {
+        props.insert("serial".into(), Value::Int(serial + 1));
+    } else if launching || have.is_none() && rotate {
+        props.insert("serial".into(), Value::Int(serial.max(1)));
+    } else {
+        match (have, state) {
+            // Valid and nothing launches: kept as it is.
+            (Some(o), Some("usable" | "expiring")) => props = o.props.clone(),
+            // Expired, or never needed: gone.
+            _ => {
+                d.resources.remove(&id);
+                return true;
+            }
+        }
+    }
+    let changed = props != want.props;
+    if let Some(r) = d.resources.get_mut(&id) {
+        r.props = props;
+    }
+    changed
 }
 
 /// What `pki rotate` asks for.

@@ -279,3 +279,89 @@ fn every_desired_prop_is_declared() {
         }
     }
 }
+
+/// Issue 26: a join token exists while a launch needs it, lives 24 hours,
+/// and is made anew by a rotation or when too little of it is left.
+#[test]
+fn the_join_token_follows_launches_and_expires() {
+    use crate::model::{Actual, Desired, Kind, Observed, Ownership, Props, ResourceId, Value};
+    let id = ResourceId::new(Kind::Token, crate::pki::BOOTSTRAP_TOKEN);
+    let want = || {
+        let mut d = Desired::default();
+        d.add(
+            id.clone(),
+            Ownership::Owned,
+            Props::from([
+                ("purpose".into(), Value::str("node join")),
+                ("ttl".into(), Value::str("24h")),
+                ("serial".into(), Value::Int(1)),
+                ("state".into(), Value::str("usable")),
+            ]),
+        );
+        d
+    };
+    let seen = |state: &str| {
+        let mut a = Actual::default();
+        a.insert(Observed {
+            id: id.clone(),
+            physical_id: "/scopectl/scope/staging/pki/bootstrap-token".into(),
+            props: Props::from([
+                ("purpose".into(), Value::str("node join")),
+                ("ttl".into(), Value::str("24h")),
+                ("serial".into(), Value::Int(3)),
+                ("state".into(), Value::str(state)),
+            ]),
+        });
+        a
+    };
+    let run = |a: &Actual, launching: bool, rotate: bool| {
+        let mut d = want();
+        crate::desired::join_token(&mut d, a, launching, rotate);
+        d.resources.get(&id).map(|r| r.props.clone())
+    };
+    // Nothing launches, nothing stored: no token at all.
+    assert_eq!(run(&Actual::default(), false, false), None);
+    // A launch makes one.
+    assert_eq!(
+        run(&Actual::default(), true, false).unwrap()["state"],
+        Value::str("usable")
+    );
+    // Valid and nothing launches: kept as it is (no change planned).
+    assert_eq!(
+        run(&seen("expiring"), false, false).unwrap(),
+        seen("expiring").resources[&id].props
+    );
+    // Expired and nothing launches: deleted.
+    assert_eq!(run(&seen("expired"), false, false), None);
+    // A launch with too little left: a usable one wanted (a replace).
+    assert_eq!(
+        run(&seen("expiring"), true, false).unwrap()["state"],
+        Value::str("usable")
+    );
+    // A launch with a usable one: the same one.
+    assert_eq!(
+        run(&seen("usable"), true, false).unwrap(),
+        seen("usable").resources[&id].props
+    );
+    // A rotation: the next serial, a new token.
+    assert_eq!(
+        run(&seen("usable"), false, true).unwrap()["serial"],
+        Value::Int(4)
+    );
+    // The state at a time.
+    let now = time::OffsetDateTime::now_utc();
+    let at = |d: time::Duration| crate::pki::rfc3339(now + d);
+    assert_eq!(
+        crate::pki::token_state(Some(&at(time::Duration::hours(20))), now),
+        "usable"
+    );
+    assert_eq!(
+        crate::pki::token_state(Some(&at(time::Duration::minutes(30))), now),
+        "expiring"
+    );
+    assert_eq!(
+        crate::pki::token_state(Some(&at(-time::Duration::minutes(1))), now),
+        "expired"
+    );
+    assert_eq!(crate::pki::token_state(None, now), "expired");
+}

@@ -256,6 +256,9 @@ pub(super) static INSTANCE: Schema = schema!(CreateFirst;
     F::str("user_data").replace(),
     F::reference("profile").replace(),
     F::set("security_groups", E::Ref).replace(),
+    // Metadata options change in place (ModifyInstanceMetadataOptions).
+    F::str("metadata"),
+    F::str("root_volume").replace(),
     // Large; its digest (`user_data`) is compared instead.
     F::str("user_data_text").write_only(),
     F::str("private_ip").computed(),
@@ -304,6 +307,14 @@ pub(super) static CERTIFICATE: Schema = schema!(Overwrite;
 pub(super) static KEY_PAIR: Schema = schema!(Overwrite; F::str("algorithm").replace());
 pub(super) static TOKEN: Schema = schema!(Overwrite;
     F::str("purpose").replace(),
+    F::str("ttl").replace(),
+    // Moved on by `pki rotate`: a new token.
+    F::int("serial").replace(),
+    // `usable`, `expiring` or `expired`, from `expires` and the clock when
+    // observed: a launch needs a usable token.
+    F::str("state").replace(),
+    // The token's public half (its Secret's name in the cluster).
+    F::str("token_id").computed(),
     F::str("expires").computed(),
 );
 pub(super) static VOLUME: Schema = schema!(DeleteFirst;

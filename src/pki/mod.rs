@@ -212,6 +212,26 @@ pub const LEAVES: &[LeafSpec] = &[
 pub const SERVICE_ACCOUNT: &str = "sa";
 /// The token nodes join with.
 pub const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
+/// A join token's life: kubeadm's default, so a token leaked from a node's
+/// disk or a log is worth a day at most.
+pub const TOKEN_TTL: ::time::Duration = ::time::Duration::hours(24);
+/// As `ttl` reads in the plan.
+pub const TOKEN_TTL_WORDS: &str = "24h";
+/// Less than this left and a launch makes a new token: a boot and its join
+/// (discovery waits up to 30 minutes) fit well within it.
+pub const TOKEN_LAUNCH_MARGIN: ::time::Duration = ::time::Duration::hours(2);
+
+/// A token's state at `now` from its recorded expiry: `usable` (a launch may
+/// use it), `expiring` (valid, too short for a launch) or `expired` (or no
+/// expiry recorded: a token from before expiries, which never expires).
+pub fn token_state(expires: Option<&str>, now: ::time::OffsetDateTime) -> &'static str {
+    let f = ::time::format_description::well_known::Rfc3339;
+    match expires.and_then(|e| ::time::OffsetDateTime::parse(e, &f).ok()) {
+        Some(t) if t - now >= TOKEN_LAUNCH_MARGIN => "usable",
+        Some(t) if t > now => "expiring",
+        _ => "expired",
+    }
+}
 
 pub fn leaf_spec(stem: &str) -> Option<&'static LeafSpec> {
     LEAVES.iter().find(|l| l.stem == stem)

@@ -77,6 +77,17 @@ pub(crate) struct Versions {
     /// By Kubernetes minor: the release and packages every instance installs.
     pub kubernetes: BTreeMap<String, KubernetesPins>,
     pub ecr_credential_provider: EcrCredentialProvider,
+    pub package_repository: PackageRepository,
+}
+
+/// pkgs.k8s.io's signing key: the one key of every minor's repository.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PackageRepository {
+    pub key_fingerprint: String,
+    /// When the key expires (upstream extends it in place; the pin must be
+    /// looked at again before this day).
+    pub key_expires: String,
 }
 
 /// The kubelet's ECR credential provider binary, pinned by its checksum.
@@ -120,6 +131,10 @@ pub struct KubernetesPins {
     pub pause_image: String,
     /// The last day of upstream patch support (`YYYY-MM-DD`).
     pub end_of_support: String,
+    /// The package repository key's fingerprint (from
+    /// `[package_repository]`, the same for every minor).
+    #[serde(default)]
+    pub key_fingerprint: String,
 }
 
 /// The pins of a Kubernetes minor, or the error that names the minors with
@@ -127,7 +142,10 @@ pub struct KubernetesPins {
 pub fn kubernetes_pins(minor: &str) -> Result<KubernetesPins, RenderError> {
     let versions = versions()?;
     match versions.kubernetes.get(minor) {
-        Some(p) if versions.cloud_controller_manager.contains_key(minor) => Ok(p.clone()),
+        Some(p) if versions.cloud_controller_manager.contains_key(minor) => Ok(KubernetesPins {
+            key_fingerprint: versions.package_repository.key_fingerprint.clone(),
+            ..p.clone()
+        }),
         _ => Err(RenderError::invalid(
             VERSIONS_FILE,
             format!(

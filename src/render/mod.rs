@@ -21,6 +21,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/install.sh.j2"),
     ),
     ("state.sh.j2", include_str!("../../templates/state.sh.j2")),
+    ("aws-cli.txt", include_str!("../../templates/aws-cli.txt")),
     ("etcd.sh.j2", include_str!("../../templates/etcd.sh.j2")),
     (
         "kubeadm-init.yaml.j2",
@@ -138,17 +139,29 @@ pub fn user_data(input: &UserData) -> Result<String, RenderError> {
         .get_template(template)
         .and_then(|t| t.render(input))
         .map_err(|source| RenderError::template(template, source))?;
-    if text.len() > USER_DATA_LIMIT {
+    let sent = compress(&text).len();
+    if sent > USER_DATA_LIMIT {
         return Err(RenderError::invalid(
             template,
             format!(
-                "the user data of {} is {} bytes; EC2 takes at most {USER_DATA_LIMIT}",
+                "the user data of {} is {sent} bytes gzipped; EC2 takes at most {USER_DATA_LIMIT}",
                 input.name,
-                text.len()
             ),
         ));
     }
     Ok(text)
+}
+
+/// The user data as sent: gzipped, which cloud-init recognises by its
+/// magic bytes and unpacks (cloud-init `util.decomp_gzip`), so the scripts
+/// fit EC2's 16 KiB with room to grow. Deterministic (no name, no time in
+/// the header).
+pub fn compress(text: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing to a Vec cannot fail.
+    let _ = z.write_all(text.as_bytes());
+    z.finish().unwrap_or_default()
 }
 
 #[cfg(test)]

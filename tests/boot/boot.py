@@ -11,6 +11,7 @@ Run as root with the venv's python. See tests/boot/README.md.
 """
 import argparse
 import base64
+import gzip
 import json
 import os
 import shutil
@@ -98,7 +99,11 @@ class Harness:
         ec2 = self.client("ec2", self.args.region)
         iid = inst["InstanceId"]
         ud = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
-        user_data = base64.b64decode(ud.get("UserData", {}).get("Value", "") or "").decode()
+        raw = base64.b64decode(ud.get("UserData", {}).get("Value", "") or "")
+        # cloud-init unpacks gzipped user data by its magic bytes (util.decomp_gzip).
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        user_data = raw.decode()
         role, role_arn, profile_arn = None, None, None
         if inst.get("IamInstanceProfile"):
             profile_arn = inst["IamInstanceProfile"]["Arn"]
@@ -196,7 +201,6 @@ class Harness:
             "name": name, "out": d, "state": os.path.join(d, "state"), "cluster": self.cluster,
             "box_dir": os.path.join(d, ".box"), "sock": sock, "sock_dir": os.path.dirname(sock),
             "aws_port": self.target[1], "harness": HERE, "python": sys.executable,
-            "aws": os.path.join(os.path.dirname(sys.executable), "aws"),
             "time_scale": self.args.time_scale, "private_ip": info["private_ip"],
             "account": self.args.account or DEFAULT_ACCOUNT, "user_data": info["user_data"],
             "credentials": info["credentials"], "volumes": vols, "fault": fault,
@@ -311,8 +315,17 @@ class Harness:
             return " | ".join(lines[-3:])
 
         failed = next((i for i, s in enumerate(steps) if s.get("status") != 0), None)
+        pip_violations = []
+        try:
+            pip_violations = [json.loads(x) for x in open(os.path.join(d, "state", "pip-violations.jsonl")) if x.strip()]
+        except (OSError, ValueError):
+            pass
         if result.get("setup_error"):
             rep.update(step="(box)", rule="box-setup", message=result["setup_error"])
+        elif pip_violations:
+            # Whatever the script made of it: a pip install that checks no hashes fails the boot.
+            rep.update(step=steps[failed]["line"] if failed is not None else "(runcmd)",
+                       rule="pip-without-hashes", message=pip_violations[0].get("message"))
         elif timed_out and (failed is None or steps[failed].get("status") is None):
             i = failed if failed is not None else max(len(steps) - 1, 0)
             rep.update(step=steps[i]["line"] if steps else "(cloud-init)", rule="deadline",
@@ -440,7 +453,7 @@ def main():
     ap.add_argument("--only")
     ap.add_argument("--deadline", type=float, default=120, help="real seconds per box")
     ap.add_argument("--fault", action="append", default=[],
-                    help="dpkg-lock or snap-fails, for every box or NAME:FAULT for one")
+                    help="dpkg-lock, snap-fails or pypi-unreachable, for every box or NAME:FAULT for one")
     ap.add_argument("--fault-seconds", type=float, default=4, help="how long dpkg-lock holds the lock")
     ap.add_argument("--fail-fast", action="store_true", help="stop after the first master that fails")
     ap.add_argument("--static-credentials", action="store_true",

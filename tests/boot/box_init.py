@@ -123,6 +123,7 @@ def build_root(cfg, log):
     os.makedirs(R(STATE), exist_ok=True)
     sh("mount", "--bind", cfg["state"], R(STATE))
     install_standins(cfg, root)
+    setup_python(cfg, root, log)
     return root
 
 
@@ -175,6 +176,88 @@ def install_standins(cfg, root):
     # An EC2 Ubuntu image's fstab (the host's may be a placeholder).
     write(R("/etc/fstab"), "LABEL=cloudimg-rootfs\t/\t ext4\tdiscard,errors=remount-ro\t0 1\n"
           "LABEL=UEFI\t/boot/efi\tvfat\tumask=0077\t0 1\n", 0o644)
+
+
+# pip in the box: the real pip, offline. /etc/pip.conf points it at the
+# wheelhouse scripts/setup-venv fills beside the harness's venv (the wheels
+# templates/aws-cli.txt pins; pip checks their hashes itself). The box's
+# python3 (the first on the runcmd PATH) gets a sitecustomize that records
+# every pip run and refuses `pip install` without --require-hashes, and its
+# ensurepip (python3-venv's payload, as on Ubuntu) is hidden until
+# `apt-get install python3-venv`.
+SITECUSTOMIZE = r'''# scopectl-boot: records pip runs in the box; pip install must check hashes.
+def _scopectl_boot_pip():
+    import json, os, re, sys, time
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    if "-m" in argv[1:] and argv[argv.index("-m", 1) + 1:argv.index("-m", 1) + 2] == ["pip"]:
+        args = argv[argv.index("-m", 1) + 2:]
+    elif len(argv) > 1 and re.search(r"(^|/)pip(3(\.\d+)?)?$", argv[1]):
+        args = argv[2:]
+    else:
+        return
+    cmd = next((a for a in args if not a.startswith("-")), "")
+    state = os.environ.get("SCOPECTL_BOOT_STATE", "%(state)s")
+    rec = {"tool": "pip", "argv": args, "python": sys.executable, "time": time.time()}
+    with open(os.path.join(state, "calls.jsonl"), "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    if cmd == "install" and "--require-hashes" not in args:
+        msg = ("pip install without --require-hashes: %%s (every pip install on an instance must "
+               "check the pinned hashes: pip install --require-hashes -r FILE)" %% " ".join(argv))
+        with open(os.path.join(state, "pip-violations.jsonl"), "a") as f:
+            f.write(json.dumps(dict(rec, message=msg)) + "\n")
+        sys.stderr.write("scopectl-boot: %%s\n" %% msg)
+        sys.stderr.flush()
+        os._exit(1)
+
+
+try:
+    _scopectl_boot_pip()
+except Exception:  # noqa: BLE001
+    pass
+try:
+    exec(open("%(orig)s").read())
+except OSError:
+    pass
+'''
+
+
+def box_python():
+    for d in RUNCMD_PATH.split(":"):
+        if os.access(os.path.join(d, "python3"), os.X_OK):
+            return os.path.join(d, "python3")
+    return None
+
+
+def setup_python(cfg, root, log):
+    R = lambda p: root + p  # noqa: E731
+    venv = os.path.dirname(os.path.dirname(cfg["python"]))
+    house = os.path.join(venv, "wheelhouse")
+    if "pypi-unreachable" in cfg.get("fault", "").split(","):
+        house = LIBEXEC + "/no-wheels"
+        os.makedirs(R(house), exist_ok=True)
+    write(R("/etc/pip.conf"), "[global]\nno-index = true\nfind-links = %s\n" % house, 0o644)
+    if not os.path.isdir(R(house)):
+        log("pip: no wheelhouse %s (scripts/setup-venv fills it): pip installs will fail" % house)
+    else:
+        log("pip: /etc/pip.conf: no-index, find-links %s (%d files)" % (house, len(os.listdir(R(house)))))
+    py = box_python()
+    if not py:
+        log("python3: none on the box's PATH")
+        return
+    stdlib = sh(py, "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])").strip()
+    lib = R(LIBEXEC)
+    site = R(stdlib + "/sitecustomize.py")
+    orig = LIBEXEC + "/sitecustomize.orig.py"
+    if os.path.exists(site):
+        shutil.copyfile(site, R(orig))
+    write(site, SITECUSTOMIZE % {"state": STATE, "orig": orig}, 0o644)
+    ensurepip = R(stdlib + "/ensurepip")
+    if os.path.isdir(ensurepip):
+        shutil.copytree(ensurepip, lib + "/pkg/ensurepip", symlinks=True)
+        shutil.rmtree(ensurepip)
+        write(lib + "/pkg/ensurepip.path", stdlib + "/ensurepip\n", 0o644)
+    log("python3: %s (stdlib %s): pip runs recorded, ensurepip %s" % (
+        py, stdlib, "until python3-venv is installed" if os.path.exists(lib + "/pkg/ensurepip.path") else "missing"))
 
 
 def setup_network(cfg, log):
@@ -403,7 +486,7 @@ def run(cfg):
         "AWS_DEFAULT_REGION": cfg["metadata"]["availability-zone"][:-1],
         "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE": "IPv4",
         "SCOPECTL_BOOT_STATE": STATE, "SCOPECTL_BOOT_CLUSTER": cfg["cluster"],
-        "SCOPECTL_BOOT_PYTHON": cfg["python"], "SCOPECTL_BOOT_AWS": cfg["aws"],
+        "SCOPECTL_BOOT_PYTHON": cfg["python"],
         "SCOPECTL_BOOT_TIME_SCALE": str(cfg["time_scale"]), "SCOPECTL_BOOT_NAME": cfg["name"],
         "SCOPECTL_BOOT_HARNESS": cfg["harness"], "SCOPECTL_BOOT_FAULT": cfg.get("fault", ""),
         "SCOPECTL_BOOT_KUBEADM_STANDIN": os.path.join(cfg["harness"], "kubeadm_standin.py"),

@@ -149,7 +149,7 @@ fn a_boot_that_fails_is_named_by_the_harness_and_by_up() {
         "--fault",
         "node-0:dpkg-lock",
         "--fault",
-        "node-2:snap-fails",
+        "node-2:pypi-unreachable",
     ];
     // The machines, then their boot to its end, then `up` of the cluster:
     // its --timeout then bounds only the wait for a working cluster (the

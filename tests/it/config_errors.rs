@@ -108,6 +108,9 @@ fn cases() -> Vec<Case> {
         c("not toml at all", format!("{BASE}[[[\n"), Some("22:3"), "unquoted keys cannot be empty"),
         c("duplicate key", replace("region = \"us-east-1\"", "region = \"us-east-1\"\nregion = \"eu-west-1\""), Some("5:1"), "duplicate key"),
         c("database port out of range", replace("rds_instance = \"scope-db\"", "rds_instance = \"scope-db\"\nport = 0"), Some("16:8"), "out of range"),
+        c("protected env open to the internet", format!("{BASE}protected = true\n"), Some("22:13"), "cluster.api_allowed_cidrs is not set"),
+        c("api range not a range", format!("{BASE}cluster.api_allowed_cidrs = [\"office\"]\n"), Some("22:30"), "not an IPv4 range"),
+        c("cluster domain not a DNS name", replace("service_cidr = \"10.96.0.0/12\"", "service_cidr = \"10.96.0.0/12\"\ndomain = \"Cluster Local\""), Some("8:10"), "not a DNS name"),
         Case { name: "unknown env", text: BASE.to_string(), at: None, message: "env `nope` is not defined", env: "nope" },
     ]
 }

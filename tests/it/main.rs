@@ -18,4 +18,5 @@ mod ownership;
 mod pki;
 mod proving_ground;
 mod rollout;
+mod security;
 mod version;

@@ -550,7 +550,11 @@ fn protected_env_needs_confirm_and_up_needs_yes_without_tty() {
     sb.prepare_db("prod-db");
     let cfg = sb.config(
         "scope.toml",
-        &config_text(env, "prod-db", "protected = true"),
+        &config_text(
+            env,
+            "prod-db",
+            "protected = true\ncluster.api_allowed_cidrs = [\"127.0.0.1/32\"]",
+        ),
     );
     let mark = sb.mark();
     let (_, err) = sb.expect(64, &cfg, &["--env", env, "up"]);

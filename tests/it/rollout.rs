@@ -489,7 +489,7 @@ fn a_promotion_moves_another_env_to_exactly_the_last_good_release() {
                 (stage, ""),
                 (
                     prod,
-                    "protected = true\n\n[env.it-prod.network]\ncidr = \"172.31.144.0/20\"\n",
+                    "protected = true\ncluster.api_allowed_cidrs = [\"127.0.0.1/32\"]\n\n[env.it-prod.network]\ncidr = \"172.31.144.0/20\"\n",
                 ),
             ],
         ),

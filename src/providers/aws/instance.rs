@@ -4,7 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{IamInstanceProfileSpecification, Instance, ResourceType};
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, Instance,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, ResourceType, VolumeType,
+};
 use base64::Engine as _;
 
 use super::{classify, owned_id, read, read_existing, str_list_prop, str_prop, tag, Aws};
@@ -16,7 +21,90 @@ const TAG_USER_DATA: &str = "scopectl:user-data-sha256";
 /// States in which an instance still counts (and still holds its subnet).
 const LIVE: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 
-fn props(i: &Instance) -> Option<Props> {
+/// Metadata options in the words desired uses (`INSTANCE_METADATA`).
+fn metadata(i: &Instance) -> String {
+    let Some(m) = i.metadata_options() else {
+        return "unknown".into();
+    };
+    if m.http_endpoint() == Some(&InstanceMetadataEndpointState::Disabled) {
+        return "disabled".into();
+    }
+    let tokens = match m.http_tokens() {
+        Some(HttpTokensState::Required) => "IMDSv2 required",
+        _ => "IMDSv1 allowed",
+    };
+    format!(
+        "{tokens}, hop limit {}",
+        m.http_put_response_hop_limit().unwrap_or(1)
+    )
+}
+
+/// The root volume of `i`, in the words desired uses (`ROOT_VOLUME`), from
+/// the volumes read with the listing.
+fn root_volume(i: &Instance, volumes: &BTreeMap<String, String>) -> String {
+    let root = i.root_device_name().unwrap_or("/dev/sda1");
+    i.block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() == Some(root))
+        .and_then(|m| m.ebs())
+        .and_then(|e| e.volume_id())
+        .and_then(|v| volumes.get(v).cloned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The root volumes of `instances` (one call per 200), described as
+/// `root_volume` words.
+async fn root_volumes(
+    aws: &Aws,
+    instances: &[Instance],
+) -> Result<BTreeMap<String, String>, ProviderError> {
+    let ids: Vec<String> = instances
+        .iter()
+        .filter_map(|i| {
+            let root = i.root_device_name().unwrap_or("/dev/sda1");
+            i.block_device_mappings()
+                .iter()
+                .find(|m| m.device_name() == Some(root))
+                .and_then(|m| m.ebs())
+                .and_then(|e| e.volume_id())
+                .map(str::to_string)
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(200) {
+        let found = read(|| async move {
+            aws.ec2
+                .describe_volumes()
+                .set_volume_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeVolumes", e))
+        })
+        .await;
+        // A root volume that went with its instance a moment ago.
+        let found = match found {
+            Err(e) if e.kind == ErrorKind::NotFound => continue,
+            other => other?,
+        };
+        for v in found.volumes() {
+            let Some(id) = v.volume_id() else { continue };
+            let words = format!(
+                "{}, {} GiB, {}",
+                v.volume_type().map(|t| t.as_str()).unwrap_or("unknown"),
+                v.size().unwrap_or_default(),
+                if v.encrypted() == Some(true) {
+                    "encrypted"
+                } else {
+                    "not encrypted"
+                }
+            );
+            out.insert(id.to_string(), words);
+        }
+    }
+    Ok(out)
+}
+
+fn props(i: &Instance, volumes: &BTreeMap<String, String>) -> Option<Props> {
     let profile = i
         .iam_instance_profile()
         .and_then(|p| p.arn())
@@ -37,6 +125,8 @@ fn props(i: &Instance) -> Option<Props> {
         ("subnet".into(), Value::str(i.subnet_id()?)),
         ("security_groups".into(), Value::list(groups)),
         ("profile".into(), Value::str(profile)),
+        ("metadata".into(), Value::str(metadata(i))),
+        ("root_volume".into(), Value::str(root_volume(i, volumes))),
         (
             "user_data".into(),
             Value::str(tag(i.tags(), TAG_USER_DATA).unwrap_or_default()),
@@ -121,6 +211,7 @@ pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observe
     if let Some(e) = found.iter().find_map(|i| collision(aws, i)) {
         return Err(e);
     }
+    let volumes = root_volumes(aws, &found).await?;
     Ok(found
         .iter()
         .filter_map(|i| {
@@ -128,7 +219,7 @@ pub async fn observe(aws: &Aws, only: Option<&ResourceId>) -> Result<Vec<Observe
             Some(Observed {
                 id,
                 physical_id: i.instance_id()?.to_string(),
-                props: props(i)?,
+                props: props(i, &volumes)?,
             })
         })
         .collect())
@@ -159,10 +250,26 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
     let digest = str_prop(&r.props, "user_data")?;
     let groups = str_list_prop(&r.props, "security_groups");
     let instance_type = str_prop(&r.props, "instance_type")?;
+    let ami = str_prop(&r.props, "ami")?;
+    let root_device = root_device_name(aws, &ami).await?;
     let result = aws
         .ec2
         .run_instances()
-        .image_id(str_prop(&r.props, "ami")?)
+        .image_id(&ami)
+        .metadata_options(metadata_request())
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name(root_device)
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .volume_type(VolumeType::Gp3)
+                        .volume_size(crate::desired::ROOT_VOLUME_GIB)
+                        .encrypted(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
         .instance_type(instance_type.as_str().into())
         .min_count(1)
         .max_count(1)
@@ -173,7 +280,7 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
                 .name(str_prop(&r.props, "profile")?)
                 .build(),
         )
-        .user_data(base64::engine::general_purpose::STANDARD.encode(text))
+        .user_data(base64::engine::general_purpose::STANDARD.encode(crate::render::compress(&text)))
         .client_token(aws.client_token(&r.id))
         .tag_specifications(aws.tag_spec(
             ResourceType::Instance,
@@ -202,6 +309,50 @@ pub async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
         .and_then(|i| i.instance_id())
         .map(str::to_string)
         .ok_or_else(|| ProviderError::fatal("RunInstances returned no instance"))
+}
+
+/// IMDSv2 only, one hop (`INSTANCE_METADATA`).
+fn metadata_request() -> InstanceMetadataOptionsRequest {
+    InstanceMetadataOptionsRequest::builder()
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .http_tokens(HttpTokensState::Required)
+        .http_put_response_hop_limit(1)
+        .build()
+}
+
+/// The image's root device: the encrypted gp3 mapping replaces the image's
+/// own there (another name would add a second disk).
+async fn root_device_name(aws: &Aws, ami: &str) -> Result<String, ProviderError> {
+    let out = read(|| async move {
+        aws.ec2
+            .describe_images()
+            .image_ids(ami)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeImages", e))
+    })
+    .await?;
+    Ok(out
+        .images()
+        .first()
+        .and_then(|i| i.root_device_name())
+        .unwrap_or("/dev/sda1")
+        .to_string())
+}
+
+/// Metadata options are the one thing that changes in place.
+pub async fn update(aws: &Aws, physical_id: &str) -> Result<(), ProviderError> {
+    let m = metadata_request();
+    aws.ec2
+        .modify_instance_metadata_options()
+        .instance_id(physical_id)
+        .set_http_endpoint(m.http_endpoint().cloned())
+        .set_http_tokens(m.http_tokens().cloned())
+        .set_http_put_response_hop_limit(m.http_put_response_hop_limit())
+        .send()
+        .await
+        .map_err(|e| classify("ModifyInstanceMetadataOptions", e))?;
+    Ok(())
 }
 
 /// Terminates and waits until AWS says `terminated` (its interfaces may hold
@@ -286,6 +437,14 @@ super::kind_ops! {
     }
     async fn create(aws: &Aws, r: &Resource) -> Result<String, ProviderError> {
         create(aws, r).await
+    }
+    async fn update(
+        aws: &Aws,
+        _: &Resource,
+        pid: &str,
+        _: &Props,
+    ) -> Result<(), ProviderError> {
+        update(aws, pid).await
     }
     async fn delete(
         aws: &Aws,

@@ -53,10 +53,14 @@ fn props_from(id: &ResourceId, name: &str, description: &str) -> Result<Props, P
             "scopectl keeps each PKI item's public facts as JSON in its parameter's description; restore it (`aws ssm describe-parameters` shows it), or, to issue that item anew, delete the parameter {name} on purpose"
         ))
     })?;
+    let now = time::OffsetDateTime::now_utc();
     if id.kind() == Some(Kind::Certificate) {
         let expires = props.get("expires").and_then(Value::as_str);
-        let now = time::OffsetDateTime::now_utc();
         props.insert("renewal".into(), Value::str(pki::renewal(expires, now).0));
+    }
+    if id.kind() == Some(Kind::Token) {
+        let expires = props.get("expires").and_then(Value::as_str);
+        props.insert("state".into(), Value::str(pki::token_state(expires, now)));
     }
     Ok(props)
 }
@@ -291,6 +295,8 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), ProviderError> {
 pub fn facts(r: &Resource, expires: Option<time::OffsetDateTime>) -> Props {
     let mut p = r.props.clone();
     p.remove("renewal");
+    // Observation derives a token's state from its expiry.
+    p.remove("state");
     if let Some(t) = expires {
         p.insert("expires".into(), Value::str(pki::rfc3339(t)));
     }

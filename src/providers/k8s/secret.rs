@@ -28,6 +28,25 @@ pub fn observed_digest(obj: &serde_json::Value) -> String {
     data_digest(decoded.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
+/// One data value from its source: `=text` is the text itself (a public
+/// field beside the secret ones); `PARAM#id` and `PARAM#secret` are the
+/// halves of a bootstrap token (`id.secret`) held in PARAM; otherwise the
+/// whole value of PARAM.
+pub fn source_value<'a>(source: &'a str, values: &'a BTreeMap<String, String>) -> Option<&'a str> {
+    if let Some(text) = source.strip_prefix('=') {
+        return Some(text);
+    }
+    if let Some((param, part)) = source.rsplit_once('#') {
+        let (id, secret) = values.get(param)?.trim().split_once('.')?;
+        return match part {
+            "id" => Some(id),
+            "secret" => Some(secret),
+            _ => None,
+        };
+    }
+    values.get(source).map(String::as_str)
+}
+
 /// Puts the values into `obj.data` (base64), from `values` by parameter.
 pub fn fill(
     obj: &mut serde_json::Value,
@@ -43,7 +62,7 @@ pub fn fill(
         .unwrap_or_default();
     let mut data = serde_json::Map::new();
     for (key, param) in sources {
-        let value = values.get(&param).ok_or_else(|| {
+        let value = source_value(&param, values).ok_or_else(|| {
             ProviderError::fatal(format!("the value of SSM parameter {param} was not read"))
         })?;
         data.insert(

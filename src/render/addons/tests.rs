@@ -69,7 +69,7 @@ fn the_example_env_has_the_three_addons_in_order() {
     assert_eq!(
         names,
         [
-            ("pod-network", "flannel v0.27.4"),
+            ("pod-network", "flannel v0.28.1"),
             ("cloud-controller-manager", "v1.35.2"),
             ("coredns", "v1.11.3"),
         ]

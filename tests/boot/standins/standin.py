@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -62,7 +63,7 @@ def install_file(src, dst, mode=0o755):
 # "Unable to locate package" as on a fresh instance.
 UBUNTU = {"apt-transport-https", "ca-certificates", "curl", "gpg", "jq", "containerd",
           "gnupg", "socat", "conntrack", "ebtables", "ethtool", "ipset", "nfs-common",
-          "awscli", "unzip", "openssl"}
+          "awscli", "unzip", "openssl", "python3-venv"}
 # Packages only in the Kubernetes repository (pkgs.k8s.io core:/stable:/vX.Y).
 K8S = {"kubelet", "kubeadm", "kubectl", "kubernetes-cni", "cri-tools"}
 # What installing a package puts on disk (the payloads of the stand-ins).
@@ -75,6 +76,17 @@ PAYLOAD = {
                        for p in ("bridge", "host-local", "loopback", "portmap", "ptp", "vlan",
                                  "macvlan", "ipvlan", "tuning", "bandwidth", "firewall")],
 }
+
+
+def ensurepip():
+    """python3-venv's payload: python3's ensurepip, which box_init.py moved
+    aside (without it `python3 -m venv` fails, as on Ubuntu)."""
+    try:
+        dst = open(os.path.join(LIBEXEC, "pkg", "ensurepip.path")).read().strip()
+    except OSError:
+        return
+    if not os.path.isdir(dst):
+        shutil.copytree(os.path.join(LIBEXEC, "pkg", "ensurepip"), dst, symlinks=True)
 
 
 def k8s_sources():
@@ -199,6 +211,8 @@ def apt_get(argv):
         packages[name] = ver
         for src, dst in PAYLOAD.get(name, []):
             install_file(os.path.join(LIBEXEC, src), dst)
+        if name == "python3-venv":
+            ensurepip()
         if name == "containerd":
             services = load("services.json", {})
             services.setdefault("containerd", {"enabled": True, "active": True})
@@ -243,19 +257,8 @@ def snap(argv):
             if "snap-fails" in FAULTS:
                 err('error: cannot install "%s": Post "http://localhost/v2/snaps/%s": dial unix '
                     '/run/snapd.socket: connect: connection refused' % (n, n))
-            if n == "aws-cli" and "--classic" not in argv:
-                err('error: This revision of snap "aws-cli" was published using classic confinement and thus\n'
-                    '       may perform arbitrary system changes outside of the security sandbox that snaps\n'
-                    '       are usually confined to, which may put your system at risk.\n\n'
-                    '       If you understand and want to proceed repeat the command including --classic.')
-            if n == "aws-cli":
-                os.makedirs("/snap/bin", exist_ok=True)
-                with open("/snap/bin/aws.new", "w") as f:
-                    f.write("#!/bin/sh\nexec %s \"$@\"\n" % os.environ["SCOPECTL_BOOT_AWS"])
-                os.chmod("/snap/bin/aws.new", 0o755)
-                os.replace("/snap/bin/aws.new", "/snap/bin/aws")
             snaps[n] = {"classic": "--classic" in argv, "held": snaps.get(n, {}).get("held", False)}
-            print("%s 2.x from Amazon Web Services (aws) installed" % n)
+            print("%s installed" % n)
     elif argv[:1] == ["refresh"] and "--hold" in " ".join(argv):
         for n in [a for a in argv[1:] if not a.startswith("-")]:
             snaps.setdefault(n, {})["held"] = True

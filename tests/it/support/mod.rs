@@ -522,3 +522,19 @@ initial_tag = "v1.0.0"
 "#
     )
 }
+
+/// The public half of `env`'s join token, from its parameter's description.
+pub fn join_token_id(sb: &Sandbox, env: &str) -> String {
+    let code = format!(
+        r#"
+import boto3, json
+ssm = boto3.client("ssm", region_name="us-east-1")
+ps = ssm.describe_parameters(ParameterFilters=[{{"Key": "Name", "Option": "Equals",
+    "Values": ["/scopectl/scope/{env}/pki/bootstrap-token"]}}])["Parameters"]
+print(json.loads(ps[0]["Description"])["token_id"] if ps else "")
+"#
+    );
+    let id = sb.python_via_proxy(&code).trim().to_string();
+    assert_eq!(id.len(), 6, "no join token for {env}: {id:?}");
+    id
+}
