@@ -207,6 +207,14 @@ pub struct KubeconfigArgs {
     /// it the current context.
     #[arg(long)]
     pub merge: bool,
+    /// How long the certificate it holds is valid: a certificate of your
+    /// own (in kubeadm:cluster-admins), issued now and stored nowhere else.
+    #[arg(long, value_name = "DURATION", default_value = "18h")]
+    pub ttl: humantime::Duration,
+    /// The name the API knows you by (the certificate's CN; the audit log's
+    /// user). Default: $USER.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -210,7 +210,7 @@ async fn creates_follow_references_concurrently_within_the_bound() {
     let p = plan_for(&Actual::default());
     let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(3)).await;
     assert!(out.ok(), "{out:?}");
-    assert_eq!(out.created, 42);
+    assert_eq!(out.created, 45);
     let max = fake.max_in_flight.load(Ordering::SeqCst);
     assert!((2..=3).contains(&max), "max in flight {max}");
     for (before, after) in [
@@ -227,7 +227,7 @@ async fn creates_follow_references_concurrently_within_the_bound() {
             "create ec2/security-group-ingress/database",
         ),
         (
-            "create ec2/security-group/elb",
+            "create ec2/security-group/elb-api",
             "create ec2/security-group-ingress/masters",
         ),
     ] {
@@ -283,7 +283,7 @@ async fn transient_errors_are_retried_and_fatal_ones_skip_dependents() {
     )
     .await;
     assert!(out.ok(), "{out:?}");
-    assert_eq!(fake.state.lock().unwrap().len(), 42);
+    assert_eq!(fake.state.lock().unwrap().len(), 45);
 }
 
 #[tokio::test]
@@ -301,7 +301,7 @@ async fn a_create_finds_what_an_interrupted_run_left() {
     );
     let out = execute(&p, BTreeMap::new(), &fake, &NoReporter, &opts(8)).await;
     assert!(out.ok());
-    assert_eq!((out.created, out.found), (41, 1));
+    assert_eq!((out.created, out.found), (44, 1));
     assert!(!fake
         .log
         .lock()
@@ -350,12 +350,12 @@ async fn teardown_waits_out_dependencies_in_waves() {
     let fake = Fake {
         blocked_by: vec![(
             "ec2/security-group/nodes".into(),
-            "ec2/security-group/elb".into(),
+            "ec2/security-group/elb-api".into(),
         )],
         ..Fake::default()
     };
     fake.fault(
-        "ec2/security-group/elb",
+        "ec2/security-group/elb-api",
         &[ErrorKind::DependencyViolation; 4],
     );
     *fake.state.lock().unwrap() = actual.resources.clone();
@@ -363,7 +363,7 @@ async fn teardown_waits_out_dependencies_in_waves() {
     let out = teardown(&owner, &fake, None, &NoReporter, &o)
         .await
         .unwrap();
-    assert_eq!(out.deleted, 42);
+    assert_eq!(out.deleted, 45);
     assert!(out.waves >= 2, "{out:?}");
     assert!(fake.state.lock().unwrap().is_empty());
     let _ = destroy("scope", "staging", &actual, "x".into());
@@ -374,7 +374,7 @@ async fn teardown_gives_up_without_progress() {
     let actual = applied(&desired(&example("staging"), &sample_facts()).unwrap());
     let fake = Fake::default();
     fake.fault(
-        "ec2/security-group/elb",
+        "ec2/security-group/elb-api",
         &[ErrorKind::DependencyViolation; 1000],
     );
     *fake.state.lock().unwrap() = actual.resources.clone();
@@ -385,7 +385,7 @@ async fn teardown_gives_up_without_progress() {
     let TeardownError::NoProgress { remaining, .. } = err else {
         panic!("{err}")
     };
-    assert_eq!(remaining, [ResourceId::new(Kind::SecurityGroup, "elb")]);
+    assert_eq!(remaining, [ResourceId::new(Kind::SecurityGroup, "elb-api")]);
 }
 
 /// A delete that fails (an error, not "not yet") does not stop `down`:

@@ -1,6 +1,8 @@
-//! `scopectl kubeconfig`: an admin kubeconfig from the state store, so a CI
-//! job with only AWS credentials can reach the cluster. Never printed: the
-//! file holds the admin key, and is written 0600.
+//! `scopectl kubeconfig`: an admin kubeconfig with a certificate of the
+//! user's own, valid `--ttl` (18 h by default, as kops' `export kubeconfig
+//! --admin`), signed with the CA from the state store, so a CI job with only
+//! AWS credentials can reach the cluster. The certificate is stored nowhere
+//! else; the file is written 0600 and never printed.
 
 use std::path::{Path, PathBuf};
 
@@ -19,17 +21,55 @@ pub async fn run(ctx: &Ctx, args: KubeconfigArgs) -> Result<u8> {
     let aws = connect(&config).await;
     let cluster = format!("{}-{}", config.project, config.env);
     let prefix = aws.pki_prefix();
-    let (ca, admin) = (format!("{prefix}ca.crt"), format!("{prefix}admin"));
-    let values = pki_store::values(&aws, &[ca.clone(), admin.clone()])
+    let (ca, signer) = (format!("{prefix}ca.crt"), format!("{prefix}ca"));
+    let values = pki_store::values(&aws, &[ca.clone(), signer.clone()])
         .await
         .context("reading the state store")?;
-    let (Some(ca_pem), Some(admin_value)) = (values.get(&ca), values.get(&admin)) else {
+    let (Some(ca_pem), Some(signer_value)) = (values.get(&ca), values.get(&signer)) else {
         return Err(UserError::failed(
-            format!("the state store of {cluster} holds no admin certificate"),
+            format!("the state store of {cluster} holds no cluster CA"),
             "run `scopectl up` first",
         )
         .into());
     };
+    let ttl: std::time::Duration = *args.ttl;
+    if ttl < std::time::Duration::from_secs(60) || ttl > std::time::Duration::from_secs(365 * 86400)
+    {
+        return Err(UserError::usage(
+            format!("--ttl {} is not between a minute and a year", args.ttl),
+            "give a duration like 18h or 7d",
+        )
+        .into());
+    }
+    let user = args
+        .user
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "scopectl-user".into());
+    // The CA's signing generation is the first certificate and key.
+    let signing = pki::CaMaterial {
+        cert_pem: pki::pem_blocks(signer_value, "CERTIFICATE")
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+        key_pem: pki::pem_blocks(signer_value, "PRIVATE KEY")
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    };
+    let issued = pki::new_user_cert(
+        &user,
+        pki::ADMIN_GROUP,
+        time::Duration::seconds(ttl.as_secs() as i64),
+        &signing,
+    )
+    .map_err(|e| {
+        UserError::failed(
+            format!("cannot issue a certificate with the stored CA: {e}"),
+            "check the CA with `scopectl pki status`",
+        )
+    })?;
     let host = match &config.cluster.api_endpoint {
         Some(h) => h.clone(),
         None => {
@@ -52,21 +92,12 @@ pub async fn run(ctx: &Ctx, args: KubeconfigArgs) -> Result<u8> {
         }
     };
     let server = format!("https://{host}:443");
-    let cert = pki::pem_blocks(admin_value, "CERTIFICATE");
-    let key = pki::pem_blocks(admin_value, "PRIVATE KEY");
-    let (Some(cert), Some(key)) = (cert.first(), key.first()) else {
-        return Err(UserError::failed(
-            "the stored admin certificate is incomplete",
-            "reissue it with `scopectl pki rotate`",
-        )
-        .into());
-    };
     let parts = KubeconfigParts {
         name: &cluster,
         server: &server,
         ca_pem,
-        cert_pem: cert,
-        key_pem: key,
+        cert_pem: &issued.cert_pem,
+        key_pem: &issued.key_pem,
     };
     let (path, text) = if args.merge {
         let path = merge_target();
@@ -91,8 +122,9 @@ pub async fn run(ctx: &Ctx, args: KubeconfigArgs) -> Result<u8> {
     };
     write_private(&path, &text).with_context(|| format!("writing {}", path.display()))?;
     ctx.printer.info(&format!(
-        "Wrote the admin kubeconfig for {cluster} (server {server}) to {}; context `{cluster}`.",
-        path.display()
+        "Wrote the admin kubeconfig for {cluster} (server {server}) to {}; context `{cluster}`, user {user} (kubeadm:cluster-admins) until {}.",
+        path.display(),
+        pki::rfc3339(issued.not_after)
     ));
     Ok(EXIT_OK)
 }

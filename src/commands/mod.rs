@@ -251,6 +251,9 @@ pub struct Asked {
     pub images: BTreeMap<String, String>,
     /// `--api-server`: where the API is reached.
     pub api_server: Option<String>,
+    /// Read the services' secret values (only `up`, which applies them):
+    /// a plan compares their SSM versions and never decrypts one.
+    pub read_secrets: bool,
 }
 
 /// The API's name (the certificate's) and the URL to reach it at.
@@ -428,16 +431,24 @@ pub async fn observe_and_plan_with(
         .collect();
     let stored = async {
         let Some(aws) = cluster else {
-            return Ok((BTreeMap::new(), BTreeMap::new(), None));
+            return Ok((BTreeMap::new(), BTreeMap::new(), BTreeMap::new(), None));
         };
         futures::try_join!(
             async {
-                if params.is_empty() {
+                if params.is_empty() || !asked.read_secrets {
                     return Ok(BTreeMap::new());
                 }
                 crate::providers::aws::pki_store::values(aws, &params)
                     .await
                     .context("reading the services' secrets from SSM")
+            },
+            async {
+                if params.is_empty() {
+                    return Ok(BTreeMap::new());
+                }
+                crate::providers::aws::pki_store::versions(aws, &params)
+                    .await
+                    .context("reading the services' secrets' versions from SSM")
             },
             read_admin(aws),
             join_token(aws),
@@ -480,36 +491,22 @@ pub async fn observe_and_plan_with(
             _ => Ok((Facts::default(), Actual::default())),
         }
     };
-    let ((mut facts, mut actual), (mut secret_values, admin, token)) =
+    let ((mut facts, mut actual), (mut secret_values, versions, admin, token)) =
         futures::try_join!(observed, stored)?;
     facts.join_token = token;
-    // The token's halves are digested apart (its Secret holds them apart);
-    // the whole value is never a service's secret.
-    if let Some(p) = &token_param {
-        if let Some(v) = secret_values.get(p) {
-            if let Some((id, secret)) = v.trim().split_once('.') {
-                for (part, value) in [("id", id), ("secret", secret)] {
-                    facts.secrets.insert(
-                        format!("{p}#{part}"),
-                        crate::model::k8s::value_digest(value.as_bytes()),
-                    );
-                }
-            }
-        }
-    }
+    // What a plan compares secrets by: an SSM parameter's version (never
+    // its value).
+    facts.secrets = versions;
     if let (Backend::Local(_), true) = (backend, asked.phase.cluster()) {
-        // A local env's secrets come from a local source, never SSM.
+        // A local env's secrets come from a local source, never SSM: they
+        // are read anyway, and their digests stand for versions.
         secret_values = crate::providers::local::secrets(config)?;
-    }
-    // Only the secrets' digests enter facts (and so plans).
-    for (param, value) in secret_values
-        .iter()
-        .filter(|(p, _)| Some(*p) != token_param.as_ref())
-    {
-        facts.secrets.insert(
-            param.clone(),
-            crate::model::k8s::value_digest(value.as_bytes()),
-        );
+        for (param, value) in &secret_values {
+            facts.secrets.insert(
+                param.clone(),
+                crate::model::k8s::value_digest(value.as_bytes()),
+            );
+        }
     }
     let mut k8s = None;
     let mut notices = Vec::new();

@@ -147,6 +147,7 @@ fn asked_by(ctx: &Ctx, plan: &Plan, rotation: Rotation) -> Asked {
         phase: plan.options.phase,
         images: plan.options.images.clone(),
         api_server: ctx.api_server.clone(),
+        read_secrets: true,
     }
 }
 
@@ -157,6 +158,7 @@ fn asked(ctx: &Ctx, args: &UpArgs, rotation: Rotation) -> Asked {
         phase: ctx.phase,
         images: args.images.iter().cloned().collect(),
         api_server: ctx.api_server.clone(),
+        read_secrets: true,
     }
 }
 

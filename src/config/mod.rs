@@ -25,6 +25,9 @@ pub struct Config {
     pub project: String,
     pub env: String,
     pub protected: bool,
+    /// Where services' secrets may live in SSM: `/<project>/<env>/` unless
+    /// set; never the state store's `/scopectl/`.
+    pub secrets_prefix: String,
     pub provider: Provider,
     /// A local env's cluster: this context of the kubeconfig.
     pub kube_context: Option<String>,
@@ -118,6 +121,9 @@ pub struct ClusterConfig {
     /// Who may reach the API's load balancer (IPv4 ranges); empty when not
     /// set, which admits anyone (refused for a protected env).
     pub api_allowed_cidrs: Vec<String>,
+    /// The API balancer's scheme: `internet-facing` (the default) or
+    /// `internal` (reachable from the VPC and what is peered or connected).
+    pub api_scheme: String,
     /// The add-ons scopectl installs (names of [`ADDONS`]): all of them on
     /// AWS, none on a local env (a laptop cluster has its own).
     pub addons: BTreeSet<String>,
@@ -151,6 +157,10 @@ pub struct DatabaseConfig {
     pub rds_instance_at: Location,
     /// Overrides the port the RDS endpoint reports.
     pub port: Option<u16>,
+    /// The services that use the database: when set, NetworkPolicies admit
+    /// only their pods to it (enforced by a pod network that implements
+    /// NetworkPolicy; flannel does not).
+    pub clients: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +180,12 @@ pub struct ServiceConfig {
     /// Environment variables from SSM parameters (variable -> parameter
     /// name): a Kubernetes Secret, never shown.
     pub secrets: BTreeMap<String, String>,
+    /// The image must run as root (the pod's `runAsNonRoot` is dropped).
+    pub run_as_root: bool,
+    /// The container's root filesystem is read-only.
+    pub read_only_root: bool,
+    /// Who may reach its load balancer (exposed services); anyone when empty.
+    pub allowed_cidrs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -95,7 +95,8 @@ impl FileLayer {
             ));
         }
 
-        let (network, database) = if provider == Provider::Aws {
+        let clients = database.clients.clone();
+        let (network, mut database) = if provider == Provider::Aws {
             let network = network_config(src, network, &cluster, &missing)?;
             let database = database_config(src, database, &missing)?;
             (network, database)
@@ -114,7 +115,61 @@ impl FileLayer {
             )
         };
 
-        let out = services_config(src, services, &missing)?;
+        // Services read secrets only from under the env's own prefix: never
+        // another env's, never the state store (a service naming
+        // `/scopectl/<project>/prod/pki/ca` would copy the CA key into a
+        // Secret).
+        let prefix_at = overlay
+            .secrets_prefix
+            .clone()
+            .or(self.secrets_prefix.clone());
+        let secrets_prefix = match &prefix_at {
+            None => format!("/{}/{env}/", project.get_ref()),
+            Some(p) => {
+                let v = p.get_ref();
+                if !v.starts_with('/') || !v.ends_with('/') || v.len() < 3 {
+                    return Err(src.at(
+                        p,
+                        format!("secrets_prefix `{v}` is not an SSM path"),
+                        format!(
+                            "write a path that starts and ends with `/`, like \"/{}/{env}/\"",
+                            project.get_ref()
+                        ),
+                    ));
+                }
+                if v.starts_with("/scopectl/") {
+                    return Err(src.at(
+                        p,
+                        format!("secrets_prefix `{v}` is under the state store (`/scopectl/`)"),
+                        "the state store holds the cluster's keys; keep the services' secrets elsewhere, like \"/<project>/<env>/\"",
+                    ));
+                }
+                v.clone()
+            }
+        };
+        // A local env reads no SSM (its values come from secrets_from).
+        let out = services_config(
+            src,
+            services,
+            &missing,
+            (provider == Provider::Aws).then_some(secrets_prefix.as_str()),
+        )?;
+        for c in clients.iter().flat_map(|v| v.get_ref().iter()) {
+            if !out.contains_key(c.get_ref()) {
+                return Err(src.at(
+                    c,
+                    format!(
+                        "database.clients names `{}`, which is not a service",
+                        c.get_ref()
+                    ),
+                    format!(
+                        "services are: {}",
+                        out.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            database.clients.push(c.get_ref().clone());
+        }
         if secrets_from == SecretsFrom::Unset {
             if let Some((name, _)) = out.iter().find(|(_, s)| !s.secrets.is_empty()) {
                 return Err(src.error(
@@ -132,6 +187,7 @@ impl FileLayer {
             project: project.into_inner(),
             env: env.to_string(),
             protected: overlay.protected.map(Spanned::into_inner).unwrap_or(false),
+            secrets_prefix,
             provider,
             kube_context,
             kubeconfig,
@@ -292,23 +348,24 @@ fn cluster_config(
         }
         extra_sans.push(san.get_ref().clone());
     }
-    let mut api_allowed_cidrs = Vec::new();
-    for c in cluster
-        .api_allowed_cidrs
-        .as_ref()
-        .map(|v| v.get_ref().as_slice())
-        .unwrap_or_default()
-    {
-        let net: ipnet::Ipv4Net =
-            c.get_ref().parse().map_err(|_| {
-                src.at(
-                c,
-                format!("cluster.api_allowed_cidrs entry `{}` is not an IPv4 range", c.get_ref()),
-                "write a range like \"203.0.113.0/24\" (a single address is \"203.0.113.7/32\")",
-            )
-            })?;
-        api_allowed_cidrs.push(net.trunc().to_string());
-    }
+    let api_allowed_cidrs = ranges(
+        src,
+        cluster.api_allowed_cidrs.as_ref(),
+        "cluster.api_allowed_cidrs",
+    )?;
+    let api_scheme = match &cluster.api_scheme {
+        None => "internet-facing".to_string(),
+        Some(s) if ["internet-facing", "internal"].contains(&s.get_ref().as_str()) => {
+            s.get_ref().clone()
+        }
+        Some(s) => {
+            return Err(src.at(
+                s,
+                format!("unknown cluster.api_scheme `{}`", s.get_ref()),
+                "use \"internet-facing\" (the default) or \"internal\"",
+            ))
+        }
+    };
     let api_endpoint = match &cluster.api_endpoint {
         None => None,
         Some(e) if valid_san(e.get_ref()) => Some(e.get_ref().clone()),
@@ -374,6 +431,7 @@ fn cluster_config(
         api_endpoint,
         extra_sans,
         api_allowed_cidrs,
+        api_scheme,
         service_cidr,
         pod_cidr,
         domain,
@@ -534,6 +592,7 @@ fn database_config(
         rds_instance_at: src.location(Some(rds.span())),
         rds_instance: rds.into_inner(),
         port,
+        clients: Vec::new(),
     })
 }
 
@@ -583,6 +642,7 @@ fn local_database(
         rds_instance_at: src.location(Some(host.span())),
         host: Some(host.into_inner()),
         port: Some(port),
+        clients: Vec::new(),
     })
 }
 
@@ -691,6 +751,7 @@ fn services_config(
     src: &Source,
     services: BTreeMap<String, ServiceLayer>,
     missing: &dyn Fn(&str, &str) -> ConfigError,
+    secrets_prefix: Option<&str>,
 ) -> Result<BTreeMap<String, ServiceConfig>, ConfigError> {
     let mut out = BTreeMap::new();
     let mut explicit_ports: Vec<(String, u16)> = Vec::new();
@@ -827,7 +888,23 @@ fn services_config(
                     ),
                 ));
             }
+            if let Some(secrets_prefix) = secrets_prefix.filter(|p| !param.starts_with(p)) {
+                return Err(src.error(
+                    secrets_at.clone(),
+                    format!(
+                        "services.{name}.secrets.{var} `{param}` is outside this env's secrets prefix `{secrets_prefix}`"
+                    ),
+                    Some(format!(
+                        "keep the env's secrets under {secrets_prefix} (or set `secrets_prefix` for the env; never under /scopectl/, the state store)"
+                    )),
+                ));
+            }
         }
+        let allowed_cidrs = ranges(
+            src,
+            s.allowed_cidrs.as_ref(),
+            &format!("services.{name}.allowed_cidrs"),
+        )?;
         out.insert(
             name,
             ServiceConfig {
@@ -841,6 +918,9 @@ fn services_config(
                 resources,
                 env,
                 secrets,
+                allowed_cidrs,
+                run_as_root: s.run_as_root.map(Spanned::into_inner).unwrap_or(false),
+                read_only_root: s.read_only_root.map(Spanned::into_inner).unwrap_or(false),
             },
         );
     }
@@ -968,6 +1048,26 @@ fn plain_map(
             ));
         }
         out.insert(k, v.into_inner());
+    }
+    Ok(out)
+}
+
+/// IPv4 ranges, each checked and normalised (`what` names the key).
+fn ranges(
+    src: &Source,
+    list: Option<&Spanned<Vec<Spanned<String>>>>,
+    what: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for c in list.map(|v| v.get_ref().as_slice()).unwrap_or_default() {
+        let net: ipnet::Ipv4Net = c.get_ref().parse().map_err(|_| {
+            src.at(
+                c,
+                format!("{what} entry `{}` is not an IPv4 range", c.get_ref()),
+                "write a range like \"203.0.113.0/24\" (a single address is \"203.0.113.7/32\")",
+            )
+        })?;
+        out.push(net.trunc().to_string());
     }
     Ok(out)
 }

@@ -9,6 +9,7 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct FileLayer {
     pub project: Option<Spanned<String>>,
+    pub secrets_prefix: Option<Spanned<String>>,
     pub aws: Option<AwsLayer>,
     pub cluster: Option<ClusterLayer>,
     pub network: Option<NetworkLayer>,
@@ -24,6 +25,7 @@ pub struct FileLayer {
 pub struct EnvLayer {
     pub project: Option<Spanned<String>>,
     pub protected: Option<Spanned<bool>>,
+    pub secrets_prefix: Option<Spanned<String>>,
     pub provider: Option<Spanned<String>>,
     pub kube_context: Option<Spanned<String>>,
     pub kubeconfig: Option<Spanned<String>>,
@@ -79,6 +81,7 @@ layer!(ClusterLayer {
     api_endpoint: String,
     extra_sans: Vec<Spanned<String>>,
     api_allowed_cidrs: Vec<Spanned<String>>,
+    api_scheme: String,
     addons: Vec<Spanned<String>>,
 } nested { masters: GroupLayer, nodes: GroupLayer });
 layer!(NetworkLayer {
@@ -90,7 +93,8 @@ layer!(NetworkLayer {
 layer!(DatabaseLayer {
     rds_instance: String,
     host: String,
-    port: i64
+    port: i64,
+    clients: Vec<Spanned<String>>,
 });
 layer!(SecretsFromLayer {
     file: String,
@@ -105,6 +109,9 @@ layer!(ServiceLayer {
     initial_tag: String,
     env: BTreeMap<String, Spanned<String>>,
     secrets: BTreeMap<String, Spanned<String>>,
+    run_as_root: bool,
+    read_only_root: bool,
+    allowed_cidrs: Vec<Spanned<String>>,
 } nested { readiness: ReadinessLayer, resources: ResourcesLayer });
 layer!(ReadinessLayer {
     http: String,

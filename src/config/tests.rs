@@ -234,3 +234,49 @@ fn cluster_domain_must_be_a_dns_name() {
     }
     assert!(crate::config::resolve::is_dns_subdomain("cluster.local"));
 }
+
+/// Issue 26: a service reads secrets only from under its env's prefix, never
+/// from the state store.
+#[test]
+fn service_secrets_stay_under_the_envs_prefix() {
+    let base = |extra: &str, secret: &str| {
+        format!(
+            "project = \"scope\"\n{extra}[aws]\nregion = \"us-east-1\"\n[network]\nplacement = \"beside-database\"\ncidr = \"172.31.128.0/20\"\n[database]\nrds_instance = \"db\"\n[services.users]\nimage = \"r/users\"\nport = 8080\nsecrets = {{ DB_PASSWORD = \"{secret}\" }}\n[env.staging]\n"
+        )
+    };
+    let parse =
+        |text: String| crate::config::parse(std::path::Path::new("scope.toml"), &text, "staging");
+    let ok = parse(base("", "/scope/staging/db-password")).unwrap();
+    assert_eq!(ok.secrets_prefix, "/scope/staging/");
+    for (extra, secret, says) in [
+        (
+            "",
+            "/scope/prod/db-password",
+            "outside this env's secrets prefix `/scope/staging/`",
+        ),
+        (
+            "",
+            "/scopectl/scope/prod/pki/ca",
+            "outside this env's secrets prefix",
+        ),
+        (
+            "secrets_prefix = \"/scopectl/scope/\"\n",
+            "/scopectl/scope/x",
+            "under the state store",
+        ),
+        (
+            "secrets_prefix = \"scope\"\n",
+            "/scope/x",
+            "is not an SSM path",
+        ),
+    ] {
+        let e = parse(base(extra, secret)).expect_err(secret).to_string();
+        assert!(e.contains(says), "{secret}: {e}");
+    }
+    let shared = parse(base(
+        "secrets_prefix = \"/shared/\"\n",
+        "/shared/db-password",
+    ))
+    .unwrap();
+    assert_eq!(shared.secrets_prefix, "/shared/");
+}

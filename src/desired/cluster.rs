@@ -41,6 +41,75 @@ fn database_dns(config: &Config, facts: &Facts) -> (Option<String>, Option<Strin
     }
 }
 
+/// The database's subnets (its DB subnet group's ranges), where its address
+/// can be: what the NetworkPolicies keep pods from but its clients'.
+fn database_ranges(facts: &Facts) -> Vec<String> {
+    let (Some(db), Some(vpc)) = (&facts.database, &facts.database_vpc) else {
+        return Vec::new();
+    };
+    let mut ranges: Vec<String> = vpc
+        .subnets
+        .iter()
+        .filter(|s| db.subnets.contains(&s.id))
+        .map(|s| s.cidr.clone())
+        .collect();
+    ranges.sort();
+    ranges.dedup();
+    ranges
+}
+
+/// With `database.clients`: every pod of the product's namespace may reach
+/// anything but the database's subnets; the clients' pods may reach the
+/// database's port there too (NetworkPolicies add up).
+fn database_policies(
+    config: &Config,
+    facts: &Facts,
+    namespace: &str,
+    port: u16,
+    d: &mut Desired,
+) -> Result<Vec<String>, DesiredError> {
+    if config.database.clients.is_empty() || config.provider != Provider::Aws {
+        return Ok(Vec::new());
+    }
+    let ranges = database_ranges(facts);
+    if ranges.is_empty() {
+        return Ok(vec![
+            "database.clients: the database's subnets are not known yet; its NetworkPolicies follow once they are".into(),
+        ]);
+    }
+    let labels = serde_json::json!({"app.kubernetes.io/part-of": config.project});
+    let others = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "database-others", "namespace": namespace, "labels": labels},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ranges}}]}],
+        },
+    });
+    let clients = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "database-clients", "namespace": namespace, "labels": labels},
+        "spec": {
+            "podSelector": {"matchExpressions": [{
+                "key": "app.kubernetes.io/name",
+                "operator": "In",
+                "values": config.database.clients,
+            }]},
+            "policyTypes": ["Egress"],
+            "egress": [{
+                "to": ranges.iter().map(|r| serde_json::json!({"ipBlock": {"cidr": r}})).collect::<Vec<_>>(),
+                "ports": [{"protocol": "TCP", "port": port}],
+            }],
+        },
+    });
+    add(config, d, others, "database.clients")?;
+    add(config, d, clients, "database.clients")?;
+    Ok(Vec::new())
+}
+
 fn kind_of(obj: &serde_json::Value) -> Option<Kind> {
     let api_version = obj.get("apiVersion")?.as_str()?;
     let kind = obj.get("kind")?.as_str()?;
@@ -149,13 +218,11 @@ fn join_token_secret(
         .iter()
         .map(|(k, v)| (k.to_string(), mk::value_digest(v.as_bytes())))
         .collect();
-    for (key, part) in [("token-id", "id"), ("token-secret", "secret")] {
-        let Some(dg) = facts.secrets.get(&format!("{}#{part}", t.parameter)) else {
-            // Not read (a plan without the values): nothing to compare.
-            return Ok(id);
-        };
-        digests.push((key.into(), dg.clone()));
-    }
+    // The token's halves are compared by the parameter's version.
+    let Some(version) = facts.secrets.get(&t.parameter) else {
+        return Ok(id);
+    };
+    digests.push(("token".into(), version.clone()));
     if let Some(r) = d.resources.get_mut(&id) {
         r.props.insert(
             "digest".into(),
@@ -306,6 +373,8 @@ pub fn cluster(
             secret_keys: s.secrets.keys().cloned().collect(),
             secret_name: secret_name.clone(),
             sources: s.secrets.clone(),
+            run_as_root: s.run_as_root,
+            read_only_root: s.read_only_root,
             node_port: match s.expose {
                 Expose::Elb => s.node_port,
                 Expose::None => None,
@@ -342,6 +411,13 @@ pub fn cluster(
             }
         }
     }
+    notices.extend(database_policies(
+        config,
+        facts,
+        &namespace,
+        database_port,
+        d,
+    )?);
     Ok(notices)
 }
 

@@ -4,7 +4,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::network::{ELB, MASTERS, NODES};
+use super::network::{elb_group, MASTERS, NODES};
 use super::{DesiredError, Facts};
 use crate::config::{Config, Expose};
 use crate::model::{Actual, Desired, Kind, Ownership, Props, ResourceId, Value};
@@ -269,10 +269,6 @@ pub fn compute(
         }
     }
 
-    let elb_group = Value::list(vec![Value::reference(&ResourceId::new(
-        Kind::SecurityGroup,
-        ELB,
-    ))]);
     // TCP to TCP (client certificates reach the API servers), a TCP health
     // check every 10 s (5 s timeout, 2/2 thresholds, as kops), cross-zone.
     let mut balancer = |name: &str, port: i64, target: i64, role: &str, count: u32, idle: i64| {
@@ -281,9 +277,22 @@ pub fn compute(
             owned,
             props([
                 ("name", Value::str(load_balancer_name(&cluster, name))),
-                ("scheme", Value::str("internet-facing")),
+                (
+                    "scheme",
+                    Value::str(if name == "api" {
+                        config.cluster.api_scheme.as_str()
+                    } else {
+                        "internet-facing"
+                    }),
+                ),
                 ("subnets", Value::list(subnet_refs.clone())),
-                ("security_groups", elb_group.clone()),
+                (
+                    "security_groups",
+                    Value::list(vec![Value::reference(&ResourceId::new(
+                        Kind::SecurityGroup,
+                        &elb_group(name),
+                    ))]),
+                ),
                 (
                     "listeners",
                     Value::list(vec![map([

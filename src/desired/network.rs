@@ -19,7 +19,13 @@ pub fn to_database_name(table: &str, destination: &str) -> String {
 
 pub const MASTERS: &str = "masters";
 pub const NODES: &str = "nodes";
-pub const ELB: &str = "elb";
+/// The API's balancer (and its group's suffix, `elb-api`).
+pub const API: &str = "api";
+
+/// The security group of a balancer: `elb-api`, `elb-<service>`.
+pub fn elb_group(balancer: &str) -> String {
+    format!("elb-{balancer}")
+}
 
 fn props<const N: usize>(items: [(&str, Value); N]) -> Props {
     items.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
@@ -330,22 +336,33 @@ fn security_groups(config: &Config, vpc_value: Value, d: &mut Desired) -> Value 
     };
     let masters = group(MASTERS, "scopectl: Kubernetes masters");
     let nodes = group(NODES, "scopectl: Kubernetes nodes");
-    let elb = group(ELB, "scopectl: load balancers");
-    let (m, n, e) = (
-        Value::reference(&masters),
-        Value::reference(&nodes),
-        Value::reference(&elb),
+    // One group per balancer: each admits only its own clients, and each
+    // reaches only its own port on the instances.
+    let api = group(
+        &elb_group(API),
+        "scopectl: the Kubernetes API's load balancer",
     );
+    let exposed: Vec<(String, u16, ResourceId)> = config
+        .services
+        .iter()
+        .filter(|(_, s)| s.expose == crate::config::Expose::Elb)
+        .filter_map(|(name, s)| {
+            let port = s.node_port?;
+            let g = group(
+                &elb_group(name),
+                &format!("scopectl: the load balancer of service {name}"),
+            );
+            Some((name.clone(), port, g))
+        })
+        .collect();
+    let (m, n) = (Value::reference(&masters), Value::reference(&nodes));
     let world = Value::str("0.0.0.0/0");
-    let api_sources: Vec<Value> = if config.cluster.api_allowed_cidrs.is_empty() {
-        vec![world.clone()]
-    } else {
-        config
-            .cluster
-            .api_allowed_cidrs
-            .iter()
-            .map(Value::str)
-            .collect()
+    let sources = |cidrs: &[String]| -> Vec<Value> {
+        if cidrs.is_empty() {
+            vec![world.clone()]
+        } else {
+            cidrs.iter().map(Value::str).collect()
+        }
     };
 
     let mut ingress = |name: &str, group: &ResourceId, rules: Vec<(Value, Value)>| {
@@ -359,8 +376,8 @@ fn security_groups(config: &Config, vpc_value: Value, d: &mut Desired) -> Value 
     // reach etcd (kubeadm's: client 2379, peers 2380, metrics 2381). Flows
     // the cluster needs, all inside these: the pod network's VXLAN (UDP 8472)
     // between every two instances, nodes to the API servers (6443), masters
-    // to the kubelets (10250), etcd between masters, the balancers to the
-    // NodePorts and to the API servers.
+    // to the kubelets (10250), etcd between masters, each balancer to its
+    // own port.
     ingress(
         MASTERS,
         &masters,
@@ -375,38 +392,55 @@ fn security_groups(config: &Config, vpc_value: Value, d: &mut Desired) -> Value 
                 "nodes to masters (above etcd)",
             ),
             rule("udp", 1, 65535, n.clone(), "nodes to masters"),
-            rule("tcp", 6443, 6443, e.clone(), "API load balancer"),
-        ],
-    );
-    ingress(
-        NODES,
-        &nodes,
-        vec![
-            rule("-1", -1, -1, m.clone(), "masters to nodes"),
-            rule("-1", -1, -1, n.clone(), "nodes to nodes"),
             rule(
                 "tcp",
-                30000,
-                32767,
-                e.clone(),
-                "load balancers to NodePorts",
+                6443,
+                6443,
+                Value::reference(&api),
+                "API load balancer",
             ),
         ],
     );
+    let mut node_rules = vec![
+        rule("-1", -1, -1, m.clone(), "masters to nodes"),
+        rule("-1", -1, -1, n.clone(), "nodes to nodes"),
+    ];
+    for (name, port, g) in &exposed {
+        let port = i64::from(*port);
+        node_rules.push(rule(
+            "tcp",
+            port,
+            port,
+            Value::reference(g),
+            &format!("{name}'s load balancer"),
+        ));
+    }
+    ingress(NODES, &nodes, node_rules);
+    // Only the API's balancer listens on 443: its port admits the ranges
+    // cluster.api_allowed_cidrs names (anyone when unset).
     ingress(
-        ELB,
-        &elb,
-        vec![rule("tcp", 80, 80, world.clone(), "HTTP")]
+        &elb_group(API),
+        &api,
+        sources(&config.cluster.api_allowed_cidrs)
             .into_iter()
-            // Only the API's balancer listens on 443: its port admits the
-            // ranges cluster.api_allowed_cidrs names (anyone when unset).
-            .chain(
-                api_sources
-                    .into_iter()
-                    .map(|c| rule("tcp", 443, 443, c, "the Kubernetes API")),
-            )
+            .map(|c| rule("tcp", 443, 443, c, "the Kubernetes API"))
             .collect(),
     );
+    for (name, _, g) in &exposed {
+        let allowed = config
+            .services
+            .get(name)
+            .map(|s| s.allowed_cidrs.clone())
+            .unwrap_or_default();
+        ingress(
+            &elb_group(name),
+            g,
+            sources(&allowed)
+                .into_iter()
+                .map(|c| rule("tcp", 80, 80, c, "HTTP"))
+                .collect(),
+        );
+    }
 
     n
 }

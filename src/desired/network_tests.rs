@@ -1,6 +1,9 @@
 use std::path::Path;
 
-use super::{ELB, MASTERS, NODES};
+use super::{MASTERS, NODES};
+
+const ELB_API: &str = "elb-api";
+const ELB_FRONTEND: &str = "elb-frontend";
 use crate::config;
 use crate::desired::{desired, tests::sample_facts};
 use crate::model::{Desired, Kind, ResourceId, Value};
@@ -46,7 +49,8 @@ fn security_groups_admit_the_clusters_flows_and_keep_etcd_to_the_masters() {
             );
         }
         assert!(admits(&d, MASTERS, "tcp", 6443, NODES), "{env}");
-        assert!(admits(&d, MASTERS, "tcp", 6443, ELB), "{env}");
+        assert!(admits(&d, MASTERS, "tcp", 6443, ELB_API), "{env}");
+        assert!(!admits(&d, MASTERS, "tcp", 6443, ELB_FRONTEND), "{env}");
         assert!(admits(&d, NODES, "tcp", 10250, MASTERS), "{env}");
         assert!(admits(&d, MASTERS, "tcp", 10250, MASTERS), "{env}");
         for port in [2379, 2380] {
@@ -61,16 +65,28 @@ fn security_groups_admit_the_clusters_flows_and_keep_etcd_to_the_masters() {
                 "{env}: nodes reach etcd {port}"
             );
             assert!(
-                !admits(&d, MASTERS, "tcp", port, ELB),
+                !admits(&d, MASTERS, "tcp", port, ELB_API),
                 "{env}: balancers reach etcd {port}"
             );
         }
-        for port in [30000, 31234, 32767] {
+        // Each service's balancer reaches its own NodePort, and no other.
+        let frontend = d.resources
+            [&crate::model::ResourceId::new(crate::model::Kind::LoadBalancer, "frontend")]
+            .props["listeners"]
+            .as_list()
+            .first()
+            .and_then(|l| l.as_map())
+            .and_then(|m| m.get("instance_port"))
+            .and_then(|p| p.as_int())
+            .unwrap();
+        assert!(admits(&d, NODES, "tcp", frontend, ELB_FRONTEND), "{env}");
+        for port in [30000, 32767] {
             assert!(
-                admits(&d, NODES, "tcp", port, ELB),
+                port == frontend || !admits(&d, NODES, "tcp", port, ELB_FRONTEND),
                 "{env}: NodePort {port}"
             );
         }
-        assert!(!admits(&d, NODES, "tcp", 10250, ELB), "{env}");
+        assert!(!admits(&d, NODES, "tcp", frontend, ELB_API), "{env}");
+        assert!(!admits(&d, NODES, "tcp", 10250, ELB_FRONTEND), "{env}");
     }
 }

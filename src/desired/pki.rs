@@ -76,6 +76,11 @@ pub fn pki(config: &Config, d: &mut Desired) {
         Props::from([("algorithm".into(), Value::str("ECDSA-P256"))]),
     );
     d.add(
+        ResourceId::new(Kind::KeyPair, pki::ENCRYPTION_KEY),
+        Ownership::Owned,
+        Props::from([("algorithm".into(), Value::str("aescbc-256"))]),
+    );
+    d.add(
         ResourceId::new(Kind::Token, pki::BOOTSTRAP_TOKEN),
         Ownership::Owned,
         Props::from([

@@ -365,3 +365,84 @@ fn the_join_token_follows_launches_and_expires() {
     );
     assert_eq!(crate::pki::token_state(None, now), "expired");
 }
+
+/// Issue 26: each balancer has its own group, admitting only its clients and
+/// reaching only its own port; the prod API admits only its listed ranges.
+#[test]
+fn each_balancer_has_its_own_group() {
+    let d = desired(&example("prod"), &sample_facts()).unwrap();
+    let group = |name: &str| ResourceId::new(Kind::SecurityGroup, name);
+    for g in ["elb-api", "elb-frontend", "masters", "nodes"] {
+        assert!(d.resources.contains_key(&group(g)), "no group {g}");
+    }
+    assert!(!d.resources.contains_key(&group("elb")));
+    let rules = |name: &str| {
+        serde_json::to_string(
+            &d.resources[&ResourceId::new(Kind::SecurityGroupIngress, name)].props["rules"],
+        )
+        .unwrap()
+    };
+    let api = rules("elb-api");
+    assert!(
+        api.contains("203.0.113.0/24") && api.contains("198.51.100.7/32"),
+        "{api}"
+    );
+    assert!(!api.contains("0.0.0.0/0"), "{api}");
+    let frontend = rules("elb-frontend");
+    assert!(
+        frontend.contains("0.0.0.0/0") && frontend.contains("80"),
+        "{frontend}"
+    );
+    let nodes = rules("nodes");
+    assert!(
+        !nodes.contains("32767"),
+        "a NodePort range is open: {nodes}"
+    );
+    let lb = &d.resources[&ResourceId::new(Kind::LoadBalancer, "frontend")].props;
+    assert!(
+        serde_json::to_string(&lb["security_groups"])
+            .unwrap()
+            .contains("elb-frontend"),
+        "{lb:?}"
+    );
+}
+
+/// Issue 26: with database.clients, NetworkPolicies keep every other pod
+/// from the database's subnets; every Deployment runs restricted.
+#[test]
+fn the_database_admits_its_clients_and_pods_run_restricted() {
+    let facts = sample_facts();
+    let mut d = crate::model::Desired::default();
+    cluster(&example("staging"), &facts, &Default::default(), &mut d).unwrap();
+    let others = &d.resources[&ResourceId::parse(
+        "k8s/networking.k8s.io/v1/NetworkPolicy/scope/database-others",
+    )
+    .unwrap()];
+    let text = serde_json::to_string(&others.props).unwrap();
+    // The database's subnet group: subnet-0a and subnet-0b.
+    assert!(
+        text.contains("172.31.0.0/20") && text.contains("172.31.16.0/20"),
+        "{text}"
+    );
+    let clients = &d.resources[&ResourceId::parse(
+        "k8s/networking.k8s.io/v1/NetworkPolicy/scope/database-clients",
+    )
+    .unwrap()];
+    let text = serde_json::to_string(&clients.props).unwrap();
+    assert!(
+        text.contains("users") && text.contains("provisioning") && text.contains("5432"),
+        "{text}"
+    );
+    assert!(!text.contains("frontend"), "{text}");
+    let deployment =
+        &d.resources[&ResourceId::parse("k8s/apps/v1/Deployment/scope/users").unwrap()];
+    let spec = serde_json::to_string(&deployment.props["spec"]).unwrap();
+    for needed in [
+        "\"runAsNonRoot\":true",
+        "\"RuntimeDefault\"",
+        "\"allowPrivilegeEscalation\":false",
+        "\"ALL\"",
+    ] {
+        assert!(spec.contains(needed), "no {needed}: {spec}");
+    }
+}

@@ -97,6 +97,8 @@ api_kinds! {
         ["spec" => ["spec"], "cluster_ip" => ["spec", "clusterIP"]];
     POD_DISRUPTION_BUDGET = "policy" "v1" "PodDisruptionBudget" "poddisruptionbudgets" true 3
         ["spec" => ["spec"]];
+    NETWORK_POLICY = "networking.k8s.io" "v1" "NetworkPolicy" "networkpolicies" true 2
+        ["spec" => ["spec"]];
 }
 
 /// The address of an object: `k8s/<apiVersion>/<Kind>/<ns>/<name>`, or

@@ -137,6 +137,7 @@ kinds! {
     DaemonSet = "k8s/apps/v1/DaemonSet" => K8S_WORKLOAD,
     Service = "k8s/v1/Service" => K8S_SERVICE,
     PodDisruptionBudget = "k8s/policy/v1/PodDisruptionBudget" => K8S_PDB,
+    NetworkPolicy = "k8s/networking.k8s.io/v1/NetworkPolicy" => K8S_NETWORK_POLICY,
 }
 
 impl Kind {
@@ -160,6 +161,7 @@ impl Kind {
             Kind::DaemonSet => &k8s::DAEMON_SET,
             Kind::Service => &k8s::SERVICE,
             Kind::PodDisruptionBudget => &k8s::POD_DISRUPTION_BUDGET,
+            Kind::NetworkPolicy => &k8s::NETWORK_POLICY,
             _ => return None,
         })
     }

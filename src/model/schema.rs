@@ -360,6 +360,7 @@ pub(super) static K8S_WORKLOAD: Schema =
 pub(super) static K8S_SERVICE: Schema =
     k8s_schema!(F::object("spec"), F::object("cluster_ip").replace());
 pub(super) static K8S_PDB: Schema = k8s_schema!(F::object("spec"));
+pub(super) static K8S_NETWORK_POLICY: Schema = k8s_schema!(F::object("spec"));
 
 #[cfg(test)]
 mod tests {

@@ -82,9 +82,6 @@ pub fn new_ca(common_name: &str) -> Result<Issued, PkiError> {
 
 /// A leaf signed by `ca`, with `sans` (DNS names or IP addresses).
 pub fn new_leaf(spec: &LeafSpec, sans: &[String], ca: &CaMaterial) -> Result<Issued, PkiError> {
-    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut p = base(spec.common_name, spec.organization, LEAF_VALIDITY_DAYS)?;
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![
@@ -107,6 +104,14 @@ pub fn new_leaf(spec: &LeafSpec, sans: &[String], ca: &CaMaterial) -> Result<Iss
             Err(_) => Ok(SanType::DnsName(s.as_str().try_into()?)),
         })
         .collect::<Result<_, rcgen::Error>>()?;
+    signed(p, ca)
+}
+
+/// `p` with a new key, signed by `ca`.
+fn signed(p: CertificateParams, ca: &CaMaterial) -> Result<Issued, PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let not_after = p.not_after;
     let cert = p.signed_by(&key, &issuer)?;
     Ok(Issued {
@@ -116,6 +121,26 @@ pub fn new_leaf(spec: &LeafSpec, sans: &[String], ca: &CaMaterial) -> Result<Iss
     })
 }
 
+/// A person's client certificate for the API, valid `ttl` (signed by the
+/// cluster CA): never stored, so it is only as good as its expiry.
+pub fn new_user_cert(
+    user: &str,
+    group: &str,
+    ttl: Duration,
+    ca: &CaMaterial,
+) -> Result<Issued, PkiError> {
+    let mut p = base(user, Some(group), 1)?;
+    p.not_after = OffsetDateTime::now_utc() + ttl;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p.use_authority_key_identifier_extension = true;
+    signed(p, ca)
+}
+
 /// The service-account key pair: (private PEM, public PEM).
 pub fn new_key_pair() -> Result<(String, String), PkiError> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
@@ -123,6 +148,12 @@ pub fn new_key_pair() -> Result<(String, String), PkiError> {
 }
 
 /// A kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`.
+/// 32 random bytes in base64: an aescbc key for EncryptionConfiguration.
+pub fn new_secret_key() -> Result<String, PkiError> {
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::STANDARD.encode(random::<32>()?))
+}
+
 pub fn new_token() -> Result<String, PkiError> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     // 252 is the largest multiple of 36 below 256: no modulo bias.

@@ -13,7 +13,9 @@ mod issue;
 mod kubeconfig;
 mod store;
 
-pub use issue::{new_ca, new_key_pair, new_leaf, new_token, CaMaterial, Issued};
+pub use issue::{
+    new_ca, new_key_pair, new_leaf, new_secret_key, new_token, new_user_cert, CaMaterial, Issued,
+};
 pub use kubeconfig::{admin_kubeconfig, merge_kubeconfig, KubeconfigParts};
 pub use store::{
     ca_value, parse_ca_value, pem_blocks, read_certificate, renewal, rfc3339, CertInfo, Renewal,
@@ -185,7 +187,10 @@ pub const LEAVES: &[LeafSpec] = &[
     leaf(
         "admin",
         "kubernetes-admin",
-        Some("system:masters"),
+        // kubeadm's admin group since 1.29 (bound to cluster-admin by
+        // `kubeadm init`, revocable by deleting that binding), not
+        // system:masters, which no RBAC change can take back.
+        Some(ADMIN_GROUP),
         "ca",
         Usage::Client,
         Names::None,
@@ -210,6 +215,12 @@ pub const LEAVES: &[LeafSpec] = &[
 
 /// The service-account signing key pair (`sa.key`, `sa.pub`).
 pub const SERVICE_ACCOUNT: &str = "sa";
+/// The group of scopectl's admin certificate and of `kubeconfig`'s
+/// short-lived ones (kubeadm `constants.ClusterAdminsGroupAndClusterRoleBinding`).
+pub const ADMIN_GROUP: &str = "kubeadm:cluster-admins";
+/// The key Secrets are encrypted with in etcd (aescbc, 32 bytes, base64):
+/// masters read it, nodes cannot.
+pub const ENCRYPTION_KEY: &str = "encryption";
 /// The token nodes join with.
 pub const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
 /// A join token's life: kubeadm's default, so a token leaked from a node's

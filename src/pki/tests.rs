@@ -176,7 +176,7 @@ fn subjects_sans_and_usages_are_kubeadms() {
     assert!(read_certificate(&admin.cert_pem)
         .unwrap()
         .subject
-        .contains("O=system:masters"));
+        .contains("O=kubeadm:cluster-admins"));
 }
 
 fn days_between(a: &str, b: &str) -> i64 {

@@ -22,6 +22,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("state.sh.j2", include_str!("../../templates/state.sh.j2")),
     ("aws-cli.txt", include_str!("../../templates/aws-cli.txt")),
+    (
+        "audit-policy.yaml",
+        include_str!("../../templates/audit-policy.yaml"),
+    ),
     ("etcd.sh.j2", include_str!("../../templates/etcd.sh.j2")),
     (
         "kubeadm-init.yaml.j2",

@@ -403,7 +403,17 @@ fn kubeadm_configs_follow_the_ec2_facts() {
                 "{name}"
             );
             let cluster = kind("ClusterConfiguration").expect(&name);
-            assert!(cluster.get("apiServer").is_none(), "{name}: {cluster}");
+            // Secrets encrypted at rest and an audit log, from files every
+            // master writes before kubeadm runs (issue 26).
+            let args = cluster["apiServer"]["extraArgs"].to_string();
+            for flag in [
+                "encryption-provider-config",
+                "audit-policy-file",
+                "audit-log-path",
+                "audit-log-maxbackup",
+            ] {
+                assert!(args.contains(flag), "{name}: no {flag}: {cluster}");
+            }
             assert_eq!(
                 cluster["controllerManager"]["extraArgs"],
                 serde_json::json!([{"name": "cloud-provider", "value": "external"}]),

@@ -62,6 +62,9 @@ pub struct ServiceInputs {
     pub sources: BTreeMap<String, String>,
     /// For `expose = "elb"`: the NodePort its load balancer targets.
     pub node_port: Option<u16>,
+    /// The restricted security context's two choices (see the template).
+    pub run_as_root: bool,
+    pub read_only_root: bool,
 }
 
 fn render(

@@ -12,7 +12,12 @@ one is clear, else at the `func` line. Messages are built the way kubeadm builds
 them (errors.Wrap chains, field.Error formatting, Go's x509.HostnameError).
 
 Rules whose id starts with `scopectl/` are NOT kubeadm's: they are this
-project's own policy and are labelled as such.
+project's own policy and are labelled as such. `kubelet/...` and `kube-apiserver/...`
+rules are Kubernetes' but not kubeadm's (the kubelet refusing a static Pod, the API
+server exiting at start-up; kubeadm notices them only in wait-control-plane): see the
+last section, whose sources outside cmd/kubeadm/app/ are cited by full path (K8S_STORED,
+APISERVER_COMMIT). "(line not checked)" there also marks a function read but not
+located by line (pkg/apis/core/validation/validation.go, util/apiclient/wait.go).
 """
 
 from __future__ import annotations
@@ -385,7 +390,6 @@ OLD_API = {"v1alpha1": "v1.11", "v1alpha2": "v1.12", "v1alpha3": "v1.14", "v1bet
 
 # v1beta4 fields as released (k8s 1.31+). The corpus's copy of v1beta4/types.go is an early draft
 # (no timeouts/encryptionAlgorithm); unknown fields only warn, so the list errs on the side of silence.
-_ARGS = {"name", "value"}
 _CPC = {"extraArgs", "extraVolumes", "extraEnvs"}
 _NODEREG = {"name", "criSocket", "taints", "kubeletExtraArgs", "ignorePreflightErrors", "imagePullPolicy", "imagePullSerial"}
 _ENDPOINT = {"advertiseAddress", "bindPort"}
@@ -423,9 +427,7 @@ def check_config_documents(docs: list[dict]) -> list[Violation]:
       (strictErrors is false there; errors only in 'kubeadm config validate'). Message:
       'error unmarshaling configuration schema.GroupVersionKind{...}: error unmarshaling JSON: while
       decoding JSON: json: unknown field "x"'.
-    - kubeletExtraArgs/extraArgs in v1beta4 are []Arg (apis/kubeadm/v1beta4/types.go Arg, line not checked); a map
-      fails runtime.DecodeInto (initconfiguration.go:303/313, an error):
-      'json: cannot unmarshal object into Go struct field ... of type []v1beta4.Arg'.
+    - extraArgs / kubeletExtraArgs / extraVolumes: see check_args_and_volumes.
     """
     out = []
     src = SRC + "util/config/initconfiguration.go:321 (documentMapToInitConfiguration)"
@@ -456,22 +458,117 @@ def check_config_documents(docs: list[dict]) -> list[Violation]:
                     out.append(Violation("kubeadm/config-unknown-field", SRC + "util/config/strict/strict.go:53 (VerifyUnmarshalStrict)",
                                          f"error unmarshaling configuration {gvk}: error unmarshaling JSON: while decoding JSON: "
                                          f'json: unknown field "{(path + "." if path else "") + k}"', "warning"))
-        for path in ("nodeRegistration.kubeletExtraArgs", "apiServer.extraArgs", "controllerManager.extraArgs",
-                     "scheduler.extraArgs", "etcd.local.extraArgs"):
-            node, parts = d, path.split(".")
-            for part in parts:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, dict):
-                # encoding/json's UnmarshalTypeError text (wording modelled on Go, not read in kubeadm)
-                owner = {"nodeRegistration": "NodeRegistrationOptions", "apiServer": "APIServer", "local": "LocalEtcd",
-                         "controllerManager": "ControlPlaneComponent", "scheduler": "ControlPlaneComponent"}[parts[-2]]
-                out.append(Violation("kubeadm/config-args-list", SRC + "apis/kubeadm/v1beta4/types.go (Arg) (line not checked)",
-                                     f"json: cannot unmarshal object into Go struct field {owner}.{path} of type []v1beta4.Arg"))
-            elif isinstance(node, list):
-                for a in node:
-                    if not isinstance(a, dict) or set(a) - _ARGS or "name" not in a:
-                        out.append(Violation("kubeadm/config-args-list", SRC + "apis/kubeadm/v1beta4/types.go (Arg) (line not checked)",
-                                             f"{path}: each entry must be {{name, value}}, got {a!r}"))
+        out += check_args_and_volumes(d, ver)
+    return out
+
+
+# v1beta4 Arg and HostPathMount (apis/kubeadm/v1beta4/types.go ControlPlaneComponent / Arg / HostPathMount, line not
+# checked): Go field -> the Go type a YAML value must decode into.
+_ARG_TYPES = {"name": "string", "value": "string"}
+_HOSTPATHMOUNT_TYPES = {"name": "string", "hostPath": "string", "mountPath": "string", "readOnly": "bool",
+                        "pathType": "v1.HostPathType"}
+ARG_LISTS = ("nodeRegistration.kubeletExtraArgs", "apiServer.extraArgs", "controllerManager.extraArgs",
+             "scheduler.extraArgs", "etcd.local.extraArgs")
+VOLUME_LISTS = ("apiServer.extraVolumes", "controllerManager.extraVolumes", "scheduler.extraVolumes")
+_OWNER = {"nodeRegistration": "NodeRegistrationOptions", "apiServer": "APIServer", "local": "LocalEtcd",
+          "controllerManager": "ControlPlaneComponent", "scheduler": "ControlPlaneComponent"}
+
+
+def _at(d, path: str):
+    node = d
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _json_kind(v) -> str:
+    """The JSON value kind encoding/json names in an UnmarshalTypeError (YAML is converted to JSON first)."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    return {dict: "object", list: "array", str: "string"}.get(type(v), "string")
+
+
+def _fits(v, go_type: str) -> bool:
+    if v is None:            # JSON null into a Go value is a no-op
+        return True
+    return isinstance(v, bool) if go_type == "bool" else isinstance(v, str)
+
+
+def check_args_and_volumes(d: dict, ver: str) -> list[Violation]:
+    """extraArgs, kubeletExtraArgs, extraVolumes of one kubeadm config document, as kubeadm decodes and validates them.
+
+    Decoding (util/config/initconfiguration.go:303/313 (documentMapToInitConfiguration) runtime.DecodeInto, an
+    ERROR; wording of encoding/json's UnmarshalTypeError modelled on Go, not read in kubeadm):
+    - v1beta4: extraArgs/kubeletExtraArgs are []Arg {name, value} and extraVolumes []HostPathMount {name, hostPath,
+      mountPath, readOnly, pathType} (apis/kubeadm/v1beta4/types.go ControlPlaneComponent, HostPathMount; line not
+      checked). The v1beta3 map form `extraArgs: {k: v}` fails: 'json: cannot unmarshal object into Go struct field
+      APIServer.apiServer.extraArgs of type []v1beta4.Arg'; a value of the wrong JSON kind fails likewise (an unquoted
+      `value: 30` is a number, not a string; `readOnly: "true"` a string, not a bool).
+      v1beta3: extraArgs are map[string]string, so the list form fails the other way round.
+    - Unknown keys inside an Arg/HostPathMount are strict-decoding findings: only WARNINGS for init/join
+      (util/config/strict/strict.go:53 (VerifyUnmarshalStrict)), as for every other unknown field.
+    Validation (apis/kubeadm/validation/validation.go:725 (ValidateExtraArgs), called for apiServer at :88
+    (ValidateAPIServer), controllerManager :95, scheduler :102, kubeletExtraArgs :141, etcd.local :315): the ONLY
+    rule is a name: 'apiServer.extraArgs: Invalid value: "index 0": argument has no name' (:730). Duplicate names
+    are allowed ("Duplicate extra arguments are allowed.", types.go ControlPlaneComponent doc); the flag parser then
+    keeps the last value. kubeadm does NOT validate extraVolumes at all: an empty name/hostPath/mountPath or a bad
+    pathType reaches the static Pod, which the kubelet rejects (check_static_pod_volumes)."""
+    out = []
+    dec = SRC + "util/config/initconfiguration.go:303 (documentMapToInitConfiguration) -> runtime.DecodeInto"
+    strict = SRC + "util/config/strict/strict.go:53 (VerifyUnmarshalStrict)"
+    gvk_owner = lambda path: _OWNER[path.split(".")[-2]]  # noqa: E731
+    for path in ARG_LISTS:
+        node = _at(d, path)
+        if node is None:
+            continue
+        owner = gvk_owner(path)
+        if ver == "v1beta3":
+            if not isinstance(node, dict):
+                out.append(Violation("kubeadm/config-args-list", dec, f"json: cannot unmarshal {_json_kind(node)} into Go struct "
+                                     f"field {owner}.{path} of type map[string]string"))
+            continue
+        if not isinstance(node, list):
+            out.append(Violation("kubeadm/config-args-list", dec, f"json: cannot unmarshal {_json_kind(node)} into Go struct "
+                                 f"field {owner}.{path} of type []v1beta4.Arg"))
+            continue
+        for i, a in enumerate(node):
+            if not isinstance(a, dict):
+                out.append(Violation("kubeadm/config-args-list", dec, f"json: cannot unmarshal {_json_kind(a)} into Go struct "
+                                     f"field {owner}.{path} of type v1beta4.Arg"))
+                continue
+            for k, v in a.items():
+                if k not in _ARG_TYPES:
+                    out.append(Violation("kubeadm/config-unknown-field", strict,
+                                         f'json: unknown field "{path}[{i}].{k}"', "warning"))
+                elif not _fits(v, _ARG_TYPES[k]):
+                    out.append(Violation("kubeadm/config-args-list", dec, f"json: cannot unmarshal {_json_kind(v)} into Go "
+                                         f"struct field Arg.{path}.{k} of type string"))
+            if not a.get("name"):
+                out.append(Violation("kubeadm/extra-args-name", SRC + "apis/kubeadm/validation/validation.go:730 (ValidateExtraArgs)",
+                                     field_invalid(path, f"index {i}", "argument has no name")))
+    for path in VOLUME_LISTS:
+        node = _at(d, path)
+        if node is None:
+            continue
+        owner = gvk_owner(path)
+        if not isinstance(node, list):
+            out.append(Violation("kubeadm/config-extra-volumes", dec, f"json: cannot unmarshal {_json_kind(node)} into Go "
+                                 f"struct field {owner}.{path} of type []{ver}.HostPathMount"))
+            continue
+        for i, m in enumerate(node):
+            if not isinstance(m, dict):
+                out.append(Violation("kubeadm/config-extra-volumes", dec, f"json: cannot unmarshal {_json_kind(m)} into Go "
+                                     f"struct field {owner}.{path} of type {ver}.HostPathMount"))
+                continue
+            for k, v in m.items():
+                if k not in _HOSTPATHMOUNT_TYPES:
+                    out.append(Violation("kubeadm/config-unknown-field", strict,
+                                         f'json: unknown field "{path}[{i}].{k}"', "warning"))
+                elif not _fits(v, _HOSTPATHMOUNT_TYPES[k]):
+                    out.append(Violation("kubeadm/config-extra-volumes", dec, f"json: cannot unmarshal {_json_kind(v)} into "
+                                         f"Go struct field HostPathMount.{path}.{k} of type {_HOSTPATHMOUNT_TYPES[k]}"))
     return out
 
 
@@ -862,3 +959,543 @@ def check_control_plane_endpoint_set(cluster: dict) -> list[Violation]:
         return [Violation("kubeadm/join-control-plane", SRC + "cmd/phases/join/preflight.go:139 (checkIfReadyForAdditionalControlPlane)",
                           "unable to add a new control plane instance a cluster that doesn't have a stable controlPlaneEndpoint address")]
     return []
+
+
+# ---------------------------------------------------------------------------
+# Control-plane static Pods: what the kubelet and kube-apiserver make of extraArgs / extraVolumes
+# ---------------------------------------------------------------------------
+# Not kubeadm's own checks: kubeadm writes the manifests as configured, then its wait-control-plane phase times out
+# when a component never comes up. Rule ids: `kubelet/...` (the kubelet refuses the Pod or a volume),
+# `kube-apiserver/...` (the API server exits at start-up), `scopectl/...` (this project's policy).
+#
+# Sources outside cmd/kubeadm/app/, cited by their kubernetes/kubernetes path:
+# - pkg/... lines refer to the stored copy in the search index at the commit in K8S_STORED ("line not checked" for
+#   pkg/apis/core/validation/validation.go, an 8000-line file read by function only);
+# - staging/src/k8s.io/apiserver/... lines refer to the kubernetes/apiserver mirror (the published copy of that
+#   staging directory, same paths without the prefix) at APISERVER_COMMIT (July 2026).
+K8S = "kubernetes/kubernetes "
+APISERVER = K8S + "staging/src/k8s.io/apiserver/"
+APISERVER_COMMIT = "24a394e516bfda066d7e2221d7d92c052de27c54"
+K8S_STORED = {
+    "pkg/kubelet/config/common.go": "00090001f8a67445000858ce9dc4407610944549",
+    "cmd/kubeadm/app/phases/controlplane/volumes.go": "4a0608cb77f6a53af41cb4a453af104a4d4a0610",
+    "cmd/kubeadm/app/cmd/phases/join/waitcontrolplane.go": "569d1896e6319ac36aad86ca9cb86a43b077018f",
+}
+STORED.update({k[len("cmd/kubeadm/app/"):]: v for k, v in K8S_STORED.items() if k.startswith("cmd/kubeadm/app/")})
+
+COMPONENT_SECTION = {"kube-apiserver": "apiServer", "kube-controller-manager": "controllerManager", "kube-scheduler": "scheduler"}
+# phases/controlplane/volumes.go:43 caCertsExtraVolumePaths: mounted into kube-apiserver and kube-controller-manager
+# when they exist on the host (:88-92, isExtraVolumeMountNeeded = os.Stat), named by the path with '/' -> '-'.
+CA_CERTS_EXTRA_PATHS = ("/etc/pki/ca-trust", "/etc/pki/tls/certs", "/etc/ca-certificates", "/usr/share/ca-certificates",
+                        "/usr/local/share/ca-certificates")
+# pkg/apis/core/validation/validation.go supportedHostPathTypes (line not checked), listed sorted as sets.List does
+HOSTPATH_TYPES = ("", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
+                     "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+                     "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+
+
+def is_dns1123_label(name: str) -> list[str]:
+    """k8s.io/apimachinery/pkg/util/validation IsDNS1123Label."""
+    errs = []
+    if len(name) > 63:
+        errs.append("must be no more than 63 characters")
+    if not DNS1123_LABEL.match(name):
+        errs.append(DNS1123_LABEL_MSG)
+    return errs
+
+
+def component_args(cc: dict, component: str) -> dict[str, str]:
+    """The component's extraArgs as its flag parser ends up with them: duplicates allowed, the LAST value wins
+    (kubeadm appends them all to the command; pflag's Set keeps the last; modelled). v1beta3 maps taken as they are."""
+    args = (cc.get(COMPONENT_SECTION[component]) or {}).get("extraArgs")
+    if isinstance(args, dict):
+        return {str(k): "" if v is None else str(v) for k, v in args.items()}
+    out = {}
+    for a in args if isinstance(args, list) else []:
+        if isinstance(a, dict) and a.get("name"):
+            out[str(a["name"])] = "" if a.get("value") is None else str(a.get("value"))
+    return out
+
+
+def control_plane_volumes(fs, cc: dict, component: str) -> dict[str, dict]:
+    """phases/controlplane/volumes.go:46 (getHostPathVolumesForTheControlPlane): kubeadm's own hostPath volumes, then
+    the component's extraVolumes (:98-100) through :146 (AddExtraHostPathMounts), which passes pathType and readOnly
+    through unchecked (:148-149). Volumes and mounts are maps keyed by NAME (:161-165 addComponentVolume): an extra
+    volume with the name of a default one, or of an earlier extra one, REPLACES it silently.
+    Returns name -> {name, hostPath, mountPath, readOnly, pathType, extra}."""
+    vols: dict[str, dict] = {}
+
+    def add(name, host, mount, ro, pt, extra=False):
+        vols[name] = {"name": name, "hostPath": host, "mountPath": mount, "readOnly": ro, "pathType": pt, "extra": extra}
+
+    certs = cc.get("certificatesDir") or "/etc/kubernetes/pki"
+    if component in ("kube-apiserver", "kube-controller-manager"):
+        add("k8s-certs", certs, certs, True, "DirectoryOrCreate")                      # volumes.go:54 / :67
+        add("ca-certs", "/etc/ssl/certs", "/etc/ssl/certs", True, "DirectoryOrCreate")  # volumes.go:56 / :69
+    if component == "kube-controller-manager":
+        add("kubeconfig", "/etc/kubernetes/controller-manager.conf", "/etc/kubernetes/controller-manager.conf", True, "FileOrCreate")
+        flex = component_args(cc, component).get("flex-volume-plugin-dir") or "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
+        add("flexvolume-dir", flex, flex, False, "DirectoryOrCreate")                   # volumes.go:75-79
+    if component == "kube-scheduler":
+        add("kubeconfig", "/etc/kubernetes/scheduler.conf", "/etc/kubernetes/scheduler.conf", True, "FileOrCreate")
+    if component in ("kube-apiserver", "kube-controller-manager"):
+        for p in CA_CERTS_EXTRA_PATHS:
+            if fs.exists(p):
+                add(p.replace("/", "-")[1:], p, p, True, "DirectoryOrCreate")
+    extra = (cc.get(COMPONENT_SECTION[component]) or {}).get("extraVolumes")
+    for m in extra if isinstance(extra, list) else []:
+        if isinstance(m, dict):
+            s = lambda k: "" if m.get(k) is None else str(m.get(k))  # noqa: E731
+            add(s("name"), s("hostPath"), s("mountPath"), m.get("readOnly") is True, s("pathType"), extra=True)
+    return vols
+
+
+def check_static_pod_volumes(fs, cc: dict, component: str) -> list[Violation]:
+    """What the kubelet does with the component's static Pod, for its hostPath volumes.
+
+    1. pkg/kubelet/config/common.go:109 (tryDecodeSinglePod) validates a manifest and refuses an invalid Pod
+       ('invalid pod: %v', :130-131): the component never starts. Checks (pkg/apis/core/validation/validation.go,
+       lines not checked): ValidateVolumes - a volume name is Required and an RFC 1123 label;
+       validateHostPathVolumeSource - path Required, no '..' element (validatePathNoBacksteps), validateHostPathType -
+       type one of supportedHostPathTypes (NotSupported); ValidateVolumeMounts - mountPath Required, 'must be unique'.
+       Volumes in name order (staticpod VolumeMapToSlice sorts by name: index modelled). Messages: field.Error text.
+    2. A valid Pod's volumes are set up by pkg/volume/hostpath/host_path.go checkTypeInternal (line not checked):
+       DirectoryOrCreate / FileOrCreate create a missing path (an empty directory 0755 / an empty file 0644);
+       Directory / File require one of that type: 'hostPath type check failed: %s is not a directory' / 'is not a
+       file' (the kubelet reports 'MountVolume.SetUp failed for volume "X" : ...'); the Pod does not start."""
+    vols = sorted(control_plane_volumes(fs, cc, component).values(), key=lambda v: v["name"])
+    errs = []
+    for i, v in enumerate(vols):
+        p = f"spec.volumes[{i}]"
+        if not v["name"]:
+            errs.append(f"{p}.name: Required value")
+        else:
+            errs += [field_invalid(p + ".name", v["name"], e) for e in is_dns1123_label(v["name"])]
+        if not v["hostPath"]:
+            errs.append(f"{p}.hostPath.path: Required value")
+            continue
+        if ".." in v["hostPath"].split("/"):
+            errs.append(field_invalid(p + ".hostPath.path", v["hostPath"], "must not contain '..'"))
+        if v["pathType"] not in HOSTPATH_TYPES:
+            errs.append(f'{p}.hostPath.type: Unsupported value: "{v["pathType"]}": supported values: '
+                        + ", ".join(f'"{t}"' for t in HOSTPATH_TYPES))
+    seen = set()
+    for i, v in enumerate(vols):
+        p = f"spec.containers[0].volumeMounts[{i}]"
+        if not v["name"]:
+            errs.append(f"{p}.name: Required value")
+        if not v["mountPath"]:
+            errs.append(f"{p}.mountPath: Required value")
+        elif v["mountPath"] in seen:
+            errs.append(field_invalid(p + ".mountPath", v["mountPath"], "must be unique"))
+        seen.add(v["mountPath"])
+    manifest = f"{MANIFESTS}/{component}.yaml"
+    if errs:
+        return [Violation("kubelet/static-pod-invalid", K8S + "pkg/kubelet/config/common.go:131 (tryDecodeSinglePod) + "
+                          "pkg/apis/core/validation/validation.go (ValidateVolumes, validateHostPathVolumeSource, "
+                          "validateHostPathType, ValidateVolumeMounts) (line not checked)",
+                          f'{component}: the kubelet refuses static Pod "{manifest}": invalid pod: [{" ".join(errs)}]')]
+    out = []
+    for v in vols:
+        want = {"Directory": ("dir", "a directory"), "File": ("file", "a file")}.get(v["pathType"])
+        kind = "dir" if fs.isdir(v["hostPath"]) else "file" if fs.exists(v["hostPath"]) else None
+        if v["pathType"] == "DirectoryOrCreate" and kind == "file":
+            want = ("dir", "a directory")
+        if v["pathType"] == "FileOrCreate" and kind == "dir":
+            want = ("file", "a file")
+        if want and kind != want[0]:
+            out.append(Violation("kubelet/hostpath-type", K8S + "pkg/volume/hostpath/host_path.go (checkTypeInternal) (line not checked)",
+                                 f'{component}: MountVolume.SetUp failed for volume "{v["name"]}" : hostPath type check failed: '
+                                 f'{v["hostPath"]} is not {want[1]}'))
+    return out
+
+
+def container_path(vols: dict[str, dict], path: str) -> tuple[dict, str] | None:
+    """Where a path the component opens comes from: the volume mounted deepest above it (or on it), and the host path
+    it maps to. None: no volume covers it, so the container sees only its image (distroless: no such file)."""
+    best = None
+    for v in vols.values():
+        m = v["mountPath"].rstrip("/") or "/"
+        if path == m or path.startswith(m.rstrip("/") + "/"):
+            if best is None or len(m) > len(best[0]):
+                best = (m, v)
+    if best is None:
+        return None
+    m, v = best
+    return v, v["hostPath"].rstrip("/") + path[len(m.rstrip("/")):] if path != m else v["hostPath"]
+
+
+# EncryptionConfiguration v1 fields (staging/src/k8s.io/apiserver/pkg/apis/apiserver/v1/types_encryption.go:70-148)
+_ENC_FIELDS = {"": {"apiVersion", "kind", "resources"}, "resource": {"resources", "providers"},
+               "provider": {"aesgcm", "aescbc", "secretbox", "identity", "kms"}, "keyed": {"keys"}, "key": {"name", "secret"},
+               "identity": set(), "kms": {"apiVersion", "name", "cachesize", "endpoint", "timeout"}}
+# audit.k8s.io/v1 Policy fields (staging/src/k8s.io/apiserver/pkg/apis/audit/v1/types.go:170-305)
+_POLICY_FIELDS = {"": {"apiVersion", "kind", "metadata", "rules", "omitStages", "omitManagedFields"},
+                  "rule": {"level", "users", "userGroups", "verbs", "resources", "namespaces", "nonResourceURLs",
+                           "omitStages", "omitManagedFields"},
+                  "group": {"group", "resources", "resourceNames"}}
+AUDIT_LEVELS = ("None", "Metadata", "Request", "RequestResponse")
+AUDIT_STAGES = ("RequestReceived", "ResponseStarted", "ResponseComplete", "Panic")
+AES_KEY_SIZES, SECRETBOX_KEY_SIZES = [16, 24, 32], [32]
+
+
+def _unknown(node, allowed: set, path: str) -> list[str]:
+    if not isinstance(node, dict):
+        return []
+    return [f'unknown field "{path + "." if path else ""}{k}"' for k in node if k not in allowed]
+
+
+def _b64(secret: str) -> bytes | None:
+    """Go base64.StdEncoding.DecodeString: padding required, '\\r' and '\\n' ignored."""
+    import base64
+    import binascii
+    try:
+        return base64.b64decode(secret.replace("\r", "").replace("\n", ""), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def parse_encryption_config(data: bytes, path: str) -> tuple[dict | None, str | None]:
+    """staging/src/k8s.io/apiserver/pkg/server/options/encryptionconfig/config.go:519 (loadConfig): the file is
+    decoded by a STRICT codec (config.go:145, serializer.EnableStrict: an unknown field is an error) as
+    apiserver.config.k8s.io/v1 EncryptionConfiguration ('got unexpected config type', :531), then
+    pkg/apis/apiserver/validation/validation_encryption.go:65 (ValidateEncryptionConfiguration):
+    resources Required (:74-75); per entry resources (:85-86) and providers (:92-93) Required; resource names without
+    capitals (:199) and not '*' (:212); exactly one provider type per element (:306, :310); keys Required (:320-321);
+    a key's name and secret Required (:335, :339); secret base64 (:344-346) of 16, 24 or 32 bytes for aescbc/aesgcm,
+    32 for secretbox (:58, :61; 'secret is not of the expected length, got %d, expected one of %v', :358-359).
+    Returns (config, error text as LoadEncryptionConfig wraps it: 'error while parsing file: ...', config.go:229)."""
+    import yaml
+    pre = "error while parsing file: "
+    if not data:
+        return None, pre + f'error while loading file: encryption provider configuration file "{path}" is empty'
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.YAMLError as e:
+        return None, pre + f'error decoding encryption provider configuration file "{path}": yaml: {str(e).splitlines()[0]} (modelled)'
+    if not isinstance(doc, dict) or doc.get("apiVersion") != "apiserver.config.k8s.io/v1" or doc.get("kind") != "EncryptionConfiguration":
+        av, k = (doc.get("apiVersion"), doc.get("kind")) if isinstance(doc, dict) else (None, None)
+        return None, pre + (f'error decoding encryption provider configuration file "{path}": no kind "{k}" is registered for '
+                            f'version "{av}" (modelled: only apiserver.config.k8s.io/v1 EncryptionConfiguration is accepted)')
+    unknown = _unknown(doc, _ENC_FIELDS[""], "")
+    for i, r in enumerate(doc.get("resources") or []):
+        rp = f"resources[{i}]"
+        unknown += _unknown(r, _ENC_FIELDS["resource"], rp)
+        for j, p in enumerate((r or {}).get("providers") or [] if isinstance(r, dict) else []):
+            pp = f"{rp}.providers[{j}]"
+            unknown += _unknown(p, _ENC_FIELDS["provider"], pp)
+            for t in ("aesgcm", "aescbc", "secretbox"):
+                sub = p.get(t) if isinstance(p, dict) else None
+                unknown += _unknown(sub, _ENC_FIELDS["keyed"], f"{pp}.{t}")
+                for n, key in enumerate((sub or {}).get("keys") or [] if isinstance(sub, dict) else []):
+                    unknown += _unknown(key, _ENC_FIELDS["key"], f"{pp}.{t}.keys[{n}]")
+            if isinstance(p, dict):
+                unknown += _unknown(p.get("identity"), _ENC_FIELDS["identity"], f"{pp}.identity")
+                unknown += _unknown(p.get("kms"), _ENC_FIELDS["kms"], f"{pp}.kms")
+    if unknown:
+        return None, pre + f'error decoding encryption provider configuration file "{path}": strict decoding error: ' + ", ".join(unknown)
+    errs = []
+    res = doc.get("resources") or []
+    if not res:
+        errs.append("resources: Required value: at least one resources is required")
+    for i, r in enumerate(res):
+        r = r if isinstance(r, dict) else {}
+        rp, pp = f"resources[{i}].resources", f"resources[{i}].providers"
+        names = r.get("resources") or []
+        if not names:
+            errs.append(f"{rp}: Required value: at least one {rp} is required")
+        for j, n in enumerate(names):
+            n = str(n)
+            if n != n.lower():
+                errs.append(field_invalid(f"{rp}[{j}]", n, "resource name should not contain capital letters"))
+            elif n == "*":
+                errs.append(field_invalid(f"{rp}[{j}]", n, "use '*.' to encrypt all the resources from core API group or *.* to encrypt all resources"))
+        provs = r.get("providers") or []
+        if not provs:
+            errs.append(f"{pp}: Required value: at least one {pp} is required")
+        for j, p in enumerate(provs):
+            path_j = f"{pp}[{j}]"
+            kinds = [k for k in ("kms", "aesgcm", "aescbc", "secretbox", "identity") if isinstance(p, dict) and k in p]
+            if not kinds:
+                errs.append(f"{path_j}: Invalid value: {p!r}: provider does not contain any of the expected providers: KMS, AESGCM, AESCBC, Secretbox, Identity")
+                continue
+            if len(kinds) > 1:
+                errs.append(f"{path_j}: Invalid value: {p!r}: more than one provider specified in a single element, should split into different list elements")
+                continue
+            t = kinds[0]
+            if t in ("aesgcm", "aescbc", "secretbox"):
+                sizes = SECRETBOX_KEY_SIZES if t == "secretbox" else AES_KEY_SIZES
+                kp = f"{path_j}.{t}.keys"
+                keys = (p.get(t) or {}).get("keys") or []
+                if not keys:
+                    errs.append(f"{kp}: Required value: at least one keys is required")
+                for n, key in enumerate(keys):
+                    key = key if isinstance(key, dict) else {}
+                    if not key.get("name"):
+                        errs.append(f"{kp}[{n}].name: Required value: name is a mandatory field for a key")
+                    if not key.get("secret"):
+                        errs.append(f"{kp}[{n}].secret: Required value: secret is a mandatory field for a key")
+                        continue
+                    raw = _b64(str(key["secret"]))
+                    if raw is None:
+                        errs.append(f'{kp}[{n}].secret: Invalid value: "REDACTED": secrets must be base64 encoded')
+                    elif len(raw) not in sizes:
+                        errs.append(f'{kp}[{n}].secret: Invalid value: "REDACTED": secret is not of the expected length, '
+                                    f'got {len(raw)}, expected one of [{" ".join(map(str, sizes))}]')
+    if errs:
+        return None, pre + aggregate(errs)
+    return doc, None
+
+
+def _secrets_entry(cfg: dict) -> dict | None:
+    """The first resources entry that covers core 'secrets' ('secrets', '*.' or '*.*'; a later one would be masked,
+    encryptionconfig/config.go getTransformerOverridesAndKMSPluginHealthzCheckers)."""
+    for r in cfg.get("resources") or []:
+        if {"secrets", "*.", "*.*"} & {str(x) for x in r.get("resources") or []}:
+            return r
+    return None
+
+
+def encryption_fingerprint(cfg: dict) -> str:
+    """sha256 of the providers that read and write Secrets (what every API server of the cluster must share)."""
+    import json
+    r = _secrets_entry(cfg) or {}
+    return hashlib.sha256(json.dumps(r.get("providers") or [], sort_keys=True).encode()).hexdigest()
+
+
+def parse_audit_policy(data: bytes, path: str) -> tuple[dict | None, str | None, list[str]]:
+    """staging/src/k8s.io/apiserver/pkg/audit/policy/reader.go:46 (LoadPolicyFromFile) -> :63 (LoadPolicyFromBytes):
+    strict decoding first; an unknown field only makes it fall back to lenient decoding with a klog WARNING (:70-81);
+    the group/version must be audit.k8s.io/v1 (:34-36, :86-87); pkg/apis/audit/validation/validation.go:28
+    (ValidatePolicy): omitStages among RequestReceived, ResponseStarted, ResponseComplete, Panic (:118-131, also per
+    rule), each rule's level Required / one of None, Metadata, Request, RequestResponse (:68-76), nonResourceURLs
+    begin with '/' (:86-87) and end any '*' (:90-91), not together with resources/namespaces (:45-47),
+    resourceNames need resources (:111-112); then at least one rule: 'loaded illegal policy with 0 rules' (:95-96).
+    Error text as the API server prints it: 'loading audit policy file: %v' (server/options/audit.go:356) around
+    '%v: from file %v' (reader.go:57). Returns (policy, error, warnings)."""
+    import yaml
+    wrap = lambda m: f"loading audit policy file: {m}: from file {path}"  # noqa: E731
+    try:
+        doc = yaml.safe_load(data) if data else None
+    except yaml.YAMLError as e:
+        return None, wrap(f"failed decoding: yaml: {str(e).splitlines()[0]} (modelled)"), []
+    if not isinstance(doc, dict) or doc.get("apiVersion") != "audit.k8s.io/v1" or doc.get("kind") != "Policy":
+        av, k = (doc.get("apiVersion"), doc.get("kind")) if isinstance(doc, dict) else (None, None)
+        return None, wrap(f'failed decoding: no kind "{k}" is registered for version "{av}" (modelled: only audit.k8s.io/v1 '
+                          "Policy is accepted)"), []
+    unknown = _unknown(doc, _POLICY_FIELDS[""], "")
+    for i, rule in enumerate(doc.get("rules") or []):
+        unknown += _unknown(rule, _POLICY_FIELDS["rule"], f"rules[{i}]")
+        for j, g in enumerate((rule or {}).get("resources") or [] if isinstance(rule, dict) else []):
+            unknown += _unknown(g, _POLICY_FIELDS["group"], f"rules[{i}].resources[{j}]")
+    warnings = ([f"Audit policy contains errors, falling back to lenient decoding: strict decoding error: {', '.join(unknown)}"]
+                if unknown else [])
+    errs = []
+
+    def stages(lst, p):
+        for i, s in enumerate(lst or []):
+            if s not in AUDIT_STAGES:
+                errs.append(field_invalid(f"{p}[{i}]", s, "allowed stages are " + ",".join(AUDIT_STAGES)))
+    stages(doc.get("omitStages"), "omitStages")
+    rules = doc.get("rules") or []
+    for i, rule in enumerate(rules):
+        rule = rule if isinstance(rule, dict) else {}
+        rp = f"rules[{i}]"
+        lvl = rule.get("level")
+        if not lvl:
+            errs.append(f"{rp}.level: Required value")
+        elif lvl not in AUDIT_LEVELS:
+            errs.append(f'{rp}.level: Unsupported value: "{lvl}": supported values: ' + ", ".join(f'"{x}"' for x in AUDIT_LEVELS))
+        for j, u in enumerate(rule.get("nonResourceURLs") or []):
+            if u == "*":
+                continue
+            if not str(u).startswith("/"):
+                errs.append(field_invalid(f"{rp}.nonResourceURLs[{j}]", u, "non-resource URL rules must begin with a '/' character"))
+            if u and "*" in str(u)[:-1]:
+                errs.append(field_invalid(f"{rp}.nonResourceURLs[{j}]", u, "non-resource URL wildcards '*' must be the final character of the rule"))
+        for g in rule.get("resources") or []:
+            if isinstance(g, dict) and g.get("resourceNames") and not g.get("resources"):
+                errs.append(f"{rp}.resources.resourceNames: Invalid value: {g['resourceNames']}: using resourceNames requires at least one resource")
+        stages(rule.get("omitStages"), f"{rp}.omitStages")
+        if rule.get("nonResourceURLs") and (rule.get("resources") or rule.get("namespaces")):
+            errs.append(f"{rp}.nonResourceURLs: Invalid value: {rule['nonResourceURLs']}: rules cannot apply to both regular "
+                        "resources and non-resource URLs")
+    if errs:
+        return None, wrap(aggregate(errs)), warnings
+    if not rules:
+        return None, wrap("loaded illegal policy with 0 rules"), warnings
+    return doc, None, warnings
+
+
+def check_apiserver_files(fs, cc: dict, cluster_fingerprint: str | None = None) -> list[Violation]:
+    """kube-apiserver's start-up with the files its extraArgs name, as seen from inside its container (the volumes of
+    control_plane_volumes; a DirectoryOrCreate/FileOrCreate volume whose host path is missing is created empty).
+
+    kube-apiserver rules (it exits, the Pod crash-loops):
+    - --encryption-provider-config (server/options/etcd.go:185) is loaded at start (etcd.go:365 -> encryptionconfig/
+      config.go:226 (LoadEncryptionConfig)): unreadable -> 'error while parsing file: error while loading file: error
+      reading encryption provider configuration file %q: open %s: no such file or directory' (config.go:229, :522,
+      :540); empty (:543); then parse_encryption_config.
+    - --audit-policy-file (server/options/audit.go:262): parse_audit_policy; unreadable -> 'failed to read file path
+      %q: ...' (audit/policy/reader.go:52).
+    - --audit-log-path (audit.go:440): ensureLogFile (audit.go:526) MkdirAll + OpenFile(O_CREATE) in the container,
+      'ensureLogFile: %w' (:510): fails on a read-only volume. --audit-log-maxage/-maxbackup/-maxsize (audit.go:442-446,
+      pflag IntVar: not an integer -> 'invalid argument %q for %q flag: strconv.ParseInt: parsing %q: invalid syntax',
+      wording modelled) must not be negative (audit.go:483, :486, :489).
+    scopectl rules (NOT Kubernetes'; the API server would start):
+    - scopectl/encryption-at-rest: the config covers 'secrets' and its FIRST provider, the one that writes
+      (staging/src/k8s.io/apiserver/pkg/storage/value/transformer.go:174, TransformToStorage uses transformers[0]),
+      is aescbc or secretbox with a 32-byte key (identity first = plaintext in etcd).
+    - scopectl/encryption-config-mode: the file holds the key: mode 0600 or stricter (no group/other bits).
+    - scopectl/encryption-keys-match: every API server of the cluster must share the Secrets providers and keys
+      (aescbc/secretbox data is prefixed 'k8s:enc:aescbc:v1:<key name>:', encryptionconfig/config.go:61, :649; a
+      Secret written with one master's key1 cannot be read by another master whose key1 differs); compared with the
+      fingerprint master-0 recorded at init.
+    - scopectl/audit-log-on-host: with --audit-policy-file, --audit-log-path is set and lies on a writable hostPath
+      volume (else events go nowhere, or into the container's filesystem and are lost with it)."""
+    vols = control_plane_volumes(fs, cc, "kube-apiserver")
+    args = component_args(cc, "kube-apiserver")
+    out: list[Violation] = []
+    etcd_src = APISERVER + "pkg/server/options/encryptionconfig/config.go:"
+    audit_src = APISERVER + "pkg/server/options/audit.go:"
+
+    def host_file(path: str) -> tuple[str | None, bytes | None, str]:
+        """(host path or None, contents or None, the OS error a read gives inside the container)."""
+        r = container_path(vols, path)
+        if r is None:
+            return None, None, f"open {path}: no such file or directory"
+        v, host = r
+        if fs.isdir(host):
+            return host, None, f"read {path}: is a directory"
+        data = fs.read(host)
+        if data is None:
+            return host, None, f"open {path}: no such file or directory"
+        return host, data, ""
+
+    def where(path: str) -> str:
+        r = container_path(vols, path)
+        if r is None:
+            return f" ({path} is under no hostPath volume of kube-apiserver: add an extraVolume mounting its directory)"
+        return f" (host {r[1]} via volume \"{r[0]['name']}\")"
+
+    enc = args.get("encryption-provider-config")
+    if not enc:
+        out.append(Violation("scopectl/encryption-at-rest",
+                             "scopectl: issue 26 (secure defaults): Secrets encrypted at rest",
+                             "kube-apiserver has no --encryption-provider-config: Secrets are stored in plaintext in etcd"))
+    if enc:
+        host, data, oserr = host_file(enc)
+        if data is None:
+            out.append(Violation("kube-apiserver/encryption-provider-config", etcd_src + "540 (loadDataAndHash)",
+                                 f"error while parsing file: error while loading file: error reading encryption provider "
+                                 f'configuration file "{enc}": {oserr}' + where(enc)))
+        else:
+            cfg, err = parse_encryption_config(data, enc)
+            if err:
+                out.append(Violation("kube-apiserver/encryption-provider-config",
+                                     etcd_src + "519 (loadConfig) -> pkg/apis/apiserver/validation/validation_encryption.go:65 "
+                                     "(ValidateEncryptionConfiguration)", err))
+            else:
+                ent = _secrets_entry(cfg)
+                first = ((ent or {}).get("providers") or [{}])[0]
+                kind = next((k for k in ("aescbc", "secretbox") if k in first), None)
+                src = "scopectl: issue 26 (secure defaults): Secrets encrypted at rest; " + APISERVER + "pkg/storage/value/transformer.go:174 (TransformToStorage: the first provider writes)"
+                if ent is None:
+                    out.append(Violation("scopectl/encryption-at-rest", src, f'{enc}: no resources entry covers "secrets": Secrets are stored in plaintext'))
+                elif kind is None:
+                    out.append(Violation("scopectl/encryption-at-rest", src, f"{enc}: the first provider for secrets is "
+                                         f"{next(iter(first), 'none')}, not aescbc or secretbox: new Secrets are written unencrypted"))
+                else:
+                    raw = _b64(str(((first[kind] or {}).get("keys") or [{}])[0].get("secret", "")))
+                    if raw is not None and len(raw) != 32:
+                        out.append(Violation("scopectl/encryption-at-rest", src, f"{enc}: the {kind} key that writes is {len(raw)} "
+                                             "bytes; scopectl uses 32-byte (AES-256) keys"))
+                fp = encryption_fingerprint(cfg)
+                if cluster_fingerprint and fp != cluster_fingerprint:
+                    out.append(Violation("scopectl/encryption-keys-match", "scopectl: every API server must share the Secrets keys; "
+                                         + etcd_src + "649 (aesPrefixTransformer: data prefixed with the key name)",
+                                         f"{enc}: the Secrets providers/keys differ from those master-0 started with: Secrets one "
+                                         "API server writes cannot be read by the other (same key name, other secret)"))
+        if host is not None and fs.exists(host) and not fs.isdir(host):
+            mode = fs.mode(host)
+            if mode & 0o077:
+                out.append(Violation("scopectl/encryption-config-mode", "scopectl: the encryption config holds the Secrets key",
+                                     f"{host} has mode {mode:04o}: it must be 0600 or stricter (no group/other access)"))
+
+    pol = args.get("audit-policy-file")
+    if pol:
+        host, data, oserr = host_file(pol)
+        if data is None:
+            out.append(Violation("kube-apiserver/audit-policy-file", APISERVER + "pkg/audit/policy/reader.go:52 (LoadPolicyFromFile)",
+                                 f'loading audit policy file: failed to read file path "{pol}": {oserr}' + where(pol)))
+        else:
+            policy, err, warns = parse_audit_policy(data, pol)
+            for w in warns:
+                out.append(Violation("kube-apiserver/audit-policy-file", APISERVER + "pkg/audit/policy/reader.go:81 (LoadPolicyFromBytes)", w, "warning"))
+            if err:
+                out.append(Violation("kube-apiserver/audit-policy-file",
+                                     APISERVER + "pkg/apis/audit/validation/validation.go:28 (ValidatePolicy) via pkg/audit/policy/reader.go:63 (LoadPolicyFromBytes)", err))
+
+    # flags are parsed before anything is validated, and parsing stops at the first bad one
+    parsed, negative = {}, []
+    for flag, line in (("audit-log-maxage", 483), ("audit-log-maxbackup", 486), ("audit-log-maxsize", 489)):
+        if flag not in args:
+            continue
+        try:
+            parsed[flag] = int(args[flag], 0)
+        except ValueError:
+            out.append(Violation("kube-apiserver/audit-log-flags", audit_src + "442-446 (AuditLogOptions.AddFlags, pflag IntVar)",
+                                 f'invalid argument "{args[flag]}" for "--{flag}" flag: strconv.ParseInt: parsing "{args[flag]}": invalid syntax'))
+            break
+        if parsed[flag] < 0:
+            negative.append(Violation("kube-apiserver/audit-log-flags", audit_src + f"{line} (AuditLogOptions.Validate)",
+                                      f"--{flag} {parsed[flag]} can't be a negative number"))
+    else:
+        out += negative
+
+    log = args.get("audit-log-path")
+    if log and log != "-":
+        r = container_path(vols, log.rsplit("/", 1)[0] or "/")
+        if r is not None and r[0]["readOnly"]:
+            out.append(Violation("kube-apiserver/audit-log-path", audit_src + "510 (AuditLogOptions.getWriter) / :527-531 (ensureLogFile)",
+                                 f"ensureLogFile: open {log}: read-only file system (volume \"{r[0]['name']}\" is readOnly)"))
+        elif pol and r is None:
+            out.append(Violation("scopectl/audit-log-on-host", "scopectl: the audit log must outlive the kube-apiserver container",
+                                 f"--audit-log-path {log} is under no hostPath volume: the log stays in the container and is lost with it"))
+    elif pol and not log and not args.get("audit-webhook-config-file"):
+        out.append(Violation("scopectl/audit-log-on-host", audit_src + "500-502 (getWriter: no log backend without --audit-log-path; ApplyTo :291-301)",
+                             "--audit-policy-file is set but --audit-log-path is not: no audit events are written"))
+    return out
+
+
+def waits_for_all_components(kubeadm_version: str, feature_gates: dict | None) -> bool:
+    """Whether kubeadm waits for kube-controller-manager and kube-scheduler too (and, on join --control-plane, for
+    this node's components at all): feature gate WaitForAllControlPlaneComponents - alpha, off, when the stored
+    cmd/kubeadm/app/cmd/phases/join/waitcontrolplane.go:65 (runWaitControlPlanePhase) skips the phase without it;
+    beta and on by default in v1.33 (kubernetes/kubernetes PR 129620); GA, locked on, in v1.34 (PR 132594).
+    kubeadm init always waits for the kube-apiserver."""
+    _, mn = mm(kubeadm_version)
+    if mn >= 34:
+        return True
+    fg = (feature_gates or {}).get("WaitForAllControlPlaneComponents")
+    return bool(fg) if fg is not None else mn >= 33
+
+
+def control_plane_failures(vs: list[Violation], component: str, address: str) -> list[Violation]:
+    """How kubeadm reports a component that never becomes healthy: util/apiclient/wait.go
+    (KubeWaiter.WaitForControlPlaneComponents) (line not checked), each component polled until
+    timeouts.controlPlaneComponentHealthCheck: '%s check failed at %s' around the client error (here: connection
+    refused, modelled), aggregated; join's phase: cmd/phases/join/waitcontrolplane.go:81. The cause the
+    component/kubelet logs is appended as '(modelled: ...)'. Warnings and scopectl rules pass through unchanged."""
+    url = {"kube-apiserver": f"https://{address}:6443/livez", "kube-controller-manager": "https://127.0.0.1:10257/healthz",
+           "kube-scheduler": "https://127.0.0.1:10259/livez"}[component]
+    hostport = url.split("/")[2]
+    errs = [v for v in vs if v.severity == "error" and not v.rule.startswith("scopectl/")]
+    rest = [v for v in vs if v not in errs]
+    if not errs:
+        return rest
+    msg = (f'{component} check failed at {url}: Get "{url}": dial tcp {hostport}: connect: connection refused '
+           f"(modelled: {'; '.join(v.message for v in errs)})")
+    return [Violation(errs[0].rule, errs[0].source, msg)] + rest

@@ -62,6 +62,9 @@ class FS:
     def listdir(self, path):
         return os.listdir(self.p(path))
 
+    def mode(self, path) -> int:
+        return os.stat(self.p(path)).st_mode & 0o7777
+
     def read(self, path) -> bytes | None:
         try:
             with open(self.p(path), "rb") as f:
@@ -256,14 +259,49 @@ spec:
 """
     fs.write(f"{R.MANIFESTS}/etcd.yaml", etcd)
     for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
-        fs.write(f"{R.MANIFESTS}/{comp}.yaml",
-                 f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: {comp}\n  namespace: kube-system\nspec:\n"
-                 f"  containers:\n  - command:\n    - {comp}\n    image: registry.k8s.io/{comp}:{version}\n    name: {comp}\n"
-                 f"  hostNetwork: true\n")
+        # abridged: the command carries only the extraArgs (last value of a repeated name), the volumes are kubeadm's
+        # own plus the extraVolumes (R.control_plane_volumes), in name order
+        args = R.component_args(cluster_cfg, comp)
+        vols = sorted(R.control_plane_volumes(fs, cluster_cfg, comp).values(), key=lambda v: v["name"])
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": comp, "namespace": "kube-system"},
+               "spec": {"containers": [{"command": [comp] + [f"--{k}={v}" for k, v in sorted(args.items())],
+                                        "image": f"registry.k8s.io/{comp}:{version}", "name": comp,
+                                        "volumeMounts": [dict({"mountPath": v["mountPath"], "name": v["name"]},
+                                                              **({"readOnly": True} if v["readOnly"] else {})) for v in vols]}],
+                        "hostNetwork": True,
+                        "volumes": [{"hostPath": dict({"path": v["hostPath"]}, **({"type": v["pathType"]} if v["pathType"] else {})),
+                                     "name": v["name"]} for v in vols]}}
+        fs.write(f"{R.MANIFESTS}/{comp}.yaml", yaml.safe_dump(pod, sort_keys=False))
     ca = fs.read(f"{PKI}/ca.crt")
     for f, user in (("admin.conf", "kubernetes-admin"), ("super-admin.conf", "kubernetes-super-admin"),
                     ("controller-manager.conf", "system:kube-controller-manager"), ("scheduler.conf", "system:kube-scheduler")):
         fs.write(f"/etc/kubernetes/{f}", kubeconfig(endpoint, ca, user))
+
+
+def encryption_fingerprint(fs: FS, cc: dict) -> str | None:
+    """The fingerprint of the Secrets providers this node's kube-apiserver loads (None: no or no valid config)."""
+    enc = R.component_args(cc, "kube-apiserver").get("encryption-provider-config")
+    r = R.container_path(R.control_plane_volumes(fs, cc, "kube-apiserver"), enc) if enc else None
+    data = fs.read(r[1]) if r and not fs.isdir(r[1]) else None
+    cfg, _ = R.parse_encryption_config(data or b"", enc or "")
+    return R.encryption_fingerprint(cfg) if cfg else None
+
+
+def wait_control_plane(run: "Run", fs: FS, cc: dict, ip: str, kubeadm_v: str, cluster_fp: str | None, join: bool):
+    """wait-control-plane: whether the kubelet starts each static Pod (R.check_static_pod_volumes) and the
+    kube-apiserver starts with the files its extraArgs name (R.check_apiserver_files). kubeadm init always waits for
+    the kube-apiserver; the other components, and a control-plane join's, only with WaitForAllControlPlaneComponents
+    (R.waits_for_all_components: always from v1.34). What kubeadm does not wait for is recorded, not fatal."""
+    waits_all = R.waits_for_all_components(kubeadm_v, cc.get("featureGates"))
+    fatal, unseen = [], []
+    for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        vs = R.check_static_pod_volumes(fs, cc, comp)
+        if comp == "kube-apiserver" and not any(v.severity == "error" for v in vs):
+            vs += R.check_apiserver_files(fs, cc, cluster_fp)
+        vs = R.control_plane_failures(vs, comp, ip)
+        (fatal if waits_all or (comp == "kube-apiserver" and not join) else unseen).extend(vs)
+    run.add(unseen, "wait-control-plane", fatal=False)
+    run.add(fatal, "wait-control-plane")
 
 
 # ---------------------------------------------------------------------------
@@ -314,9 +352,12 @@ class Run:
         self.node: str | None = None   # the Node name, for the runner's report
         self.fs = FS(os.environ.get("SCOPECTL_BOOT_ROOT", "/"))
 
-    def add(self, vs: list[R.Violation], phase: str | None = None, preflight: bool = False, first: bool = False):
+    def add(self, vs: list[R.Violation], phase: str | None = None, preflight: bool = False, first: bool = False,
+            fatal: bool = True):
         """Record all; raise as kubeadm stops: at the first phase with an error (with first=True, printing only
-        the first error, as kubeadm returns from a loop; the verdict keeps them all)."""
+        the first error, as kubeadm returns from a loop; the verdict keeps them all). fatal=False: errors that real
+        kubeadm would not notice (it does not wait for that component): recorded, printed, the verdict is not ok,
+        but kubeadm goes on."""
         self.violations += vs
         for v in vs:
             if v.severity == "warning":
@@ -325,6 +366,10 @@ class Run:
         for v in vs:
             if v.severity == "error" and v.rule.startswith("scopectl/"):
                 print(f"[scopectl] {v.rule}: {v.message}", file=sys.stderr)
+        if not fatal:
+            for v in errs:
+                print(f"[not noticed by kubeadm] {v.rule}: {v.message}", file=sys.stderr)
+            return
         if errs:
             # preflight prints its own block; other errors come back as one aggregate, as field.ErrorList does
             msg = R.preflight_error_text(errs) if preflight else R.aggregate([v.message for v in errs[:1 if first else None]])
@@ -390,6 +435,7 @@ def init(run: Run, config: str, ignore: list[str], skip: list[str]):
         members.append({"name": node, "peerURL": f"https://{ip}:2380"})
         write_control_plane(fs, node, ip, cc, members, False, k8s_v, endpoint)
         fs.write("/etc/kubernetes/kubelet.conf", kubeconfig(endpoint, fs.read(f"{PKI}/ca.crt"), f"system:node:{node}"))
+        wait_control_plane(run, fs, cc, ip, kubeadm_v, None, join=False)
         tokens = [{"token": str(t.get("token")), "ttl": t.get("ttl", "24h0m0s"),
                    "groups": t.get("groups") or [R.NODE_BOOTSTRAP_GROUP],
                    "usages": t.get("usages") or ["signing", "authentication"]} for t in ic.get("bootstrapTokens") or []]
@@ -398,6 +444,7 @@ def init(run: Run, config: str, ignore: list[str], skip: list[str]):
             "kubernetesVersion": k8s_v, "ca": fs.read(f"{PKI}/ca.crt").decode(),
             "tokens": tokens or old.get("tokens", []), "networking": net, "dnsDomain": domain,
             "clusterConfiguration": dict(cc, kubernetesVersion=k8s_v, controlPlaneEndpoint=endpoint),
+            "encryptionFingerprint": encryption_fingerprint(fs, cc),
             "etcdMembers": members})
         write_json(os.path.join(cluster_dir(), "nodes", f"{node}.json"),
                    {"name": node, "role": "control-plane", "address": ip, "kubeletVersion": kubelet_v})
@@ -490,6 +537,7 @@ def join(run: Run, config: str, ignore: list[str]):
             cur["etcdMembers"] = members
             write_json(cpath, cur)
             write_control_plane(fs, node, ip, cluster_cfg, members, True, cp_version, cluster["controlPlaneEndpoint"])
+            wait_control_plane(run, fs, cluster_cfg, ip, kubeadm_v, cluster.get("encryptionFingerprint"), join=True)
     print("This node has joined the cluster" + (" and a new control plane instance was created" if cp is not None else ""))
 
 

@@ -5,14 +5,17 @@ Sources: kubernetes/kubernetes cmd/kubeadm/app/ as `path:LINE (Function)`; line 
 in the search index (read_file), one commit per file, listed in kubeadm_rules.STORED (mixed commits, ~v1.12-v1.34).
 """
 
+import base64
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import unittest
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -404,11 +407,23 @@ class StandIn(unittest.TestCase):
         p = subprocess.run([os.path.join(HERE, "kubeadm"), *args], env=env, capture_output=True, text=True)
         return p, load(state, "kubeadm-verdict.json")
 
-    def init_master(self, version="v1.34.2", packages=None):
+    def init_master(self, version="v1.34.2", packages=None, secure=True):
+        """master-0's init, with Secrets encrypted at rest and an audit log as
+        scopectl renders them (secure=False: without, which scopectl refuses)."""
         m0 = Box(os.path.join(self.tmp.name, "m0"))
-        m0.fs.write("/etc/kubernetes/scopectl/kubeadm.yaml", INIT.replace("{version}", version))
+        config = INIT.replace("{version}", version)
+        if secure:
+            config += API_SERVER_EXTRAS
+            write_apiserver_files(m0.fs)
+        m0.fs.write("/etc/kubernetes/scopectl/kubeadm.yaml", config)
         p, v = self.kubeadm("m0", "init", "--config", "/etc/kubernetes/scopectl/kubeadm.yaml", packages=packages)
         return m0, p, v
+
+    def test_an_api_server_without_encryption_at_rest_is_refused(self):
+        """scopectl's own rule (issue 26): kube-apiserver without --encryption-provider-config keeps Secrets in plaintext."""
+        _, _, v = self.init_master(secure=False)
+        self.assertFalse(v["ok"], v)
+        self.assertEqual([x["rule"] for x in v["violations"]], ["scopectl/encryption-at-rest"], v)
 
     def test_init_then_worker_join(self):
         """init writes cluster state and etcd.yaml ('    - --name=<node>'); a worker joins, kubelet-start writes ca.crt."""
@@ -487,6 +502,10 @@ class StandIn(unittest.TestCase):
             c, k = make_leaf(issuer, base, names)
             m1.fs.write(f"/etc/kubernetes/pki/{base}.crt", pem(c))
             m1.fs.write(f"/etc/kubernetes/pki/{base}.key", pem(k))
+        # Every master writes the env's encryption config and audit policy
+        # (the same key: scopectl-state fetch-pki) before kubeadm runs.
+        for f in ("/etc/kubernetes/apiserver/encryption.yaml", "/etc/kubernetes/apiserver/audit-policy.yaml"):
+            m1.fs.write(f, m0.fs.read(f), 0o600)
         p, v = self.kubeadm("m1", "join", "--config", "/etc/kubernetes/scopectl/kubeadm.yaml", ip=m1_ip)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual([m["name"] for m in load(self.cluster, "cluster.json")["etcdMembers"]], [NODE, m1_name])
@@ -498,7 +517,8 @@ class StandIn(unittest.TestCase):
         """scopectl-etcd restart: init on a volume with etcd data fails DirAvailable--var-lib-etcd-data unless ignored."""
         m0 = Box(os.path.join(self.tmp.name, "m0"))
         m0.fs.write("/var/lib/etcd/data/member/snap/db", "x")
-        m0.fs.write("/etc/kubernetes/scopectl/kubeadm.yaml", INIT.replace("{version}", "v1.34.2"))
+        m0.fs.write("/etc/kubernetes/scopectl/kubeadm.yaml", INIT.replace("{version}", "v1.34.2") + API_SERVER_EXTRAS)
+        write_apiserver_files(m0.fs)
         p, v = self.kubeadm("m0", "init", "--config", "/etc/kubernetes/scopectl/kubeadm.yaml")
         self.assertEqual(p.returncode, 1)
         self.assertIn("[ERROR DirAvailable--var-lib-etcd-data]: /var/lib/etcd/data is not empty", p.stderr)
@@ -506,6 +526,404 @@ class StandIn(unittest.TestCase):
                             "--ignore-preflight-errors=DirAvailable--var-lib-etcd-data")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("\t[WARNING DirAvailable--var-lib-etcd-data]: /var/lib/etcd/data is not empty", p.stderr)
+
+
+# ---------------------------------------------------------------------------
+# extraArgs / extraVolumes, the control-plane static Pods, kube-apiserver's encryption and audit files
+# ---------------------------------------------------------------------------
+
+def key_b64(n=32):
+    return base64.b64encode(os.urandom(n)).decode()
+
+
+ENCRYPTION = """apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - aescbc:
+          keys:
+            - name: key1
+              secret: {secret}
+      - identity: {{}}
+"""
+
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: [secrets, configmaps]
+      - group: authentication.k8s.io
+        resources: [tokenreviews]
+  - level: None
+    verbs: [get, list, watch]
+  - level: Request
+    verbs: [create, update, patch, delete, deletecollection]
+"""
+
+# the lead's ClusterConfiguration addition (appended to INIT's ClusterConfiguration, its last document)
+API_SERVER_EXTRAS = """apiServer:
+  extraArgs:
+    - name: encryption-provider-config
+      value: /etc/kubernetes/apiserver/encryption.yaml
+    - name: audit-policy-file
+      value: /etc/kubernetes/apiserver/audit-policy.yaml
+    - name: audit-log-path
+      value: /var/log/kubernetes/audit/audit.log
+    - name: audit-log-maxage
+      value: "30"
+    - name: audit-log-maxbackup
+      value: "10"
+    - name: audit-log-maxsize
+      value: "100"
+  extraVolumes:
+    - name: scopectl-apiserver
+      hostPath: /etc/kubernetes/apiserver
+      mountPath: /etc/kubernetes/apiserver
+      readOnly: true
+      pathType: DirectoryOrCreate
+    - name: audit-log
+      hostPath: /var/log/kubernetes/audit
+      mountPath: /var/log/kubernetes/audit
+      pathType: DirectoryOrCreate
+"""
+
+
+def cluster_cfg(extras=API_SERVER_EXTRAS):
+    return {"apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "ClusterConfiguration", **yaml.safe_load(extras)}
+
+
+def write_apiserver_files(fs, secret=None, enc_mode=0o600, policy=AUDIT_POLICY, encryption=None):
+    fs.write("/etc/kubernetes/apiserver/encryption.yaml", encryption or ENCRYPTION.format(secret=secret or key_b64()), enc_mode)
+    fs.write("/etc/kubernetes/apiserver/audit-policy.yaml", policy, 0o644)
+
+
+def rules_of(vs, severity="error"):
+    return [v.rule for v in vs if v.severity == severity]
+
+
+class ExtraArgsAndVolumes(unittest.TestCase):
+    def test_v1beta4_lists_accepted_duplicates_allowed(self):
+        """apis/kubeadm/v1beta4/types.go ControlPlaneComponent: extraArgs []Arg, extraVolumes []HostPathMount;
+        'Duplicate extra arguments are allowed.'; validation.go:725 (ValidateExtraArgs) checks only the name."""
+        cc = cluster_cfg()
+        self.assertEqual(R.check_config_documents([cc]), [])
+        cc["apiServer"]["extraArgs"].append({"name": "audit-log-maxage", "value": "7"})
+        self.assertEqual(R.check_config_documents([cc]), [])
+        self.assertEqual(R.component_args(cc, "kube-apiserver")["audit-log-maxage"], "7")   # the last one wins
+
+    def test_map_form_unquoted_number_and_nameless_arg_refused(self):
+        """v1beta3's map form does not decode into []v1beta4.Arg (util/config/initconfiguration.go:303, an error); an
+        unquoted number is a JSON number, not a string; validation.go:730 'argument has no name'; an unknown key in
+        an Arg is only strict decoding's warning (util/config/strict/strict.go:53)."""
+        cc = cluster_cfg()
+        cc["apiServer"]["extraArgs"] = {"audit-log-maxage": "30"}
+        vs = R.check_config_documents([cc])
+        self.assertEqual([(v.rule, v.message) for v in vs], [("kubeadm/config-args-list",
+                         "json: cannot unmarshal object into Go struct field APIServer.apiServer.extraArgs of type []v1beta4.Arg")])
+        cc = cluster_cfg(API_SERVER_EXTRAS.replace('value: "30"', "value: 30"))
+        self.assertEqual([v.message for v in R.check_config_documents([cc])],
+                         ["json: cannot unmarshal number into Go struct field Arg.apiServer.extraArgs.value of type string"])
+        cc = cluster_cfg()
+        cc["controllerManager"] = {"extraArgs": [{"value": "x"}, {"name": "bind-address", "valeu": "0.0.0.0"}]}
+        vs = R.check_config_documents([cc])
+        self.assertEqual([(v.rule, v.severity, v.message) for v in vs], [
+            ("kubeadm/extra-args-name", "error", 'controllerManager.extraArgs: Invalid value: "index 0": argument has no name'),
+            ("kubeadm/config-unknown-field", "warning", 'json: unknown field "controllerManager.extraArgs[1].valeu"')])
+
+    def test_v1beta3_takes_the_map(self):
+        """v1beta3 ControlPlaneComponent.ExtraArgs is map[string]string: the map is right there, a list is not."""
+        cc = {"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "ClusterConfiguration", "apiServer": {"extraArgs": {"v": "2"}}}
+        self.assertEqual(R.check_config_documents([cc]), [])
+        cc["apiServer"]["extraArgs"] = [{"name": "v", "value": "2"}]
+        self.assertEqual(R.check_config_documents([cc])[0].message,
+                         "json: cannot unmarshal array into Go struct field APIServer.apiServer.extraArgs of type map[string]string")
+
+    def test_extra_volumes_decoding(self):
+        """HostPathMount decodes strictly typed (readOnly a bool); unknown keys only warn; kubeadm does NOT validate
+        name/hostPath/mountPath/pathType (nothing in validation.go: the kubelet does, below)."""
+        cc = cluster_cfg(API_SERVER_EXTRAS.replace("readOnly: true", 'readOnly: "true"'))
+        self.assertEqual([v.message for v in R.check_config_documents([cc])],
+                         ["json: cannot unmarshal string into Go struct field HostPathMount.apiServer.extraVolumes.readOnly of type bool"])
+        cc = cluster_cfg()
+        cc["apiServer"]["extraVolumes"][1]["type"] = "DirectoryOrCreate"
+        cc["apiServer"]["extraVolumes"].append({"name": "", "hostPath": "", "pathType": "Dir"})
+        vs = R.check_config_documents([cc])
+        self.assertEqual([(v.severity, v.message) for v in vs], [("warning", 'json: unknown field "apiServer.extraVolumes[1].type"')])
+        cc["scheduler"] = {"extraVolumes": {"name": "x"}}
+        self.assertIn("json: cannot unmarshal object into Go struct field ControlPlaneComponent.scheduler.extraVolumes of type "
+                      "[]v1beta4.HostPathMount", [v.message for v in R.check_config_documents([cc])])
+
+
+class StaticPodVolumes(unittest.TestCase):
+    def test_kubelet_refuses_what_kubeadm_lets_through(self):
+        """pkg/kubelet/config/common.go:130-131 (tryDecodeSinglePod) 'invalid pod': volume name Required / RFC 1123
+        label, hostPath.path Required, hostPath.type NotSupported, mountPath Required and unique
+        (pkg/apis/core/validation/validation.go)."""
+        with tempfile.TemporaryDirectory() as d:
+            fs = S.FS(d)
+            cc = cluster_cfg()
+            self.assertEqual(R.check_static_pod_volumes(fs, cc, "kube-apiserver"), [])
+            cc["apiServer"]["extraVolumes"] += [
+                {"name": "", "hostPath": "", "mountPath": "/x"},
+                {"name": "Audit_Logs", "hostPath": "/var/log/a", "mountPath": "/var/log/kubernetes/audit", "pathType": "Dir"}]
+            vs = R.check_static_pod_volumes(fs, cc, "kube-apiserver")
+            self.assertEqual(rules_of(vs), ["kubelet/static-pod-invalid"])
+            m = vs[0].message
+            self.assertTrue(m.startswith('kube-apiserver: the kubelet refuses static Pod "/etc/kubernetes/manifests/kube-apiserver.yaml": invalid pod: ['), m)
+            for part in ("spec.volumes[0].name: Required value", "spec.volumes[0].hostPath.path: Required value",
+                         'spec.volumes[1].name: Invalid value: "Audit_Logs": a lowercase RFC 1123 label',
+                         'spec.volumes[1].hostPath.type: Unsupported value: "Dir": supported values: "", "BlockDevice", '
+                         '"CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"',
+                         'volumeMounts[2].mountPath: Invalid value: "/var/log/kubernetes/audit": must be unique'):
+                self.assertIn(part, m)
+
+    def test_same_name_replaces_default_volume(self):
+        """phases/controlplane/volumes.go:161-165 (addComponentVolume): volumes are keyed by name, an extraVolume
+        named k8s-certs replaces kubeadm's own (:54) silently."""
+        with tempfile.TemporaryDirectory() as d:
+            fs = S.FS(d)
+            cc = cluster_cfg()
+            cc["apiServer"]["extraVolumes"].append({"name": "k8s-certs", "hostPath": "/srv/pki", "mountPath": "/srv/pki"})
+            vols = R.control_plane_volumes(fs, cc, "kube-apiserver")
+            self.assertIsNone(R.container_path(vols, "/etc/kubernetes/pki/ca.crt"))
+            self.assertEqual(R.container_path(vols, "/etc/kubernetes/apiserver/encryption.yaml")[1],
+                             "/etc/kubernetes/apiserver/encryption.yaml")
+
+    def test_hostpath_type_directory_must_exist(self):
+        """pkg/volume/hostpath/host_path.go checkTypeInternal: Directory needs a directory; DirectoryOrCreate makes one."""
+        with tempfile.TemporaryDirectory() as d:
+            fs = S.FS(d)
+            cc = cluster_cfg(API_SERVER_EXTRAS.replace("pathType: DirectoryOrCreate\n    - name: audit-log", "pathType: Directory\n    - name: audit-log"))
+            vs = R.check_static_pod_volumes(fs, cc, "kube-apiserver")
+            self.assertEqual([v.message for v in vs], ['kube-apiserver: MountVolume.SetUp failed for volume "scopectl-apiserver" : '
+                                                       "hostPath type check failed: /etc/kubernetes/apiserver is not a directory"])
+            write_apiserver_files(fs)
+            self.assertEqual(R.check_static_pod_volumes(fs, cc, "kube-apiserver"), [])
+
+
+class ApiServerFiles(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.fs = S.FS(self.tmp.name)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def check(self, cc=None, fp=None):
+        return R.check_apiserver_files(self.fs, cc or cluster_cfg(), fp)
+
+    def test_lead_config_and_files_accepted(self):
+        write_apiserver_files(self.fs)
+        self.assertEqual(self.check(), [])
+
+    def test_file_outside_every_volume_or_missing(self):
+        """encryptionconfig/config.go:540 (loadDataAndHash) via :229 (LoadEncryptionConfig); audit/policy/reader.go:52:
+        the container sees only its volumes."""
+        write_apiserver_files(self.fs)
+        cc = cluster_cfg()
+        del cc["apiServer"]["extraVolumes"][0]
+        vs = self.check(cc)
+        self.assertEqual(rules_of(vs), ["kube-apiserver/encryption-provider-config", "kube-apiserver/audit-policy-file"])
+        self.assertEqual(vs[0].message, 'error while parsing file: error while loading file: error reading encryption provider '
+                         'configuration file "/etc/kubernetes/apiserver/encryption.yaml": open /etc/kubernetes/apiserver/encryption.yaml: '
+                         'no such file or directory (/etc/kubernetes/apiserver/encryption.yaml is under no hostPath volume of '
+                         'kube-apiserver: add an extraVolume mounting its directory)')
+        self.assertTrue(vs[1].message.startswith('loading audit policy file: failed to read file path "/etc/kubernetes/apiserver/audit-policy.yaml"'))
+        os.remove(self.fs.p("/etc/kubernetes/apiserver/audit-policy.yaml"))
+        vs = self.check()
+        self.assertEqual(rules_of(vs), ["kube-apiserver/audit-policy-file"])
+        self.assertIn('(host /etc/kubernetes/apiserver/audit-policy.yaml via volume "scopectl-apiserver")', vs[0].message)
+
+    def test_mount_maps_to_its_host_directory(self):
+        """A file is read at hostPath + its path below mountPath (the volume mounted deepest wins)."""
+        self.fs.write("/etc/scopectl/api/encryption.yaml", ENCRYPTION.format(secret=key_b64()))
+        self.fs.write("/etc/scopectl/api/audit-policy.yaml", AUDIT_POLICY)
+        cc = cluster_cfg(API_SERVER_EXTRAS.replace("hostPath: /etc/kubernetes/apiserver", "hostPath: /etc/scopectl/api"))
+        self.assertEqual(self.check(cc), [])
+        write_apiserver_files(self.fs)      # at the mount path on the host: not what the Pod sees
+        os.remove(self.fs.p("/etc/scopectl/api/encryption.yaml"))
+        self.assertEqual(rules_of(self.check(cc)), ["kube-apiserver/encryption-provider-config"])
+
+    def test_encryption_config_validation(self):
+        """pkg/apis/apiserver/validation/validation_encryption.go: aescbc keys of 16/24/32 bytes (:58), secretbox 32
+        (:61), base64 (:346), strict decoding (encryptionconfig/config.go:145)."""
+        bad = {
+            ENCRYPTION.replace("aescbc", "secretbox").format(secret=key_b64(16)):
+                'resources[0].providers[0].secretbox.keys[0].secret: Invalid value: "REDACTED": secret is not of the expected '
+                "length, got 16, expected one of [32]",
+            ENCRYPTION.format(secret=key_b64(20)): "got 20, expected one of [16 24 32]",
+            ENCRYPTION.format(secret="not base64!"): "secrets must be base64 encoded",
+            ENCRYPTION.format(secret=key_b64()).replace("name: key1", "nme: key1"):
+                'strict decoding error: unknown field "resources[0].providers[0].aescbc.keys[0].nme"',
+            ENCRYPTION.format(secret=key_b64()).replace("apiserver.config.k8s.io/v1", "apiserver.config.k8s.io/v1beta1"):
+                'no kind "EncryptionConfiguration" is registered for version "apiserver.config.k8s.io/v1beta1"',
+            "": 'encryption provider configuration file "/etc/kubernetes/apiserver/encryption.yaml" is empty',
+        }
+        for text, want in bad.items():
+            write_apiserver_files(self.fs, encryption=text or " ")
+            if not text:
+                self.fs.write("/etc/kubernetes/apiserver/encryption.yaml", "")
+            vs = self.check()
+            self.assertEqual(rules_of(vs), ["kube-apiserver/encryption-provider-config"], text)
+            self.assertIn(want, vs[0].message)
+            self.assertTrue(vs[0].message.startswith("error while parsing file: "))
+
+    def test_scopectl_encryption_at_rest(self):
+        """scopectl's rule, not the API server's: secrets covered, first provider (the writer: pkg/storage/value/
+        transformer.go:174) aescbc or secretbox with a 32-byte key."""
+        cases = {
+            ENCRYPTION.format(secret=key_b64(16)): "key that writes is 16 bytes",
+            ENCRYPTION.format(secret=key_b64()).replace("[secrets]", "[configmaps]"): 'no resources entry covers "secrets"',
+            ("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n"
+             f"    providers:\n      - identity: {{}}\n      - aescbc:\n          keys: [{{name: key1, secret: {key_b64()}}}]\n"):
+                "first provider for secrets is identity",
+        }
+        for text, want in cases.items():
+            write_apiserver_files(self.fs, encryption=text)
+            vs = self.check()
+            self.assertEqual(rules_of(vs), ["scopectl/encryption-at-rest"], text)
+            self.assertIn(want, vs[0].message)
+        write_apiserver_files(self.fs, encryption=ENCRYPTION.format(secret=key_b64()).replace("[secrets]", '["*.*"]'))
+        self.assertEqual(self.check(), [])
+
+    def test_scopectl_encryption_config_mode(self):
+        """scopectl's rule: the key file is 0600 or stricter."""
+        write_apiserver_files(self.fs, enc_mode=0o644)
+        vs = self.check()
+        self.assertEqual([(v.rule, v.message) for v in vs], [("scopectl/encryption-config-mode",
+                         "/etc/kubernetes/apiserver/encryption.yaml has mode 0644: it must be 0600 or stricter (no group/other access)")])
+        write_apiserver_files(self.fs, enc_mode=0o400)
+        self.assertEqual(self.check(), [])
+
+    def test_scopectl_keys_match_between_masters(self):
+        """scopectl's rule: a control-plane join must load the providers/keys master-0 started with
+        (encryptionconfig/config.go:649, data prefixed with the key NAME: same name, other secret = unreadable)."""
+        write_apiserver_files(self.fs, secret=key_b64())
+        cc = cluster_cfg()
+        fp = S.encryption_fingerprint(self.fs, cc)
+        self.assertEqual(self.check(cc, fp), [])
+        write_apiserver_files(self.fs, secret=key_b64())
+        self.assertEqual(rules_of(self.check(cc, fp)), ["scopectl/encryption-keys-match"])
+
+    def test_audit_policy_validation(self):
+        """pkg/apis/audit/validation/validation.go:68-76 (validateLevel), :118-131 (validateOmitStages);
+        audit/policy/reader.go:95-96 (0 rules); an unknown field only warns (reader.go:81, lenient fallback)."""
+        cases = {
+            AUDIT_POLICY.replace("level: None", "level: Nothing"):
+                'rules[1].level: Unsupported value: "Nothing": supported values: "None", "Metadata", "Request", "RequestResponse"',
+            AUDIT_POLICY.replace("[RequestReceived]", "[Received]"):
+                'omitStages[0]: Invalid value: "Received": allowed stages are RequestReceived,ResponseStarted,ResponseComplete,Panic',
+            AUDIT_POLICY.split("rules:")[0] + "rules: []\n": "loaded illegal policy with 0 rules",
+            AUDIT_POLICY.replace("audit.k8s.io/v1", "audit.k8s.io/v1beta1"): 'no kind "Policy" is registered for version "audit.k8s.io/v1beta1"',
+        }
+        for text, want in cases.items():
+            write_apiserver_files(self.fs, policy=text)
+            vs = self.check()
+            self.assertEqual(rules_of(vs), ["kube-apiserver/audit-policy-file"], text)
+            self.assertIn(want, vs[0].message)
+            self.assertTrue(vs[0].message.startswith("loading audit policy file: "))
+            self.assertTrue(vs[0].message.endswith(": from file /etc/kubernetes/apiserver/audit-policy.yaml"))
+        write_apiserver_files(self.fs, policy=AUDIT_POLICY.replace("  - level: None", "  - level: None\n    verb: [get]"))
+        vs = self.check()
+        self.assertEqual((rules_of(vs), rules_of(vs, "warning")), ([], ["kube-apiserver/audit-policy-file"]))
+        self.assertIn('strict decoding error: unknown field "rules[1].verb"', vs[0].message)
+
+    def test_audit_log_flags_and_volume(self):
+        """server/options/audit.go:483-489 (negative), pflag IntVar (not an integer); :510/:527-531 ensureLogFile on a
+        read-only volume; scopectl/audit-log-on-host when the log has no hostPath volume or no path."""
+        write_apiserver_files(self.fs)
+        cc = cluster_cfg(API_SERVER_EXTRAS.replace('"30"', '"-1"').replace('"10"', '"ten"'))
+        self.assertEqual([v.message for v in self.check(cc)], [   # parsing fails first: Validate never runs
+            'invalid argument "ten" for "--audit-log-maxbackup" flag: strconv.ParseInt: parsing "ten": invalid syntax'])
+        cc = cluster_cfg(API_SERVER_EXTRAS.replace('"30"', '"-1"'))
+        self.assertEqual([v.message for v in self.check(cc)], ["--audit-log-maxage -1 can't be a negative number"])
+        cc = cluster_cfg(API_SERVER_EXTRAS.replace("      mountPath: /var/log/kubernetes/audit\n",
+                                                   "      mountPath: /var/log/kubernetes/audit\n      readOnly: true\n"))
+        self.assertEqual([v.message for v in self.check(cc)],
+                         ['ensureLogFile: open /var/log/kubernetes/audit/audit.log: read-only file system (volume "audit-log" is readOnly)'])
+        cc = cluster_cfg()
+        del cc["apiServer"]["extraVolumes"][1]
+        self.assertEqual(rules_of(self.check(cc)), ["scopectl/audit-log-on-host"])
+        cc = cluster_cfg()
+        cc["apiServer"]["extraArgs"] = [a for a in cc["apiServer"]["extraArgs"] if a["name"] != "audit-log-path"]
+        self.assertEqual(rules_of(self.check(cc)), ["scopectl/audit-log-on-host"])
+
+    def test_waits_for_all_components(self):
+        """cmd/phases/join/waitcontrolplane.go:65 (feature gate WaitForAllControlPlaneComponents, alpha there); beta on
+        by default in v1.33 (PR 129620), GA locked on in v1.34 (PR 132594)."""
+        self.assertTrue(R.waits_for_all_components("v1.34.2", {"WaitForAllControlPlaneComponents": False}))
+        self.assertTrue(R.waits_for_all_components("v1.33.1", None))
+        self.assertFalse(R.waits_for_all_components("v1.33.1", {"WaitForAllControlPlaneComponents": False}))
+        self.assertFalse(R.waits_for_all_components("v1.32.4", None))
+        self.assertTrue(R.waits_for_all_components("v1.32.4", {"WaitForAllControlPlaneComponents": True}))
+
+
+class StandInApiServerFiles(unittest.TestCase):
+    """The stand-in end to end with the lead's apiServer extras: init, then a control-plane join."""
+
+    setUp, tearDown, kubeadm = StandIn.setUp, StandIn.tearDown, StandIn.kubeadm
+
+    def init_with_extras(self, files=True):
+        m0 = Box(os.path.join(self.tmp.name, "m0"))
+        m0.fs.write("/etc/kubernetes/scopectl/kubeadm.yaml", INIT.replace("{version}", "v1.34.2") + API_SERVER_EXTRAS)
+        if files:
+            write_apiserver_files(m0.fs)
+        p, v = self.kubeadm("m0", "init", "--config", "/etc/kubernetes/scopectl/kubeadm.yaml")
+        return m0, p, v
+
+    def test_init_writes_flags_and_volumes(self):
+        m0, p, v = self.init_with_extras()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(v["ok"], v)
+        pod = yaml.safe_load(m0.fs.read("/etc/kubernetes/manifests/kube-apiserver.yaml"))
+        c = pod["spec"]["containers"][0]
+        self.assertIn("--encryption-provider-config=/etc/kubernetes/apiserver/encryption.yaml", c["command"])
+        self.assertIn({"mountPath": "/etc/kubernetes/apiserver", "name": "scopectl-apiserver", "readOnly": True}, c["volumeMounts"])
+        self.assertTrue(load(self.cluster, "cluster.json")["encryptionFingerprint"])
+
+    def test_init_without_the_files_fails_wait_control_plane(self):
+        """The kube-apiserver exits; kubeadm's wait-control-plane reports it unhealthy (util/apiclient/wait.go
+        WaitForControlPlaneComponents); no cluster state is uploaded."""
+        _, p, v = self.init_with_extras(files=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"error execution phase wait-control-plane: kube-apiserver check failed at https://{IP}:6443/livez", p.stderr)
+        self.assertIn("error reading encryption provider configuration file", p.stderr)
+        self.assertEqual(v["violations"][0]["rule"], "kube-apiserver/encryption-provider-config")
+        self.assertFalse(os.path.exists(os.path.join(self.cluster, "cluster.json")))
+
+    def join_master(self, m0, secret=None, files=True):
+        m1 = S.FS(os.path.join(self.tmp.name, "m1"))
+        for f in ("ca.crt", "ca.key", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key", "sa.key", "sa.pub"):
+            m1.write(f"/etc/kubernetes/pki/{f}", m0.fs.read(f"/etc/kubernetes/pki/{f}"))
+        if files:
+            write_apiserver_files(m1, encryption=ENCRYPTION.format(secret=secret) if secret else
+                                  m0.fs.read("/etc/kubernetes/apiserver/encryption.yaml"))
+        m1.write("/etc/kubernetes/scopectl/kubeadm.yaml",
+                 JOIN.format(lb=LB, hash=R.spki_hash(m0.ca), name="ip-10-0-1-6.ec2.internal") + "controlPlane: {}\n")
+        return self.kubeadm("m1", "join", "--config", "/etc/kubernetes/scopectl/kubeadm.yaml", ip="10.0.1.6")
+
+    def test_control_plane_join_same_key_other_key_no_files(self):
+        """A control-plane join uses the CLUSTER's ClusterConfiguration (extraArgs/extraVolumes of master-0's init):
+        its files must be on this master too, with master-0's key (scopectl/encryption-keys-match: kubeadm exits 0,
+        the verdict is not ok); without them kubeadm v1.34 fails wait-control-plane."""
+        m0, p, _ = self.init_with_extras()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p, v = self.join_master(m0, secret=key_b64())
+        self.assertEqual((p.returncode, v["ok"], v["kubeadm_ok"]), (0, False, True), p.stderr)
+        self.assertEqual(v["violations"][0]["rule"], "scopectl/encryption-keys-match")
+        shutil.rmtree(os.path.join(self.tmp.name, "m1"))
+        p, v = self.join_master(m0)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(v["ok"], v)
+        shutil.rmtree(os.path.join(self.tmp.name, "m1"))
+        os.remove(os.path.join(self.cluster, "nodes", "ip-10-0-1-6.ec2.internal.json"))
+        p, v = self.join_master(m0, files=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("error execution phase wait-control-plane: kube-apiserver check failed at https://10.0.1.6:6443/livez", p.stderr)
 
 
 if __name__ == "__main__":

@@ -328,8 +328,18 @@ fn up_applies_the_cluster_restores_drift_and_prunes_only_its_own() {
         .unwrap();
     assert_eq!(decoded, b"hunter2");
     put_secret("correct-horse");
+    let mark = sb.mark();
     let (code, out, err) = sb.run_in_cluster(&tc, &cfg, &["--env", env, "plan"]);
     assert_eq!(code, 0, "{err}");
+    // Issue 26: a plan sees the new version without decrypting the secret:
+    // its one decrypting read is the admin credentials (GetParameters).
+    let decrypting: Vec<String> = sb
+        .calls_since(mark)
+        .into_iter()
+        .filter(|c| c.action == "GetParameters" || c.action == "GetParameter")
+        .map(|c| format!("{} {}", c.action, c.names))
+        .collect();
+    assert_eq!(decrypting.len(), 1, "{decrypting:?}");
     assert!(
         out.contains("~ k8s/v1/Secret/scope/users-secrets") && out.contains("digest: (sensitive)"),
         "{out}"

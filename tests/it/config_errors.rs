@@ -111,6 +111,9 @@ fn cases() -> Vec<Case> {
         c("protected env open to the internet", format!("{BASE}protected = true\n"), Some("22:13"), "cluster.api_allowed_cidrs is not set"),
         c("api range not a range", format!("{BASE}cluster.api_allowed_cidrs = [\"office\"]\n"), Some("22:30"), "not an IPv4 range"),
         c("cluster domain not a DNS name", replace("service_cidr = \"10.96.0.0/12\"", "service_cidr = \"10.96.0.0/12\"\ndomain = \"Cluster Local\""), Some("8:10"), "not a DNS name"),
+        c("secrets prefix in the state store", format!("{BASE}secrets_prefix = \"/scopectl/\"\n"), Some("22:18"), "under the state store"),
+        c("unknown api scheme", format!("{BASE}cluster.api_scheme = \"private\"\n"), Some("22:22"), "unknown cluster.api_scheme"),
+        c("database client not a service", format!("{BASE}database.clients = [\"billing\"]\n"), Some("22:21"), "not a service"),
         Case { name: "unknown env", text: BASE.to_string(), at: None, message: "env `nope` is not defined", env: "nope" },
     ]
 }

@@ -126,9 +126,9 @@ fn beside_database_up_plan_down() {
     let cfg = sb.config("scope.toml", &config_text(env, "beside-db", ""));
 
     let (out, _) = sb.expect(2, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
-    assert!(out.contains("Plan: 40 to create"), "{out}");
+    assert!(out.contains("Plan: 41 to create"), "{out}");
     let (_, err) = sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
-    assert!(err.contains("Apply complete: 40 created"), "{err}");
+    assert!(err.contains("Apply complete: 41 created"), "{err}");
 
     // After every apply, a fresh plan is empty.
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
@@ -212,13 +212,13 @@ fn beside_database_up_plan_down() {
     // status lists what exists, by kind, with ids.
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "status"]);
     assert!(
-        out.contains("scope/it-beside in us-east-1: 40 resources"),
+        out.contains("scope/it-beside in us-east-1: 41 resources"),
         "{out}"
     );
     assert!(out.contains("lock: free"), "{out}");
 
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "down", "--dry-run"]);
-    assert!(out.contains("40 to delete"), "{out}");
+    assert!(out.contains("41 to delete"), "{out}");
     assert_eq!(
         sb.snapshot().owned(PROJECT, env).len(),
         owned.len(),
@@ -366,7 +366,7 @@ fn saved_plan_applies_exactly_and_refuses_when_stale() {
     support::assert_schema("plan", &std::fs::read_to_string(&plan).unwrap());
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["format_version"], "2");
-    assert_eq!(v["summary"]["create"], 40);
+    assert_eq!(v["summary"]["create"], 41);
     assert!(v["fingerprint"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(
         serde_json::from_str::<Value>(&std::fs::read_to_string(&plan).unwrap()).unwrap(),

@@ -149,7 +149,11 @@ fn issue_reuse_rotate_kubeconfig_and_teardown() {
         .iter()
         .flat_map(|c| [c.to_string(), format!("{c}.crt")])
         .chain(LEAVES.iter().map(|l| l.to_string()))
-        .chain(["sa".to_string(), "bootstrap-token".to_string()])
+        .chain([
+            "sa".to_string(),
+            "bootstrap-token".to_string(),
+            "encryption".to_string(),
+        ])
         .collect();
     want.sort();
     assert_eq!(first.keys().cloned().collect::<Vec<_>>(), want);
@@ -204,7 +208,9 @@ fn issue_reuse_rotate_kubeconfig_and_teardown() {
         api.contains("ECDSA") || api.contains("id-ecPublicKey"),
         "{api}"
     );
-    assert!(text_of(&blocks(&first["admin"], "CERTIFICATE")[0]).contains("O = system:masters"));
+    assert!(
+        text_of(&blocks(&first["admin"], "CERTIFICATE")[0]).contains("O = kubeadm:cluster-admins")
+    );
 
     // A second up issues nothing.
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
@@ -222,7 +228,8 @@ fn issue_reuse_rotate_kubeconfig_and_teardown() {
     );
     assert_no_secrets(&status, &first);
 
-    // The kubeconfig: 0600, the API load balancer, the admin certificate.
+    // The kubeconfig: 0600, the API load balancer, a certificate of the
+    // user's own, short-lived, in kubeadm:cluster-admins (issue 26).
     let kc = dir.path().join("admin.kubeconfig");
     let mut cmd = sb.scopectl(
         &cfg,
@@ -231,6 +238,10 @@ fn issue_reuse_rotate_kubeconfig_and_teardown() {
             env,
             "-vv",
             "kubeconfig",
+            "--ttl",
+            "2h",
+            "--user",
+            "alice",
             "--out",
             kc.to_str().unwrap(),
         ],
@@ -279,9 +290,23 @@ fn issue_reuse_rotate_kubeconfig_and_teardown() {
         let cert = base64::engine::general_purpose::STANDARD
             .decode(o.stdout)
             .unwrap();
-        assert_eq!(
-            String::from_utf8(cert).unwrap(),
-            blocks(&first["admin"], "CERTIFICATE")[0]
+        let cert = String::from_utf8(cert).unwrap();
+        assert_ne!(cert, blocks(&first["admin"], "CERTIFICATE")[0]);
+        let info = scopectl::pki::read_certificate(&cert).unwrap();
+        assert_eq!(info.subject, "O=kubeadm:cluster-admins, CN=alice");
+        let expires = time::OffsetDateTime::parse(
+            &info.not_after,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let left = expires - time::OffsetDateTime::now_utc();
+        assert!(
+            left > time::Duration::minutes(110) && left <= time::Duration::hours(2),
+            "{left}"
+        );
+        assert!(
+            verify(dir.path(), &first["ca.crt"], &cert),
+            "not signed by the CA"
         );
     }
 

@@ -30,7 +30,7 @@ fn id_for(stem: &str) -> Option<ResourceId> {
         Kind::Ca
     } else if pki::leaf_spec(stem).is_some() {
         Kind::Certificate
-    } else if stem == pki::SERVICE_ACCOUNT {
+    } else if stem == pki::SERVICE_ACCOUNT || stem == pki::ENCRYPTION_KEY {
         Kind::KeyPair
     } else if stem == pki::BOOTSTRAP_TOKEN {
         Kind::Token
@@ -65,6 +65,35 @@ fn props_from(id: &ResourceId, name: &str, description: &str) -> Result<Props, P
     Ok(props)
 }
 
+/// The metadata of every parameter `filter` matches, page by page (never a
+/// value).
+async fn describe(
+    aws: &Aws,
+    filter: &ParameterStringFilter,
+) -> Result<Vec<aws_sdk_ssm::types::ParameterMetadata>, ProviderError> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let t = &token;
+        let page = read(|| async move {
+            aws.ssm
+                .describe_parameters()
+                .parameter_filters(filter.clone())
+                .max_results(50)
+                .set_next_token(t.clone())
+                .send()
+                .await
+                .map_err(|e| classify("DescribeParameters", e))
+        })
+        .await?;
+        out.extend(page.parameters().iter().cloned());
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
 /// Every PKI item of the env, or only the one named `only`.
 pub async fn observe(aws: &Aws, only: Option<&str>) -> Result<Vec<Observed>, ProviderError> {
     let prefix = aws.pki_prefix();
@@ -82,37 +111,19 @@ pub async fn observe(aws: &Aws, only: Option<&str>) -> Result<Vec<Observed>, Pro
     }
     .map_err(|e| ProviderError::fatal(e.to_string()))?;
     let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let (f, t) = (&filter, &token);
-        let page = read(|| async move {
-            aws.ssm
-                .describe_parameters()
-                .parameter_filters(f.clone())
-                .max_results(50)
-                .set_next_token(t.clone())
-                .send()
-                .await
-                .map_err(|e| classify("DescribeParameters", e))
-        })
-        .await?;
-        for p in page.parameters() {
-            let Some(name) = p.name() else { continue };
-            let Some(id) = name.strip_prefix(&prefix).and_then(id_for) else {
-                continue;
-            };
-            let props = props_from(&id, name, p.description().unwrap_or_default())?;
-            out.push(Observed {
-                id,
-                physical_id: name.to_string(),
-                props,
-            });
-        }
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            return Ok(out);
-        }
+    for p in describe(aws, &filter).await? {
+        let Some(name) = p.name() else { continue };
+        let Some(id) = name.strip_prefix(&prefix).and_then(id_for) else {
+            continue;
+        };
+        let props = props_from(&id, name, p.description().unwrap_or_default())?;
+        out.push(Observed {
+            id,
+            physical_id: name.to_string(),
+            props,
+        });
     }
+    Ok(out)
 }
 
 /// The item as it is now, if it satisfies `r` (an interrupted run may have
@@ -128,6 +139,29 @@ pub async fn find(aws: &Aws, r: &Resource) -> Result<Option<String>, ProviderErr
             .all(|f| r.props.get(f) == o.props.get(f));
         same.then_some(o.physical_id)
     }))
+}
+
+/// The current version of each of `names` (missing ones are left out), from
+/// their metadata: nothing is decrypted.
+pub async fn versions(
+    aws: &Aws,
+    names: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, ProviderError> {
+    let mut out = std::collections::BTreeMap::new();
+    for chunk in names.chunks(50) {
+        let filter = ParameterStringFilter::builder()
+            .key("Name")
+            .option("Equals")
+            .set_values(Some(chunk.to_vec()))
+            .build()
+            .map_err(|e| ProviderError::fatal(e.to_string()))?;
+        for p in describe(aws, &filter).await? {
+            if let Some(n) = p.name() {
+                out.insert(n.to_string(), format!("version {}", p.version()));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Decrypted values of `names` (missing ones are left out).

@@ -287,7 +287,7 @@ impl K8s {
                 if kind == Kind::Secret {
                     props.insert(
                         "digest".into(),
-                        crate::model::Value::str(secret::observed_digest(&json)),
+                        crate::model::Value::str(secret::recorded_digest(&json)),
                     );
                 }
                 if kind == Kind::Deployment {
@@ -319,6 +319,12 @@ impl K8s {
             .ok_or_else(|| ProviderError::fatal(format!("{} has no object", r.id)))?;
         if kind == Kind::Secret {
             secret::fill(&mut obj, &self.secrets)?;
+            let digest = r
+                .props
+                .get("digest")
+                .and_then(crate::model::Value::as_str)
+                .unwrap_or_default();
+            secret::record(&mut obj, digest);
         }
         let api = self.api(a, ns);
         let pp = PatchParams::apply(FIELD_MANAGER).force();

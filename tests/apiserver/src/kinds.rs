@@ -266,6 +266,19 @@ pub static KINDS: &[Kind] = &[
         true
     ),
     kind!(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        true,
+        ["netpol"],
+        [],
+        false,
+        false,
+        true
+    ),
+    kind!(
         "coordination.k8s.io",
         "v1",
         "Lease",
