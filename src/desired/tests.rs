@@ -446,3 +446,24 @@ fn the_database_admits_its_clients_and_pods_run_restricted() {
         assert!(spec.contains(needed), "no {needed}: {spec}");
     }
 }
+
+/// Issue 26: an internal API balancer, and a service balancer open only to
+/// its listed ranges.
+#[test]
+fn api_scheme_and_service_ranges() {
+    let mut config = example("staging");
+    config.cluster.api_scheme = "internal".into();
+    config.services.get_mut("frontend").unwrap().allowed_cidrs = vec!["192.0.2.0/24".into()];
+    let d = desired(&config, &sample_facts()).unwrap();
+    let lb = |n: &str| d.resources[&ResourceId::new(Kind::LoadBalancer, n)].props["scheme"].clone();
+    assert_eq!(lb("api"), Value::str("internal"));
+    assert_eq!(lb("frontend"), Value::str("internet-facing"));
+    let rules = serde_json::to_string(
+        &d.resources[&ResourceId::new(Kind::SecurityGroupIngress, "elb-frontend")].props["rules"],
+    )
+    .unwrap();
+    assert!(
+        rules.contains("192.0.2.0/24") && !rules.contains("0.0.0.0/0"),
+        "{rules}"
+    );
+}

@@ -364,6 +364,12 @@ fn saved_plan_applies_exactly_and_refuses_when_stale() {
         &["--env", env, "--output", "json", "plan", "--out", plan_s],
     );
     support::assert_schema("plan", &std::fs::read_to_string(&plan).unwrap());
+    {
+        // It names the env's resources and policies: its owner's only.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&plan).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "plan file mode {mode:o}");
+    }
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["format_version"], "2");
     assert_eq!(v["summary"]["create"], 41);
