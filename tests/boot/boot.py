@@ -30,7 +30,7 @@ import botocore.config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from box_init import splice  # noqa: E402
+from box_init import is_master, splice  # noqa: E402
 
 DEFAULT_ACCOUNT = "123456789012"
 
@@ -138,7 +138,7 @@ class Harness:
                 {"Name": "attachment.instance-id", "Values": [info["instance_id"]]},
                 {"Name": "attachment.status", "Values": ["attached"]}])["Volumes"]
             vols = [v for v in vols if not any(a.get("Device") in ("/dev/sda1", "/dev/xvda") for a in v["Attachments"])]
-            if vols or time.time() > deadline or not info["name"].startswith("master"):
+            if vols or time.time() > deadline or not is_master(info["name"]):
                 break
             time.sleep(2)
         out = []
@@ -194,7 +194,7 @@ class Harness:
             self.tmpdirs.append(t)
             sock = os.path.join(t, "aws.sock")
         self.forwarder(sock)
-        vols = self.volumes(info) if name.startswith("master") else []
+        vols = self.volumes(info) if is_master(name) else []
         fault = ",".join(f.split(":", 1)[1] if ":" in f else f for f in self.args.fault
                          if ":" not in f or f.split(":", 1)[0] == name)
         cfg = {
@@ -294,7 +294,8 @@ class Harness:
             pass
         rep = {"name": name, "instance_id": info["instance_id"], "node_name": info["private_dns"],
                "steps": steps, "stages": result.get("stages", []), "ok": False, "rule": None,
-               "message": None, "step": None, "seconds": round(seconds, 2), "kubeadm": verdict}
+               "message": None, "step": None, "seconds": round(seconds, 2), "kubeadm": verdict,
+               "token_left": result.get("token_left")}
         if verdict and (verdict.get("node") or verdict.get("node_name")):
             rep["node_name"] = verdict.get("node") or verdict.get("node_name")
 
@@ -350,6 +351,12 @@ class Harness:
             if want not in str(action):
                 rep.update(step=steps[-1]["line"] if steps else "", rule="kubeadm-action",
                            message="kubeadm %s, expected %s" % (action, want))
+            elif not is_master(name) and result.get("token_left"):
+                # scopectl issue 26: a worker deletes its join token once it has joined (box_init.join_token_scan).
+                rep.update(step=next((s["line"] for s in reversed(steps) if "join" in s["line"].split()),
+                                     steps[-1]["line"] if steps else "(runcmd)"),
+                           rule="scopectl/join-token-left",
+                           message="the join token is still on the node after its join, in %s" % ", ".join(result["token_left"]))
             else:
                 rep["ok"] = True
         return rep
@@ -388,8 +395,8 @@ class Harness:
                 return int(n.rsplit("-", 1)[1])
             except (IndexError, ValueError):
                 return 0
-        masters = sorted([i for i in infos if i["name"].startswith("master")], key=lambda i: idx(i["name"]))
-        nodes = sorted([i for i in infos if not i["name"].startswith("master")], key=lambda i: (i["name"]))
+        masters = sorted([i for i in infos if is_master(i["name"])], key=lambda i: idx(i["name"]))
+        nodes = sorted([i for i in infos if not is_master(i["name"])], key=lambda i: (i["name"]))
         results = {}
 
         def boot_masters():

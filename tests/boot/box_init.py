@@ -7,20 +7,24 @@ Builds the instance's root (an overlay of / on a tmpfs, with fresh /proc,
 /sys, /dev, /tmp, /run), its network (lo with 169.254.169.254, ens5 with the
 private address), installs the stand-ins, chroots, starts the IMDS stub and
 the loopback forwarder to the emulator, and then does what cloud-init does
-with the user data: hostname, write_files, packages, runcmd. Writes
-result.json (and the logs) to the instance's directory, which is bind-mounted
-at the same path. See README.md.
+with the user data: hostname, write_files, packages, runcmd; then, on a
+worker, searches what the boot wrote for the join token it should have
+deleted. Writes result.json (and the logs) to the instance's directory, which
+is bind-mounted at the same path. See README.md.
 """
 import base64
 import datetime
 import gzip
 import http.server
+import glob
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
 import socketserver
+import stat
 import subprocess
 import sys
 import threading
@@ -31,6 +35,11 @@ import yaml
 LIBEXEC = "/usr/libexec/scopectl-boot"
 STATE = "/var/lib/scopectl-boot"
 RUNCMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin"
+
+
+def is_master(name):
+    """The harness's notion of an instance's role, as boot.py's: master-N, else a worker (node-N)."""
+    return name.startswith("master")
 
 
 def pump(a, b):
@@ -453,6 +462,183 @@ def write_files(items, log):
         log("write_files: %s (%s, %s, %d bytes)" % (path, perms, owner, len(data)))
 
 
+# ------------------------------------------------- the join token left behind
+# scopectl issue 26: a worker deletes its copy of the kubeadm join token once it
+# has joined (`scopectl-state join` ends with `rm -f /etc/kubernetes/scopectl/token
+# /etc/kubernetes/scopectl/kubeadm.yaml`). After runcmd, every regular file the boot
+# wrote is searched for the token and for its secret half alone. See README.md,
+# "The join token left behind".
+TOKEN_RE = re.compile(r"[a-z0-9]{6}\.[a-z0-9]{16}")   # kubeadm's BootstrapTokenPattern
+TOKEN_FILE = "/etc/kubernetes/scopectl/token"
+SCAN_MAX_BYTES = 5 << 20
+# The harness's own files in the box, not the boot's: the stand-ins (copied in
+# before the boot) and the wrapped runcmd script. The state dir and DIR/<name>,
+# DIR/cluster are bind mounts, never in the upper dir.
+SCAN_SKIP = (LIBEXEC, STATE, "/run/scopectl-boot-runcmd.sh")
+
+
+def token_needles(tokens):
+    """{bytes to look for: "token" | "secret"}: each well-formed token and its secret half."""
+    out = {}
+    for t in tokens:
+        if TOKEN_RE.fullmatch(t or ""):
+            out[t.encode()] = "token"
+            out.setdefault(t.split(".", 1)[1].encode(), "secret")
+    return out
+
+
+def scan_tree(top, needles, shown=None, dir_fd=None, skip=(), max_bytes=SCAN_MAX_BYTES, stats=None):
+    """Regular files under `top` (relative to dir_fd if given) holding any needle, as
+    [(path as the box sees it, "token"|"secret")]. `shown` is the box's path of `top`.
+    Symlinks are not followed, other mounts (a different st_dev) not entered, files
+    over max_bytes not read (listed in stats["skipped_large"])."""
+    shown = shown or top
+    stats = stats if stats is not None else {}
+    stats.setdefault("files", 0)
+    stats.setdefault("bytes", 0)
+    stats.setdefault("skipped_large", [])
+    hits = []
+    skip = tuple(s.rstrip("/") for s in skip)
+
+    def skipped(path):
+        return any(path == s or path.startswith(s + "/") for s in skip)
+
+    try:
+        dev = os.stat(top, dir_fd=dir_fd).st_dev
+    except OSError:
+        return hits
+    for dirpath, dirnames, filenames, dfd in os.fwalk(top, dir_fd=dir_fd):
+        rel = os.path.relpath(dirpath, top)
+        base = shown if rel == "." else os.path.join(shown, rel)
+        keep = []
+        for d in sorted(dirnames):
+            try:
+                if os.stat(d, dir_fd=dfd, follow_symlinks=False).st_dev == dev and not skipped(os.path.join(base, d)):
+                    keep.append(d)
+            except OSError:
+                pass
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            path = os.path.join(base, name)
+            if skipped(path):
+                continue
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):   # not symlinks, overlay whiteouts (0/0 character devices), sockets, fifos
+                hits += scan_file(name, needles, stats, shown=path, dir_fd=dfd, max_bytes=max_bytes)
+    return hits
+
+
+def scan_file(path, needles, stats, shown=None, dir_fd=None, max_bytes=SCAN_MAX_BYTES):
+    """[(shown, "token"|"secret")] if the regular file holds a needle (a file over max_bytes is listed in
+    stats["skipped_large"] instead), else []."""
+    shown = shown or path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return []
+            data = f.read(max_bytes + 1)
+        except OSError:
+            return []
+    if len(data) > max_bytes:
+        stats.setdefault("skipped_large", []).append(shown)
+        return []
+    stats["files"] = stats.get("files", 0) + 1
+    stats["bytes"] = stats.get("bytes", 0) + len(data)
+    found = {kind for needle, kind in needles.items() if needle in data}
+    return [(shown, "token" if "token" in found else "secret")] if found else []
+
+
+def cluster_tokens(cluster):
+    """The bootstrap tokens of DIR/cluster/cluster.json (master-0's kubeadm init registered them; the
+    kubeadm stand-in lets a join through only with one of them)."""
+    try:
+        with open(os.path.join(cluster, "cluster.json")) as f:
+            return [str(t.get("token")) for t in json.load(f).get("tokens") or [] if isinstance(t, dict)]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def ssm_token(cfg, log):
+    """The SSM parameter the box's `scopectl-state fetch-join` reads into the token file (its name from the user
+    data's `wait_get NAME > /etc/kubernetes/scopectl/token` under /etc/scopectl/env's SCOPECTL_STATE), read as the
+    box read it: through its own endpoint with the instance's credentials. None when not found."""
+    m = re.search(r"wait_get\s+(\S+)\s*>\s*%s\b" % re.escape(TOKEN_FILE), cfg.get("user_data") or "")
+    env = {}
+    try:
+        for ln in open("/etc/scopectl/env"):
+            k, _, v = ln.strip().partition("=")
+            env[k] = v
+    except OSError:
+        pass
+    if not m or not env.get("SCOPECTL_STATE"):
+        return None
+    name = env["SCOPECTL_STATE"] + m.group(1)
+    try:
+        import boto3
+        import botocore.config
+        c = cfg.get("credentials") or {}
+        ssm = boto3.client("ssm", region_name=env.get("SCOPECTL_REGION") or cfg["metadata"]["availability-zone"][:-1],
+                           endpoint_url="http://127.0.0.1:%d" % cfg["aws_port"],
+                           aws_access_key_id=c.get("AccessKeyId", "testing"),
+                           aws_secret_access_key=c.get("SecretAccessKey", "testing"),
+                           aws_session_token=c.get("SessionToken"),
+                           config=botocore.config.Config(connect_timeout=5, read_timeout=10,
+                                                         retries={"max_attempts": 2}))
+        return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"].strip()
+    except Exception as e:  # noqa: BLE001
+        log("join token scan: could not read %s: %s" % (name, e))
+        return None
+
+
+def known_tokens(cfg, log):
+    """{token: [where it was found]}: DIR/cluster/cluster.json's tokens, the SSM parameter the box fetched, and
+    the token file itself if the boot left it."""
+    found = {}
+    for t in cluster_tokens(cfg["cluster"]):
+        found.setdefault(t, []).append("cluster.json")
+    t = ssm_token(cfg, log)
+    if t:
+        found.setdefault(t, []).append("ssm")
+    try:
+        with open(TOKEN_FILE) as f:
+            found.setdefault(f.read().strip(), []).append("token-file")
+    except (OSError, UnicodeDecodeError):
+        pass
+    return {t: s for t, s in found.items() if TOKEN_RE.fullmatch(t)}
+
+
+def join_token_scan(upper_fd, out, tokens, log=lambda m: None, tmpfs=("/tmp", "/run", "/dev/shm")):
+    """Searches what the boot wrote for the tokens: the overlay's upper dir (the root file system's changes, at
+    dir fd upper_fd), the box's own tmpfs (/tmp, /run, /dev/shm), and the runcmd logs (DIR/<name>/runcmd-*.log:
+    cloud-init-output.log on an instance). Returns (token_left: sorted paths as the box sees them, scan: a
+    summary, without the token)."""
+    needles = token_needles(tokens)
+    stats = {}
+    if not needles:
+        return [], dict(stats, error="no join token known (no cluster.json tokens, SSM parameter or token file)")
+    hits = []
+    if upper_fd is not None:
+        hits += scan_tree(".", needles, shown="/", dir_fd=upper_fd, skip=SCAN_SKIP, stats=stats)
+    for d in tmpfs:
+        if os.path.isdir(d):
+            hits += scan_tree(d, needles, skip=SCAN_SKIP, stats=stats)
+    for lf in sorted(glob.glob(os.path.join(glob.escape(out), "runcmd-*.log"))):
+        hits += scan_file(lf, needles, stats)
+    left = sorted({p for p, _ in hits})
+    stats["hits"] = [{"path": p, "match": k} for p, k in sorted(set(hits))]
+    stats["tokens"] = len([k for k in needles.values() if k == "token"])
+    for p, k in sorted(set(hits)):
+        log("join token scan: %s holds the join token%s" % (p, "'s secret" if k == "secret" else ""))
+    return left, stats
+
+
 def run(cfg):
     out = cfg["out"]
     log = Console(os.path.join(out, "console.log"))
@@ -464,8 +650,12 @@ def run(cfg):
             json.dump(result, f, indent=1)
         os.replace(res_path + ".tmp", res_path)
 
+    upper_fd = None
     try:
         root = build_root(cfg, log)
+        # The overlay's upper dir (all the boot writes to the root file system) is outside the chroot: kept
+        # open for the join token scan.
+        upper_fd = os.open(os.path.join(cfg["box_dir"], "upper"), os.O_RDONLY | os.O_DIRECTORY)
         setup_network(cfg, log)
         ipname = "ip-" + cfg["private_ip"].replace(".", "-")
         sh("hostname", ipname)
@@ -593,6 +783,18 @@ def run(cfg):
     if holder:
         holder.wait()
     log("cloud-init finished")
+    if is_master(cfg["name"]):
+        # Masters keep theirs: they hold the CA keys anyway, and a restart re-runs kubeadm with the rendered config.
+        result.update(token_left=None, token_scan={"skipped": "master"})
+    else:
+        t0 = time.time()
+        tokens = known_tokens(cfg, log)
+        left, scan = join_token_scan(upper_fd, out, tokens, log)
+        scan.update(sources=sorted({s for ss in tokens.values() for s in ss}), seconds=round(time.time() - t0, 2))
+        result.update(token_left=left, token_scan=scan)
+        log("join token scan: %d files, %d bytes, %d skipped as over %d bytes: %s" % (
+            scan.get("files", 0), scan.get("bytes", 0), len(scan.get("skipped_large", [])), SCAN_MAX_BYTES,
+            ", ".join(left) if left else scan.get("error") or "clean"))
     save()
     return 0
 

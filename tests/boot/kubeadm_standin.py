@@ -220,6 +220,23 @@ def kubeconfig(server: str, ca_pem: bytes, user: str) -> str:
     }, sort_keys=False)
 
 
+BOOTSTRAP_KUBELET_CONF = "/etc/kubernetes/bootstrap-kubelet.conf"   # constants.KubeletBootstrapKubeConfigFileName
+
+
+def bootstrap_kubeconfig(server: str, ca_pem: bytes, token: str) -> str:
+    """The TLS bootstrap kubeconfig kubeadm join hands the kubelet: the bootstrap token as the credential
+    (discovery's TLSBootstrapCfg, user "tls-bootstrap-token-user")."""
+    import base64
+    user = "tls-bootstrap-token-user"
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": f"{user}@kubernetes",
+        "clusters": [{"name": "kubernetes", "cluster": {"server": f"https://{server}",
+                                                        "certificate-authority-data": base64.b64encode(ca_pem).decode()}}],
+        "contexts": [{"name": f"{user}@kubernetes", "context": {"cluster": "kubernetes", "user": user}}],
+        "users": [{"name": user, "user": {"token": token}}],
+    }, sort_keys=False)
+
+
 def write_control_plane(fs: FS, node: str, ip: str, cluster_cfg: dict, members: list[dict], existing: bool,
                         version: str, endpoint: str):
     """control-plane / etcd phases: static Pod manifests (etcd's '    - --name=<node>' as kubeadm writes it)."""
@@ -516,19 +533,29 @@ def join(run: Run, config: str, ignore: list[str]):
 
     print("[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"")
     with cluster_lock():
-        run.add(R.check_existing_node(read_nodes(), node, ip), "kubelet-start")
-        run.add(R.scopectl_kubelet_skew(kubelet_v, cp_version))
-        tok = next((t for t in cluster.get("tokens", []) if t.get("token") == token), {})
-        if R.NODE_BOOTSTRAP_GROUP not in (tok.get("groups") or []) or "authentication" not in (tok.get("usages") or []):
-            run.add([R.Violation("kubeadm/token-rbac", R.SRC + "phases/bootstraptoken/node/tlsbootstrap.go:AllowBootstrapTokensToPostCSRs",
-                                 "error execution phase kubelet-start: timed out waiting for the condition (modelled: the token is "
-                                 f'not in group "{R.NODE_BOOTSTRAP_GROUP}" with usage authentication, so the kubelet\'s CSR is Forbidden)')])
-        if not fs.exists(ca_path):   # kubelet-start writes the CA from cluster-info when absent
-            fs.write(ca_path, cluster["ca"], 0o644)
-        fs.write("/etc/kubernetes/kubelet.conf", kubeconfig(cluster["controlPlaneEndpoint"], cluster["ca"].encode(), f"system:node:{node}"))
-        fs.write("/var/lib/kubelet/config.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n", 0o644)
-        write_json(os.path.join(cluster_dir(), "nodes", f"{node}.json"),
-                   {"name": node, "role": "control-plane" if cp is not None else "worker", "address": ip, "kubeletVersion": kubelet_v})
+        # kubelet-start writes the TLS bootstrap kubeconfig, the bootstrap token as its user's credential
+        # (cmd/phases/join/kubelet.go:184, runKubeletStartJoinPhase), and removes it when the phase returns, joined
+        # or not (:148-150, a deferred os.Remove "so the credential used for TLS bootstrap is removed from disk";
+        # runKubeletWaitBootstrapPhase defers the same): what stays is the kubelet's kubelet.conf, a client
+        # certificate and no token. The join token scan (box_init.join_token_scan) relies on it.
+        fs.write(BOOTSTRAP_KUBELET_CONF, bootstrap_kubeconfig(endpoint, cluster["ca"].encode(), token))
+        try:
+            run.add(R.check_existing_node(read_nodes(), node, ip), "kubelet-start")
+            run.add(R.scopectl_kubelet_skew(kubelet_v, cp_version))
+            tok = next((t for t in cluster.get("tokens", []) if t.get("token") == token), {})
+            if R.NODE_BOOTSTRAP_GROUP not in (tok.get("groups") or []) or "authentication" not in (tok.get("usages") or []):
+                run.add([R.Violation("kubeadm/token-rbac", R.SRC + "phases/bootstraptoken/node/tlsbootstrap.go:AllowBootstrapTokensToPostCSRs",
+                                     "error execution phase kubelet-start: timed out waiting for the condition (modelled: the token is "
+                                     f'not in group "{R.NODE_BOOTSTRAP_GROUP}" with usage authentication, so the kubelet\'s CSR is Forbidden)')])
+            if not fs.exists(ca_path):   # kubelet-start writes the CA from cluster-info when absent
+                fs.write(ca_path, cluster["ca"], 0o644)
+            fs.write("/etc/kubernetes/kubelet.conf", kubeconfig(cluster["controlPlaneEndpoint"], cluster["ca"].encode(), f"system:node:{node}"))
+            fs.write("/var/lib/kubelet/config.yaml", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n", 0o644)
+            write_json(os.path.join(cluster_dir(), "nodes", f"{node}.json"),
+                       {"name": node, "role": "control-plane" if cp is not None else "worker", "address": ip, "kubeletVersion": kubelet_v})
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(fs.p(BOOTSTRAP_KUBELET_CONF))
         if cp is not None:   # control-plane-join/etcd: MemberAdd, then the manifests with the full member list
             cpath = os.path.join(cluster_dir(), "cluster.json")
             cur = read_json(cpath) or cluster
