@@ -5,6 +5,7 @@
 //! `apply`, `teardown` and the commands' observe step) touch the network.
 
 pub mod apply;
+pub mod cancel;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -62,7 +62,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(scopectl::commands::run(cli)) {
+    match runtime.block_on(async {
+        scopectl::cancel::install();
+        scopectl::commands::run(cli).await
+    }) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprint!("{}", render(&e));

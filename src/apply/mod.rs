@@ -364,7 +364,8 @@ pub async fn execute<P: Provider, R: Reporter>(
         // concurrency then delays the critical path least), then the lowest
         // index: a deterministic order of launches.
         ready.sort_unstable_by(|a, b| rank[*a].cmp(&rank[*b]).then(b.cmp(a)));
-        while !stop && running.len() < opts.concurrency.max(1) {
+        // Asked to stop (a signal): nothing new starts; what runs finishes.
+        while !stop && !crate::cancel::requested() && running.len() < opts.concurrency.max(1) {
             let Some(i) = ready.pop() else { break };
             // Deletes of a kind that batches go together, in one slot.
             let mut batch = vec![i];

@@ -77,12 +77,16 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
     }
     let reporter = StepReporter::new(printer.stderr_is_tty(), printer.quiet);
     let owner = owner(&config);
-    let result = tokio::select! {
-        r = teardown(&owner, aws, Some(actual), &reporter, &opts) => r.map_err(anyhow::Error::from),
-        _ = tokio::signal::ctrl_c() => Err(UserError::failed(
-            "interrupted: some resources may remain",
-            "run `scopectl down` again; it finds what is left by its tags",
-        ).into()),
+    // A signal lets the wave in flight finish, then stops.
+    let result = match teardown(&owner, aws, Some(actual), &reporter, &opts).await {
+        Err(crate::teardown::TeardownError::Stopped { remaining, .. }) => {
+            Err(crate::cancel::interrupted(
+                &format!("{} resources remain; the lock is released", remaining.len()),
+                "run `scopectl down` again; it finds what is left by its tags",
+            )
+            .into())
+        }
+        r => r.map_err(anyhow::Error::from),
     };
     let released = backend.unlock(&info.id).await;
     let outcome = result?;

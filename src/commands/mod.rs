@@ -670,6 +670,8 @@ pub fn lock_info(command: &str) -> LockInfo {
 /// Takes the env lock. A lock left by a dead process on this same machine is
 /// stale beyond doubt, and is taken over with a warning.
 pub async fn acquire(backend: &Backend, info: &LockInfo, printer: &Printer) -> Result<()> {
+    // Holding the lock, a command stops cleanly on a signal and lets it go.
+    crate::cancel::cooperate();
     match backend.lock(info).await {
         Err(LockError::Held(held)) if holder_is_gone(&held, info, &Procfs) => {
             printer.info(&format!(

@@ -443,16 +443,39 @@ async fn locked(
         record.revision, record.by, record.from
     );
     let forward = targets(&moved);
-    let outcome = k8s
-        .roll(
+    // A signal ends the forward roll where it is: the release is recorded
+    // as interrupted (its services may run either release, never without a
+    // record), then the lock is let go. A rollback, once begun, is finished.
+    let rolled = tokio::select! {
+        o = k8s.roll(
             &config.project,
             &forward,
             &change_cause,
             (*w.timeout, "--timeout"),
             *w.failure_grace,
             &report,
+        ) => Some(o),
+        _ = crate::cancel::asked() => None,
+    };
+    let Some(outcome) = rolled else {
+        record.outcome = Outcome::Interrupted;
+        record.ended = Some(now());
+        k8s.update_release(&record)
+            .await
+            .context("recording the release as interrupted")?;
+        emit(printer, &record);
+        return Err(crate::cancel::interrupted(
+            &format!(
+                "release {} is recorded as interrupted; its services may run either release, and the lock is released",
+                record.revision
+            ),
+            &format!(
+                "`scopectl rollout status --env {0}` shows each service; roll forward again, or `scopectl rollout undo --env {0}`",
+                config.env
+            ),
         )
-        .await;
+        .into());
+    };
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(f)) => Some(f),

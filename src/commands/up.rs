@@ -422,8 +422,8 @@ async fn locked(
         ..Options::default()
     };
     let interrupted = || -> anyhow::Error {
-        UserError::failed(
-            "interrupted: some changes may have been applied",
+        crate::cancel::interrupted(
+            "the steps in flight finished, no other began, and the lock is released",
             "run `scopectl up` again; it picks up where this run stopped",
         )
         .into()
@@ -435,10 +435,11 @@ async fn locked(
     // What AWS lists once it lists everything this run made.
     let mut listed = None;
     if let (false, Some(aws)) = (aws_plan.is_empty(), aws) {
-        outcome = tokio::select! {
-            o = execute(&aws_plan, ids.clone(), aws, &reporter, &opts) => o,
-            _ = tokio::signal::ctrl_c() => return Err(interrupted()),
-        };
+        // A signal lets the steps in flight finish and starts no other.
+        outcome = execute(&aws_plan, ids.clone(), aws, &reporter, &opts).await;
+        if crate::cancel::requested() {
+            return Err(interrupted());
+        }
         if outcome.failures.is_empty() {
             listed = await_listed(aws, &aws_plan, &outcome, printer).await;
         }
@@ -464,7 +465,12 @@ async fn locked(
                     )
                     .into());
                 };
-                wait_for_api(ctx, config, aws, *args.timeout).await?;
+                crate::cancel::or_stopped(
+                    wait_for_api(ctx, config, aws, *args.timeout),
+                    "the AWS phase was applied; the cluster's objects were not, and the lock is released",
+                    "run `scopectl up` again once the masters have booted",
+                )
+                .await?;
                 let again = Asked {
                     phase: crate::cli::Phase::Cluster,
                     ..asked.clone()
@@ -505,13 +511,17 @@ async fn locked(
                 "Being deleted (an earlier down or delete): {}; waiting for it to be gone before making it again",
                 names.join(", ")
             ));
-            super::wait::gone(
-                printer,
-                &client,
-                &state.terminating,
-                started + *args.timeout,
-                *args.timeout,
-                "what holds them is named above; run `scopectl up` again once they are gone",
+            crate::cancel::or_stopped(
+                super::wait::gone(
+                    printer,
+                    &client,
+                    &state.terminating,
+                    started + *args.timeout,
+                    *args.timeout,
+                    "what holds them is named above; run `scopectl up` again once they are gone",
+                ),
+                "nothing of the cluster was applied, and the lock is released",
+                "run `scopectl up` again",
             )
             .await?;
         }
@@ -579,14 +589,18 @@ async fn locked(
         let expected = super::wait::expected_nodes(aws).await?;
         let workloads = super::wait::workloads(&obs.desired, &config.project);
         let deadline = started + *args.timeout;
-        super::wait::working_cluster(
-            printer,
-            client,
-            aws,
-            (&expected, &workloads),
-            deadline,
-            *args.timeout,
-            &config.env,
+        crate::cancel::or_stopped(
+            super::wait::working_cluster(
+                printer,
+                client,
+                aws,
+                (&expected, &workloads),
+                deadline,
+                *args.timeout,
+                &config.env,
+            ),
+            "everything was applied; the wait for a working cluster was cut short, and the lock is released",
+            &format!("`scopectl --env {} status` shows the cluster's state", config.env),
         )
         .await?;
     }
@@ -670,10 +684,9 @@ pub(super) async fn cluster_phase(
             .map_err(anyhow::Error::new)
             .context("recording what scopectl applies (the inventory)")?;
     }
-    let outcome = tokio::select! {
-        o = execute(plan, ids, client, reporter, opts) => o,
-        _ = tokio::signal::ctrl_c() => return Err(interrupted()),
-    };
+    // A signal lets the steps in flight finish and starts no other; the
+    // inventory below still records what was applied.
+    let outcome = execute(plan, ids, client, reporter, opts).await;
     let failed: BTreeSet<&crate::model::ResourceId> = outcome
         .failures
         .iter()
@@ -692,6 +705,9 @@ pub(super) async fn cluster_phase(
             .await
             .map_err(anyhow::Error::new)
             .context("recording what scopectl applies (the inventory)")?;
+    }
+    if crate::cancel::requested() {
+        return Err(interrupted());
     }
     Ok(outcome)
 }

@@ -55,6 +55,12 @@ pub struct TeardownOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TeardownError {
+    /// A signal asked to stop: the wave in flight finished, no other began.
+    #[error("stopped after {waves} waves; {} resources remain", remaining.len())]
+    Stopped {
+        waves: usize,
+        remaining: Vec<ResourceId>,
+    },
     #[error("teardown made no progress in {waves} waves; {} resources remain: {}", remaining.len(), list(remaining))]
     NoProgress {
         waves: usize,
@@ -149,6 +155,11 @@ pub async fn teardown<I: Inventory, R: Reporter>(
         // Why to stop now, if at all: `Some(None)` when nothing is left to try.
         let stop = if actual.is_empty() {
             Some(None)
+        } else if crate::cancel::requested() {
+            Some(Some(TeardownError::Stopped {
+                waves: out.waves,
+                remaining: left.clone(),
+            }))
         } else if started.elapsed() > opts.deadline {
             Some(Some(TeardownError::Deadline {
                 deadline: opts.deadline,

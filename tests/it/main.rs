@@ -6,6 +6,7 @@
 mod support;
 
 mod boot;
+mod cancel;
 mod cluster;
 mod cluster_faults;
 mod compute;

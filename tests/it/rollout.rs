@@ -702,6 +702,48 @@ fn one_rollout_at_a_time_and_a_killed_one_reads_interrupted() {
         outcomes(&sb, &tc, &cfg, env),
         releases(&[(3, "succeeded"), (2, "interrupted"), (1, "succeeded")])
     );
+
+    // SIGTERM (a cancelled CI job) mid-release (issue 27): recorded as
+    // interrupted at once, the lock let go, exit 143; the next rollout needs
+    // no takeover.
+    let mark = tc.requests().len();
+    let cancelled = spawn_rollout(
+        &sb,
+        &tc,
+        &cfg,
+        env,
+        &["users=v1.8.0-slow", "ui=v1.8.0-slow"],
+    );
+    wait_for("the image writes", Duration::from_secs(120), || {
+        image_writes(&tc, mark, "users") > 0 && image_writes(&tc, mark, "ui") > 0
+    });
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &cancelled.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let (code, _, err) = finish(cancelled);
+    assert_eq!(code, 143, "{err}");
+    assert!(
+        err.contains("release 4 is recorded as interrupted"),
+        "{err}"
+    );
+    assert!(
+        lock_is(&sb, env, false),
+        "the cancelled rollout kept the lock"
+    );
+    assert_eq!(
+        outcomes(&sb, &tc, &cfg, env)[0],
+        (4, "interrupted".to_string())
+    );
+    let (code, _, err) = rollout(&sb, &tc, &cfg, env, &["users=v1.9.0", "ui=v1.9.0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("breaking a stale lock"), "{err}");
+    assert_eq!(
+        images(&tc),
+        tagged([("users", "v1.9.0"), ("ui", "v1.9.0"), ("reports", "v1.4.2")])
+    );
+
     if kubectl_binary().is_some() {
         let h = tc.kubectl_ok(&["-n", "scope", "rollout", "history", "deploy/users"]);
         for rev in 1..=3 {
