@@ -102,20 +102,7 @@ fn sigterm_during_the_aws_phase_releases_the_lock_and_the_next_up_converges() {
     assert!(out.contains("to create"), "{out}");
     assert_lock_free(&sb, &cfg, env);
 
-    sb.expect(0, &cfg, &["--env", env, "up", "--yes", "--phase", "aws"]);
-    let (out, _) = sb.expect(
-        0,
-        &cfg,
-        &[
-            "--env",
-            env,
-            "plan",
-            "--phase",
-            "aws",
-            "--detailed-exitcode",
-        ],
-    );
-    assert!(out.contains("No changes"), "{out}");
+    sb.up_aws_converged(&cfg, env);
     assert!(sb.snapshot().duplicates("scope", env).is_empty());
 }
 
@@ -158,17 +145,5 @@ fn sigterm_while_waiting_for_the_api_releases_the_lock() {
     assert!(err.contains("the AWS phase was applied"), "{err}");
     assert_lock_free(&sb, &cfg, env);
     // The AWS phase is whole: a fresh plan of it is empty.
-    let (out, _) = sb.expect(
-        0,
-        &cfg,
-        &[
-            "--env",
-            env,
-            "plan",
-            "--phase",
-            "aws",
-            "--detailed-exitcode",
-        ],
-    );
-    assert!(out.contains("No changes"), "{out}");
+    sb.assert_aws_converged(&cfg, env);
 }

@@ -42,20 +42,7 @@ fn what_up_makes_is_secure_by_default() {
         "scope.toml",
         &config_text(env, "secure-db", "cluster.nodes.count = 2"),
     );
-    sb.expect(0, &cfg, &["--env", env, "up", "--yes", "--phase", "aws"]);
-    let (out, _) = sb.expect(
-        0,
-        &cfg,
-        &[
-            "--env",
-            env,
-            "plan",
-            "--phase",
-            "aws",
-            "--detailed-exitcode",
-        ],
-    );
-    assert!(out.contains("No changes"), "{out}");
+    sb.up_aws_converged(&cfg, env);
 
     let seen: Value = serde_json::from_str(&sb.python_via_proxy(READ_BACK)).unwrap();
     let instances = seen["instances"].as_array().unwrap();
@@ -205,18 +192,5 @@ elb.apply_security_groups_to_load_balancer(LoadBalancerName="scope-" + env + "-a
         out.contains("~ elb/load-balancer/api") && out.contains("- ec2/security-group/elb"),
         "{out}"
     );
-    sb.expect(0, &cfg, &["--env", env, "up", "--yes", "--phase", "aws"]);
-    let (out, _) = sb.expect(
-        0,
-        &cfg,
-        &[
-            "--env",
-            env,
-            "plan",
-            "--phase",
-            "aws",
-            "--detailed-exitcode",
-        ],
-    );
-    assert!(out.contains("No changes"), "{out}");
+    sb.up_aws_converged(&cfg, env);
 }

@@ -282,6 +282,26 @@ impl Sandbox {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// `up --phase aws`, then a fresh plan of that phase, which must be empty.
+    pub fn up_aws_converged(&self, config: &Path, env: &str) {
+        self.expect(0, config, &["--env", env, "up", "--yes", "--phase", "aws"]);
+        self.assert_aws_converged(config, env);
+    }
+
+    /// A fresh plan of the AWS phase is empty.
+    pub fn assert_aws_converged(&self, config: &Path, env: &str) {
+        let args = [
+            "--env",
+            env,
+            "plan",
+            "--phase",
+            "aws",
+            "--detailed-exitcode",
+        ];
+        let (out, _) = self.expect(0, config, &args);
+        assert!(out.contains("No changes"), "{out}");
+    }
+
     /// Starts scopectl without waiting for it.
     pub fn spawn(&self, config: &Path, args: &[&str]) -> Child {
         self.scopectl(config, args)
