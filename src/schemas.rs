@@ -69,6 +69,24 @@ fn outputs() -> Vec<Output> {
             schema::<rollout::Status>(),
         ),
         o(
+            "up",
+            "`scopectl up --output json` and `pki rotate --output json`",
+            commands::outputs::FORMAT_VERSION,
+            schema::<commands::outputs::Applied>(),
+        ),
+        o(
+            "down",
+            "`scopectl down --output json`",
+            commands::outputs::FORMAT_VERSION,
+            schema::<commands::outputs::TornDown>(),
+        ),
+        o(
+            "pki-status",
+            "`scopectl pki status --output json`",
+            commands::outputs::FORMAT_VERSION,
+            schema::<commands::outputs::PkiStatus>(),
+        ),
+        o(
             "diff-env",
             "`scopectl diff-env A B --output json`",
             crate::envdiff::FORMAT_VERSION,

@@ -92,10 +92,14 @@ pub async fn run(ctx: &Ctx, args: DownArgs) -> Result<u8> {
     let outcome = result?;
     released?;
     if printer.output == Output::Json {
-        printer.json(&serde_json::json!({
-            "project": config.project, "env": config.env, "deleted": outcome.deleted,
-            "waves": outcome.waves, "elapsed_seconds": (outcome.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-        }));
+        printer.json(&super::outputs::TornDown {
+            format_version: super::outputs::FORMAT_VERSION.into(),
+            project: config.project.clone(),
+            env: config.env.clone(),
+            deleted: outcome.deleted,
+            waves: outcome.waves,
+            elapsed_seconds: super::outputs::seconds(outcome.elapsed),
+        });
     }
     printer.info(&format!(
         "Teardown complete: {} deleted in {} wave{}, {:.1}s.",
@@ -261,10 +265,14 @@ async fn down_local(ctx: &Ctx, config: &crate::config::Config, args: &DownArgs) 
     released?;
     let elapsed = started.elapsed().as_secs_f64();
     if printer.output == Output::Json {
-        printer.json(&serde_json::json!({
-            "project": config.project, "env": config.env, "deleted": deleted,
-            "waves": 1, "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
-        }));
+        printer.json(&super::outputs::TornDown {
+            format_version: super::outputs::FORMAT_VERSION.into(),
+            project: config.project.clone(),
+            env: config.env.clone(),
+            deleted,
+            waves: 1,
+            elapsed_seconds: super::outputs::seconds(started.elapsed()),
+        });
     }
     printer.info(&format!(
         "Teardown complete: {deleted} objects deleted from the cluster in {elapsed:.1}s."

@@ -4,6 +4,7 @@ mod diff_env;
 mod down;
 mod init;
 mod kubeconfig;
+pub(crate) mod outputs;
 mod pki;
 mod plan;
 mod rollout;

@@ -38,12 +38,7 @@ pub async fn run(ctx: &Ctx, command: PkiCommand) -> Result<u8> {
     }
 }
 
-#[derive(serde::Serialize)]
-struct Row {
-    item: String,
-    #[serde(flatten)]
-    cert: pki::CertInfo,
-}
+use super::outputs::Certificate as Row;
 
 /// Reads every certificate (decrypting, then dropping the keys) and lists it.
 async fn status(ctx: &Ctx) -> Result<u8> {
@@ -89,7 +84,12 @@ async fn status(ctx: &Ctx) -> Result<u8> {
         .into());
     }
     if ctx.printer.output == Output::Json {
-        ctx.printer.json(&rows);
+        ctx.printer.json(&super::outputs::PkiStatus {
+            format_version: super::outputs::FORMAT_VERSION.into(),
+            project: config.project.clone(),
+            env: config.env.clone(),
+            certificates: rows,
+        });
         return Ok(EXIT_OK);
     }
     let mut out = String::new();

@@ -555,14 +555,19 @@ async fn locked(
         ..plan
     };
     let elapsed = started.elapsed().as_secs_f64();
-    let summary = serde_json::json!({
-        "project": config.project, "env": config.env,
-        "created": outcome.created, "found": outcome.found, "updated": outcome.updated,
-        "deleted": outcome.deleted, "failed": outcome.failures.len(), "skipped": outcome.skipped,
-        "elapsed_seconds": (elapsed * 1000.0).round() / 1000.0,
-    });
     if printer.output == Output::Json {
-        printer.json(&summary);
+        printer.json(&super::outputs::Applied {
+            format_version: super::outputs::FORMAT_VERSION.into(),
+            project: config.project.clone(),
+            env: config.env.clone(),
+            created: outcome.created,
+            found: outcome.found,
+            updated: outcome.updated,
+            deleted: outcome.deleted,
+            failed: outcome.failures.len(),
+            skipped: outcome.skipped,
+            elapsed_seconds: super::outputs::seconds(started.elapsed()),
+        });
     }
     if let Some(first) = outcome.failures.first() {
         // The first failure is the error: its object, phase and cause; the

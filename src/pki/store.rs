@@ -66,6 +66,7 @@ pub fn parse_ca_value(value: &str, order: &[i64]) -> Result<Vec<(i64, CaMaterial
 
 /// What `pki status` and the tests read from a certificate.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct CertInfo {
     pub subject: String,
     pub issuer: String,

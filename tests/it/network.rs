@@ -127,8 +127,11 @@ fn beside_database_up_plan_down() {
 
     let (out, _) = sb.expect(2, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
     assert!(out.contains("Plan: 41 to create"), "{out}");
-    let (_, err) = sb.expect(0, &cfg, &["--env", env, "up", "--yes"]);
+    let (json, err) = sb.expect(0, &cfg, &["--env", env, "--output", "json", "up", "--yes"]);
     assert!(err.contains("Apply complete: 41 created"), "{err}");
+    support::assert_schema("up", &json);
+    let applied: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(applied["created"], 41, "{json}");
 
     // After every apply, a fresh plan is empty.
     let (out, _) = sb.expect(0, &cfg, &["--env", env, "plan", "--detailed-exitcode"]);
@@ -225,7 +228,12 @@ fn beside_database_up_plan_down() {
         "--dry-run deleted something"
     );
 
-    sb.expect(0, &cfg, &["--env", env, "down", "--yes"]);
+    let (json, _) = sb.expect(
+        0,
+        &cfg,
+        &["--env", env, "--output", "json", "down", "--yes"],
+    );
+    support::assert_schema("down", &json);
     no_owned_left(&sb, env);
     keep.check(&sb);
     let snap = sb.snapshot();

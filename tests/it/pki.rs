@@ -218,6 +218,13 @@ fn issue_reuse_rotate_kubeconfig_and_teardown() {
     assert_eq!(params(&sb, env), first);
 
     // pki status: every certificate, no key.
+    let (json, _) = sb.expect(
+        0,
+        &cfg,
+        &["--env", env, "--output", "json", "pki", "status"],
+    );
+    support::assert_schema("pki-status", &json);
+    assert_no_secrets(&json, &first);
     let (status, _) = sb.expect(0, &cfg, &["--env", env, "pki", "status"]);
     for l in LEAVES {
         assert!(status.contains(l), "{status}");
