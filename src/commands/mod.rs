@@ -313,23 +313,31 @@ fn admin_expired(aws: &Aws, values: &BTreeMap<String, String>) -> Option<String>
 /// names that exist; none before the PKI does).
 /// The join token's public facts, while it is valid (the cluster phase
 /// registers it; an expired one is left to the token cleaner).
+/// (An observation of the AWS phase lists the token already: then it is
+/// taken from there, not read twice.)
 async fn join_token(aws: &Aws) -> Result<Option<crate::desired::JoinTokenFacts>> {
-    let id = crate::model::ResourceId::new(crate::model::Kind::Token, crate::pki::BOOTSTRAP_TOKEN);
-    let name = aws.pki_parameter(&id);
+    let name = aws.pki_parameter(&join_token_id());
     let found = crate::providers::aws::pki_store::observe(aws, Some(&name))
         .await
         .context("reading the join token's facts from the state store")?;
-    Ok(found.into_iter().next().and_then(|o| {
-        let get = |k: &str| o.props.get(k).and_then(crate::model::Value::as_str);
-        if get("state") == Some("expired") {
-            return None;
-        }
-        Some(crate::desired::JoinTokenFacts {
-            parameter: name.clone(),
-            id: get("token_id")?.to_string(),
-            expires: get("expires")?.to_string(),
-        })
-    }))
+    Ok(found.first().and_then(token_facts))
+}
+
+fn join_token_id() -> crate::model::ResourceId {
+    crate::model::ResourceId::new(crate::model::Kind::Token, crate::pki::BOOTSTRAP_TOKEN)
+}
+
+/// A stored token's public facts, unless it has expired.
+fn token_facts(o: &crate::model::Observed) -> Option<crate::desired::JoinTokenFacts> {
+    let get = |k: &str| o.props.get(k).and_then(crate::model::Value::as_str);
+    if get("state") == Some("expired") {
+        return None;
+    }
+    Some(crate::desired::JoinTokenFacts {
+        parameter: o.physical_id.clone(),
+        id: get("token_id")?.to_string(),
+        expires: get("expires")?.to_string(),
+    })
 }
 
 async fn read_admin(aws: &Aws) -> Result<BTreeMap<String, String>> {
@@ -416,12 +424,7 @@ pub async fn observe_and_plan_with(
         (Some(aws), Provider::Aws) if asked.phase.cluster() => Some(aws),
         _ => None,
     };
-    let token_param = aws.map(|a| {
-        a.pki_parameter(&crate::model::ResourceId::new(
-            crate::model::Kind::Token,
-            crate::pki::BOOTSTRAP_TOKEN,
-        ))
-    });
+    let token_param = aws.map(|a| a.pki_parameter(&join_token_id()));
     let params: Vec<String> = config
         .services
         .values()
@@ -452,7 +455,12 @@ pub async fn observe_and_plan_with(
                     .context("reading the services' secrets' versions from SSM")
             },
             read_admin(aws),
-            join_token(aws),
+            async {
+                if asked.phase.aws() {
+                    return Ok(None);
+                }
+                join_token(aws).await
+            },
         )
     };
     let observed = async {
@@ -494,7 +502,10 @@ pub async fn observe_and_plan_with(
     };
     let ((mut facts, mut actual), (mut secret_values, versions, admin, token)) =
         futures::try_join!(observed, stored)?;
-    facts.join_token = token;
+    facts.join_token = match (cluster, asked.phase.aws()) {
+        (Some(_), true) => actual.resources.get(&join_token_id()).and_then(token_facts),
+        _ => token,
+    };
     // What a plan compares secrets by: an SSM parameter's version (never
     // its value).
     facts.secrets = versions;

@@ -113,7 +113,7 @@ pub fn join_token(d: &mut Desired, actual: &Actual, launching: bool, rotate: boo
     let mut props = want.props.clone();
     if rotate && have.is_some() {
         props.insert("serial".into(), Value::Int(serial + 1));
-    } else if launching || have.is_none() && rotate {
+    } else if launching || rotate {
         props.insert("serial".into(), Value::Int(serial.max(1)));
     } else {
         match (have, state) {

@@ -42,14 +42,19 @@ fn metadata(i: &Instance) -> String {
 /// The root volume of `i`, in the words desired uses (`ROOT_VOLUME`), from
 /// the volumes read with the listing.
 fn root_volume(i: &Instance, volumes: &BTreeMap<String, String>) -> String {
+    root_volume_id(i)
+        .and_then(|v| volumes.get(v).cloned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The EBS volume on the instance's root device.
+fn root_volume_id(i: &Instance) -> Option<&str> {
     let root = i.root_device_name().unwrap_or("/dev/sda1");
     i.block_device_mappings()
         .iter()
         .find(|m| m.device_name() == Some(root))
         .and_then(|m| m.ebs())
         .and_then(|e| e.volume_id())
-        .and_then(|v| volumes.get(v).cloned())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The root volumes of `instances` (one call per 200), described as
@@ -60,15 +65,7 @@ async fn root_volumes(
 ) -> Result<BTreeMap<String, String>, ProviderError> {
     let ids: Vec<String> = instances
         .iter()
-        .filter_map(|i| {
-            let root = i.root_device_name().unwrap_or("/dev/sda1");
-            i.block_device_mappings()
-                .iter()
-                .find(|m| m.device_name() == Some(root))
-                .and_then(|m| m.ebs())
-                .and_then(|e| e.volume_id())
-                .map(str::to_string)
-        })
+        .filter_map(|i| root_volume_id(i).map(str::to_string))
         .collect();
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(200) {
